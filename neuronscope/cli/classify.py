@@ -1,0 +1,31 @@
+"""``neuronscope classify MODEL IMAGE...``: top-5 labels with probabilities."""
+
+from __future__ import annotations
+
+from ._common import add_model_argument
+
+
+def add_parser(sub):
+    p = sub.add_parser("classify", help="print the top-5 classes of images")
+    p.add_argument("model", help="model name, e.g. efficientnet_lite0")
+    p.add_argument("images", nargs="+", help="image files")
+    p.add_argument("--top", type=int, default=5)
+    p.add_argument("--device", default=None)
+    return p
+
+
+def run(args):
+    from ..classify import classify_paths
+    from ..models import load_model
+
+    model = load_model(args.model, device=args.device)
+    failures = 0
+    for path, result in classify_paths(model, args.images, top=args.top):
+        print(path)
+        if isinstance(result, Exception):
+            failures += 1
+            print(f"  error: {result}")
+            continue
+        for k, label, p in result:
+            print(f"  {p:6.1%}  {label} ({k})")
+    return 2 if failures else 0

@@ -1,0 +1,28 @@
+"""``neuronscope layers MODEL``: every addressable layer with its output shape."""
+
+from __future__ import annotations
+
+from ._common import add_model_argument, load
+
+
+def add_parser(sub):
+    p = sub.add_parser("layers", help="list the model's layers with output shapes and channel counts")
+    add_model_argument(p)
+    p.add_argument("--size", type=int, default=224, help="input size in pixels for the shapes (default 224)")
+    p.add_argument("--depth", type=int, default=None, help="only names with at most this many dots")
+    return p
+
+
+def run(args):
+    from ..taps import describe_layers
+
+    model = load(args)
+    rows = describe_layers(model, args.size)
+    if args.depth is not None:
+        rows = [r for r in rows if r.name.split("[")[0].count(".") <= args.depth]
+    width = max(len(r.name) for r in rows)
+    print(f"{model.name}: {len(rows)} addressable layers, shapes for one {args.size}px image")
+    print(f"{'layer':<{width}}  {'type':<18} {'output shape':<18} channels")
+    for r in rows:
+        shape = "x".join(map(str, r.shape)) if r.shape else "(not run)"
+        print(f"{r.name:<{width}}  {r.kind:<18} {shape:<18} {r.channels if r.channels is not None else ''}")

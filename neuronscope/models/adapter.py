@@ -1,0 +1,170 @@
+"""The model adapter: a network plus what is needed to feed and read it.
+
+neuronscope keeps images in [0, 1]; the adapter owns the preprocessing that maps
+them to what the network expects, its input size and its class labels. Layer
+addresses are the dotted ``named_modules()`` names of the wrapped network.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence
+
+import torch
+from torch import nn
+
+from ..errors import NeuronscopeError
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+class Normalize(nn.Module):
+    """(x - mean) / std per channel, on [0, 1] images."""
+
+    def __init__(self, mean: Sequence[float], std: Sequence[float]):
+        super().__init__()
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1))
+        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (x - self.mean) / self.std
+
+    def extra_repr(self) -> str:
+        return f"mean={self.mean.flatten().tolist()}, std={self.std.flatten().tolist()}"
+
+
+PREPROCESSING = {
+    "imagenet": lambda: Normalize(IMAGENET_MEAN, IMAGENET_STD),
+    "minus_one_one": lambda: Normalize((0.5, 0.5, 0.5), (0.5, 0.5, 0.5)),
+    "none": lambda: nn.Identity(),
+}
+
+
+def make_preprocess(spec: str | nn.Module | Callable | None) -> nn.Module:
+    if isinstance(spec, nn.Module):
+        return spec
+    if callable(spec):
+        return _Lambda(spec)
+    if spec is None or spec not in PREPROCESSING:
+        raise NeuronscopeError(
+            f"unknown preprocessing {spec!r}; valid: {', '.join(PREPROCESSING)}, "
+            "an nn.Module or a callable on [0,1] image batches"
+        )
+    return PREPROCESSING[spec]()
+
+
+class _Lambda(nn.Module):
+    def __init__(self, fn: Callable):
+        super().__init__()
+        self.fn = fn
+
+    def forward(self, x):
+        return self.fn(x)
+
+
+@dataclass
+class ModelInfo:
+    name: str
+    input_size: int
+    labels: list[str] | None = None
+    eval_resize: float = 0.875  # centre-crop fraction used for evaluation
+    source: str = "user"
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class Model(nn.Module):
+    """A frozen, eval-mode network that takes [0, 1] RGB image batches.
+
+    ``model(x)`` returns the logits. ``model.net`` is the wrapped network, and
+    layer names are addresses inside it. ``output`` selects the logits when the
+    network returns a tuple or dict (an int index or a key).
+    """
+
+    def __init__(self, net: nn.Module, preprocess, info: ModelInfo, output: int | str | None = None):
+        super().__init__()
+        self.net = net
+        self.preprocess = make_preprocess(preprocess)
+        self.info = info
+        self.output = output
+        self.eval()
+        for p in self.parameters():
+            p.requires_grad_(False)
+
+    # nn.Module.train would unfreeze BatchNorm statistics: keep the model in eval.
+    def train(self, mode: bool = True):
+        return super().train(False)
+
+    @property
+    def name(self) -> str:
+        return self.info.name
+
+    @property
+    def input_size(self) -> int:
+        return self.info.input_size
+
+    @property
+    def labels(self) -> list[str] | None:
+        return self.info.labels
+
+    @property
+    def device(self) -> torch.device:
+        for t in self.parameters():
+            return t.device
+        for t in self.buffers():
+            return t.device
+        return torch.device("cpu")
+
+    def select_logits(self, out: Any) -> torch.Tensor:
+        """The logits tensor from whatever the network returned."""
+        if isinstance(out, torch.Tensor) and self.output is None:
+            return out
+        if self.output is None:
+            kind = type(out).__name__
+            keys = list(out.keys()) if isinstance(out, dict) else list(range(len(out))) if isinstance(out, (tuple, list)) else []
+            raise NeuronscopeError(
+                f"model {self.name!r} returns a {kind}, not a tensor; say which element holds "
+                f"the logits with output=<index or key> (valid: {keys})"
+            )
+        try:
+            sel = out[self.output]
+        except (KeyError, IndexError, TypeError) as e:
+            raise NeuronscopeError(f"model output has no element {self.output!r}") from e
+        if not isinstance(sel, torch.Tensor):
+            raise NeuronscopeError(f"model output element {self.output!r} is a {type(sel).__name__}, not a tensor")
+        return sel
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dim() != 4 or x.shape[1] != 3:
+            raise NeuronscopeError(f"expected an image batch of shape (B, 3, H, W), got {tuple(x.shape)}")
+        return self.select_logits(self.net(self.preprocess(x)))
+
+    def label(self, k: int) -> str:
+        if self.labels and 0 <= k < len(self.labels):
+            return self.labels[k].split(",")[0]
+        return f"class {k}"
+
+    def class_index(self, name_or_index: str | int) -> int:
+        """A class index from an int, a digit string or a (partial) label."""
+        n = len(self.labels) if self.labels else None
+        if isinstance(name_or_index, int) or str(name_or_index).isdigit():
+            k = int(name_or_index)
+            if n is not None and not 0 <= k < n:
+                raise NeuronscopeError(f"class {k} is out of range: {self.name} has classes 0..{n - 1}")
+            return k
+        if not self.labels:
+            raise NeuronscopeError(f"model {self.name!r} has no class labels; give a class index")
+        from ..errors import closest
+
+        want = str(name_or_index).strip().lower().replace("_", " ")
+        synonyms = {}
+        for i, line in enumerate(self.labels):
+            for s in line.split(","):
+                synonyms.setdefault(s.strip().lower(), i)
+        if want in synonyms:
+            return synonyms[want]
+        hits = closest(want, synonyms)
+        raise NeuronscopeError(
+            f"unknown class {name_or_index!r} for {self.name}; closest labels: "
+            + (", ".join(f"{h} ({synonyms[h]})" for h in hits) or "none")
+        )

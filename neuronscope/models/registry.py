@@ -1,0 +1,148 @@
+"""``load_model``: one entry point for embedded, torchvision, timm and user models."""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+from typing import Callable
+
+import torch
+from torch import nn
+
+from ..errors import NeuronscopeError, closest
+from .adapter import Model, ModelInfo
+from .efficientnet_lite import CONFIGS, build_efficientnet_lite
+
+DEFAULT_MODEL = "efficientnet_lite0"
+_LABELS_FILE = Path(__file__).with_name("imagenet_classes.txt")
+
+
+def imagenet_labels() -> list[str]:
+    """The 1000 ImageNet-1k class names, offline (line i = class i)."""
+    return _LABELS_FILE.read_text().splitlines()
+
+
+def default_device() -> torch.device:
+    return torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
+
+
+def resolve_device(device: str | torch.device | None) -> torch.device:
+    if device is None or device == "auto":
+        return default_device()
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as e:
+        raise NeuronscopeError(f"unknown device {device!r}; use cpu, cuda, cuda:N or auto") from e
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise NeuronscopeError(f"device {device!r} asked for, but CUDA is not available here; use cpu")
+    return dev
+
+
+def _embedded(name: str) -> Model:
+    cfg = CONFIGS[name]
+    net = build_efficientnet_lite(name)
+    info = ModelInfo(name=name, input_size=cfg.input_size, labels=imagenet_labels(), source="embedded")
+    return Model(net, "minus_one_one", info)
+
+
+def _torchvision(name: str) -> Model:
+    try:
+        from torchvision import models as tvm
+    except Exception as e:  # noqa: BLE001 - torchvision can fail at import for many reasons
+        raise NeuronscopeError(f"torchvision model {name!r} needs a working torchvision ({e})") from e
+    try:
+        weights = tvm.get_model_weights(name).DEFAULT
+        net = tvm.get_model(name, weights=weights)
+    except ValueError as e:
+        raise NeuronscopeError(f"torchvision has no model {name!r}") from e
+    size = weights.transforms().crop_size[0]
+    info = ModelInfo(name=f"torchvision:{name}", input_size=size, labels=list(weights.meta["categories"]), source="torchvision")
+    return Model(net, "imagenet", info)
+
+
+def _timm(name: str) -> Model:
+    try:
+        import timm
+    except Exception as e:  # noqa: BLE001
+        raise NeuronscopeError(f"timm model {name!r} needs timm installed: pip install 'neuronscope[timm]'") from e
+    net = timm.create_model(name, pretrained=True)
+    cfg = net.pretrained_cfg
+    size = cfg.get("input_size", (3, 224, 224))[-1]
+    from .adapter import Normalize
+
+    pre = Normalize(cfg.get("mean", (0.485, 0.456, 0.406)), cfg.get("std", (0.229, 0.224, 0.225)))
+    labels = imagenet_labels() if cfg.get("num_classes", 1000) == 1000 else None
+    info = ModelInfo(name=f"timm:{name}", input_size=size, labels=labels, eval_resize=cfg.get("crop_pct", 0.875), source="timm")
+    return Model(net, pre, info)
+
+
+def _from_import(spec: str) -> Model:
+    """``package.module:factory`` — a callable returning an nn.Module or a Model."""
+    mod_name, _, attr = spec.partition(":")
+    try:
+        obj = getattr(importlib.import_module(mod_name), attr)
+    except (ImportError, AttributeError) as e:
+        raise NeuronscopeError(f"cannot import model factory {spec!r}: {e}") from e
+    built = obj() if callable(obj) and not isinstance(obj, nn.Module) else obj
+    if isinstance(built, Model):
+        return built
+    if isinstance(built, nn.Module):
+        pre = getattr(obj, "preprocess", None) or getattr(built, "preprocess", "imagenet")
+        return Model(built, pre, ModelInfo(name=spec, input_size=getattr(built, "input_size", 224)))
+    raise NeuronscopeError(f"{spec!r} did not give an nn.Module")
+
+
+def available_models() -> list[str]:
+    return list(CONFIGS)
+
+
+def load_model(
+    model: str | nn.Module | Model = DEFAULT_MODEL,
+    *,
+    device: str | torch.device | None = None,
+    preprocess: str | nn.Module | Callable | None = None,
+    input_size: int = 224,
+    labels: list[str] | None = None,
+    output: int | str | None = None,
+    name: str | None = None,
+) -> Model:
+    """Load a model by name, or wrap a user ``nn.Module``.
+
+    Names: ``efficientnet_lite0|1|2`` (embedded weights), ``torchvision:NAME``,
+    ``timm:NAME`` (optional extras; their weights come from the user's cache or
+    the internet), or ``package.module:factory``. A user module needs its
+    ``preprocess`` declared: ``"imagenet"``, ``"minus_one_one"``, ``"none"``, an
+    ``nn.Module`` or a callable on [0, 1] batches.
+    """
+    dev = resolve_device(device)
+    if isinstance(model, Model):
+        return model.to(dev)
+    if isinstance(model, nn.Module):
+        if preprocess is None:
+            raise NeuronscopeError(
+                "a user nn.Module needs its preprocessing declared: preprocess='imagenet', "
+                "'minus_one_one', 'none', an nn.Module or a callable"
+            )
+        info = ModelInfo(name=name or type(model).__name__, input_size=input_size, labels=labels)
+        return Model(model, preprocess, info, output=output).to(dev)
+    if not isinstance(model, str):
+        raise NeuronscopeError(f"load_model expects a name or an nn.Module, got {type(model).__name__}")
+    key = model.strip()
+    if key.replace("-", "_") in CONFIGS:
+        m = _embedded(key.replace("-", "_"))
+    elif key.startswith("torchvision:"):
+        m = _torchvision(key.split(":", 1)[1])
+    elif key.startswith("timm:"):
+        m = _timm(key.split(":", 1)[1])
+    elif ":" in key:
+        m = _from_import(key)
+    else:
+        hits = closest(key, CONFIGS)
+        raise NeuronscopeError(
+            f"unknown model {model!r}; embedded models: {', '.join(CONFIGS)}"
+            + (f" (did you mean {hits[0]}?)" if hits else "")
+            + "; also torchvision:NAME, timm:NAME or package.module:factory"
+        )
+    if output is not None:
+        m.output = output
+    return m.to(dev)

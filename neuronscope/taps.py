@@ -1,0 +1,225 @@
+"""Layer taps: address layers by dotted name and capture their outputs.
+
+An address is a ``named_modules()`` name of the wrapped network (``blocks.5``,
+``blocks.5.dw_act``), optionally followed by bracket indexes into a tuple or dict
+output (``enc.3[0]``, ``heads[logits]``). Two pseudo-layers exist: ``input`` (the
+[0, 1] image batch given to the model) and ``logits`` (the model's output).
+
+Only the requested layers are hooked, and the hooks are removed when the
+``with tap(...)`` block ends, whatever happens inside it.
+"""
+
+from __future__ import annotations
+
+import re
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, Iterable, Iterator
+
+import torch
+from torch import nn
+
+from .errors import NeuronscopeError, closest
+from .models.adapter import Model
+
+PSEUDO_LAYERS = ("input", "logits")
+_ADDRESS = re.compile(r"^(?P<path>[^\[\]]*)(?P<index>(\[[^\[\]]+\])*)$")
+
+
+@dataclass(frozen=True)
+class Address:
+    """A parsed layer address: the module path and the indexes into its output."""
+
+    text: str
+    path: str
+    index: tuple[int | str, ...] = ()
+
+    @property
+    def pseudo(self) -> bool:
+        return self.path in PSEUDO_LAYERS
+
+
+def parse_address(text: str) -> Address:
+    m = _ADDRESS.match(text.strip())
+    if not m:
+        raise NeuronscopeError(f"malformed layer address {text!r}; expected e.g. 'blocks.5' or 'enc.3[0]'")
+    index = tuple(int(k) if k.lstrip("-").isdigit() else k for k in re.findall(r"\[([^\[\]]+)\]", m["index"]))
+    return Address(text.strip(), m["path"], index)
+
+
+def module_names(model: Model) -> list[str]:
+    """Every module address inside the model's network (the root excluded)."""
+    return [n for n, _ in model.net.named_modules() if n]
+
+
+def resolve(model: Model, text: str) -> Address:
+    """Check an address against the model; unknown names list the closest valid ones."""
+    addr = parse_address(text)
+    if addr.pseudo:
+        return addr
+    names = module_names(model)
+    if addr.path not in set(names):
+        hits = closest(addr.path, names + list(PSEUDO_LAYERS))
+        raise NeuronscopeError(
+            f"model {model.name!r} has no layer {addr.path!r}. "
+            + (f"Closest valid names: {', '.join(hits)}. " if hits else "")
+            + f"Run `neuronscope layers {model.name}` to list all {len(names)} layers."
+        )
+    return addr
+
+
+def select(output: Any, addr: Address) -> Any:
+    value = output
+    for key in addr.index:
+        try:
+            value = value[key]
+        except (KeyError, IndexError, TypeError) as e:
+            kind = type(value).__name__
+            valid = list(value.keys()) if isinstance(value, dict) else f"0..{len(value) - 1}" if isinstance(value, (tuple, list)) else "none"
+            raise NeuronscopeError(f"layer {addr.text!r}: output {kind} has no element [{key}] (valid: {valid})") from e
+    return value
+
+
+class _StopForward(Exception):
+    """Raised inside a hook to skip the rest of the network once all taps fired."""
+
+
+class Taps:
+    """The captured outputs of one forward pass, by address."""
+
+    def __init__(self, model: Model, addresses: list[Address], stop_early: bool):
+        self.model = model
+        self.addresses = addresses
+        self.stop_early = stop_early and not any(a.path == "logits" for a in addresses)
+        self.values: dict[str, Any] = {}
+        self._pending: set[str] = set()
+
+    def __getitem__(self, name: str) -> torch.Tensor:
+        if name not in self.values:
+            known = [a.text for a in self.addresses]
+            if name not in known:
+                raise NeuronscopeError(f"layer {name!r} is not tapped here; tapped: {', '.join(known)}")
+            raise NeuronscopeError(f"layer {name!r} did not run in the last forward pass")
+        value = self.values[name]
+        if not isinstance(value, torch.Tensor):
+            kind = type(value).__name__
+            n = len(value) if hasattr(value, "__len__") else "?"
+            raise NeuronscopeError(
+                f"layer {name!r} outputs a {kind} of {n} elements; address one with brackets, e.g. {name}[0]"
+            )
+        return value
+
+    def __contains__(self, name: str) -> bool:
+        return name in self.values
+
+    def _store(self, addr: Address, output: Any) -> None:
+        self.values[addr.text] = select(output, addr)
+        self._pending.discard(addr.text)
+        if self.stop_early and not self._pending:
+            raise _StopForward
+
+    def run(self, x: torch.Tensor) -> torch.Tensor | None:
+        """Forward ``x`` and fill the taps; returns the logits when they were computed."""
+        self.values.clear()
+        self._pending = {a.text for a in self.addresses}
+        try:
+            return self.model(x)
+        except _StopForward:
+            return None
+
+
+@contextmanager
+def tap(model: Model, layers: Iterable[str], *, stop_early: bool = False) -> Iterator[Taps]:
+    """Hook exactly ``layers`` for the duration of the block.
+
+    With ``stop_early=True`` and no ``logits`` among the layers, ``taps.run(x)``
+    stops the forward pass as soon as every tapped layer has fired.
+    """
+    addresses = []
+    for name in dict.fromkeys(layers):
+        addresses.append(resolve(model, name))
+    taps = Taps(model, addresses, stop_early)
+    handles = []
+    try:
+        for addr in addresses:
+            if addr.path == "input":
+                handles.append(model.register_forward_pre_hook(lambda m, args, a=addr: taps._store(a, args[0])))
+            elif addr.path == "logits":
+                handles.append(model.register_forward_hook(lambda m, args, out, a=addr: taps._store(a, out)))
+            else:
+                module = model.net.get_submodule(addr.path)
+                handles.append(module.register_forward_hook(lambda m, args, out, a=addr: taps._store(a, out)))
+        yield taps
+    finally:
+        for h in handles:
+            h.remove()
+
+
+def activations(model: Model, x: torch.Tensor, layers: Iterable[str]) -> dict[str, torch.Tensor]:
+    """One forward pass without gradients; the requested layers' outputs."""
+    layers = list(layers)
+    with torch.inference_mode(), tap(model, layers, stop_early=True) as taps:
+        taps.run(x.to(model.device))
+        return {name: taps[name] for name in layers}
+
+
+@dataclass
+class LayerInfo:
+    name: str
+    kind: str
+    shape: tuple[int, ...] | None  # output shape for one image, without the batch dim
+    channels: int | None
+
+
+def _shape_entries(name: str, out: Any) -> list[tuple[str, Any]]:
+    if isinstance(out, torch.Tensor):
+        return [(name, out)]
+    if isinstance(out, (tuple, list)):
+        return [e for i, o in enumerate(out) for e in _shape_entries(f"{name}[{i}]", o)]
+    if isinstance(out, dict):
+        return [e for k, o in out.items() for e in _shape_entries(f"{name}[{k}]", o)]
+    return []
+
+
+def describe_layers(model: Model, size: int | None = None) -> list[LayerInfo]:
+    """Every addressable layer with its output shape for one ``size`` px image."""
+    size = size or model.input_size
+    found: dict[str, tuple[str, Any]] = {}
+    handles = []
+    try:
+        def record(name):
+            def hook(module, args, out):
+                found.setdefault(name, (type(module).__name__, out))
+            return hook
+
+        for name, module in model.net.named_modules():
+            if name:
+                handles.append(module.register_forward_hook(record(name)))
+        with torch.inference_mode():
+            x = torch.full((1, 3, size, size), 0.5, device=model.device)
+            logits = model(x)
+    finally:
+        for h in handles:
+            h.remove()
+    rows = [LayerInfo("input", "pseudo", (3, size, size), 3)]
+    for name, _ in model.net.named_modules():
+        if not name:
+            continue
+        if name not in found:
+            rows.append(LayerInfo(name, type(model.net.get_submodule(name)).__name__, None, None))
+            continue
+        kind, out = found[name]
+        for addr, t in _shape_entries(name, out):
+            shape = tuple(t.shape[1:])
+            rows.append(LayerInfo(addr, kind, shape, channel_count(shape)))
+    rows.append(LayerInfo("logits", "pseudo", tuple(logits.shape[1:]), logits.shape[1]))
+    return rows
+
+
+def channel_count(shape: tuple[int, ...]) -> int | None:
+    """Channels of a per-image shape: (C,H,W) -> C, (N,C) tokens -> C, (C,) -> C."""
+    if len(shape) in (1, 3):
+        return shape[0]
+    if len(shape) == 2:
+        return shape[1]
+    return None
