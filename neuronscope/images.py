@@ -31,10 +31,12 @@ def _to_rgb(img: Image.Image) -> Image.Image:
     mode = img.mode
     if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
         a = np.asarray(img, dtype=np.float64)
-        top = 65535.0 if a.max() > 255 else 255.0
+        # 16-bit modes always span 0..65535 (a dark 16-bit image must stay dark);
+        # 32-bit "I"/"F" carry no depth, so guess it from the values.
+        top = 65535.0 if mode.startswith("I;16") or a.max() > 255 else 255.0
         if mode == "F" and a.max() <= 1.0:
             top = 1.0
-        a = np.clip(a / top * 255.0, 0, 255).astype(np.uint8)
+        a = np.clip(np.rint(a / top * 255.0), 0, 255).astype(np.uint8)
         return Image.fromarray(a, "L").convert("RGB")
     if mode == "P":
         img = img.convert("RGBA")
@@ -67,7 +69,11 @@ def load_image(path: str | os.PathLike) -> Image.Image:
         raise NeuronscopeError(
             f"{p} is not an image neuronscope can read (valid: JPEG, PNG, WebP, BMP, TIFF, GIF)"
         ) from e
-    except (OSError, SyntaxError, ValueError) as e:
+    except PermissionError as e:
+        raise NeuronscopeError(f"image file {p} cannot be read: permission denied") from e
+    except Image.DecompressionBombError as e:
+        raise NeuronscopeError(f"image file {p} is too large to load ({e})") from e
+    except (OSError, SyntaxError, ValueError, EOFError) as e:
         raise NeuronscopeError(f"image file {p} is corrupt or truncated ({e})") from e
     if min(rgb.size) < 1:
         raise NeuronscopeError(f"image file {p} has no pixels")
@@ -84,7 +90,9 @@ def load_image_bytes(data: bytes, name: str = "upload") -> Image.Image:
             return _to_rgb(ImageOps.exif_transpose(img))
     except UnidentifiedImageError as e:
         raise NeuronscopeError(f"{name} is not an image (valid: JPEG, PNG, WebP, BMP, TIFF, GIF)") from e
-    except (OSError, SyntaxError, ValueError) as e:
+    except Image.DecompressionBombError as e:
+        raise NeuronscopeError(f"{name} is too large to load ({e})") from e
+    except (OSError, SyntaxError, ValueError, EOFError) as e:
         raise NeuronscopeError(f"{name} is corrupt or truncated ({e})") from e
 
 

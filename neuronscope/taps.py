@@ -63,7 +63,7 @@ def resolve(model: Model, text: str) -> Address:
         raise NeuronscopeError(
             f"model {model.name!r} has no layer {addr.path!r}. "
             + (f"Closest valid names: {', '.join(hits)}. " if hits else "")
-            + f"Run `neuronscope layers {model.name}` to list all {len(names)} layers."
+            + f"Run `neuronscope layers {model.name}` to list all {len(names) + len(PSEUDO_LAYERS)} layers."
         )
     return addr
 
@@ -93,6 +93,7 @@ class Taps:
         self.stop_early = stop_early and not any(a.path == "logits" for a in addresses)
         self.values: dict[str, Any] = {}
         self._pending: set[str] = set()
+        self._running = False  # stop early only inside run(), never in a user's own model(x)
 
     def __getitem__(self, name: str) -> torch.Tensor:
         if name not in self.values:
@@ -115,17 +116,20 @@ class Taps:
     def _store(self, addr: Address, output: Any) -> None:
         self.values[addr.text] = select(output, addr)
         self._pending.discard(addr.text)
-        if self.stop_early and not self._pending:
+        if self.stop_early and self._running and not self._pending:
             raise _StopForward
 
     def run(self, x: torch.Tensor) -> torch.Tensor | None:
         """Forward ``x`` and fill the taps; returns the logits when they were computed."""
         self.values.clear()
         self._pending = {a.text for a in self.addresses}
+        self._running = True
         try:
             return self.model(x)
         except _StopForward:
             return None
+        finally:
+            self._running = False
 
 
 @contextmanager

@@ -16,8 +16,11 @@ def add_parser(sub):
 
 def run(args):
     from ..classify import classify_paths
+    from ..errors import NeuronscopeError
     from ..models import load_model
 
+    if args.top < 1:
+        raise NeuronscopeError(f"--top must be at least 1, got {args.top}")
     model = load_model(args.model, device=args.device)
     failures = 0
     for path, result in classify_paths(model, args.images, top=args.top):
