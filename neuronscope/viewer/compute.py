@@ -1,0 +1,298 @@
+"""The model work for one frame: forward, layer grid, unit view, backprop, top-5.
+
+A :class:`FrameProcessor` is used from one worker thread at a time (the server
+serializes all model work). Per frame it hooks only the layer on screen and the
+logits, and it keeps the last forward result so that picking another unit or
+display setting for the same frame costs no new forward pass.
+"""
+
+from __future__ import annotations
+
+import importlib
+import itertools
+import logging
+import time
+from dataclasses import dataclass, field, replace
+from typing import Any, Callable
+
+import numpy as np
+import torch
+from PIL import Image
+
+from ..errors import NeuronscopeError, closest
+from ..models import Model
+from ..taps import LayerInfo, describe_layers, tap
+from . import frames as fr
+
+log = logging.getLogger("neuronscope.viewer")
+
+BACKPROP_MODES = ("off", "gradient", "deconv", "guided")
+BACKPROP_FILTERS = ("raw", "gray", "norm", "normblur")  # neuronscope.attribution.FILTERS
+FITS = ("crop", "stretch")
+BOOSTS = (0.0, 0.3, 0.5, 0.8, 1.0)
+GAMMAS = (1.0, 0.7, 0.5, 0.3)
+
+
+def viewable_layers(model: Model) -> list[LayerInfo]:
+    """Layers whose one-image output is a (C, H, W) map set or a (C,) vector."""
+    return [l for l in describe_layers(model) if l.shape is not None and len(l.shape) in (1, 3)]
+
+
+def default_layer(layers: list[LayerInfo]) -> str:
+    """``blocks.5`` when present, else the middle top-level map layer."""
+    names = [l.name for l in layers]
+    if "blocks.5" in names:
+        return "blocks.5"
+    top = [l.name for l in layers if l.shape is not None and len(l.shape) == 3 and l.kind != "pseudo" and "." not in l.name]
+    pool = top or [n for n in names if n not in ("input", "logits")] or names
+    return pool[len(pool) // 2]
+
+
+@dataclass
+class ViewState:
+    """What the user looks at; every field checked by :meth:`updated`."""
+
+    layer: str
+    unit: int | None = None
+    backprop: str = "off"
+    bp_filter: str = "raw"
+    fit: str = "crop"
+    boost: float = 0.0
+    gamma: float = 1.0
+    fmt: str = "jpeg"
+    quality: int = 85
+
+    def updated(self, changes: dict, layers: dict[str, LayerInfo]) -> "ViewState":
+        """A new state with ``changes`` applied; a NeuronscopeError names a bad field."""
+        if not isinstance(changes, dict):
+            raise NeuronscopeError("a state message must be a JSON object")
+        known = {f for f in self.__dataclass_fields__}
+        unknown = [k for k in changes if k not in known and k != "type"]
+        if unknown:
+            raise NeuronscopeError(f"unknown state field(s) {unknown}; valid: {', '.join(sorted(known))}")
+        new = replace(self)
+        if "layer" in changes:
+            layer = changes["layer"]
+            if not isinstance(layer, str) or layer not in layers:
+                hint = closest(str(layer), list(layers))
+                raise NeuronscopeError(f"no viewable layer {layer!r}" + (f"; closest: {', '.join(hint)}" if hint else ""))
+            if layer != new.layer:
+                new.layer = layer
+                new.unit = None if "unit" not in changes else new.unit
+        if "unit" in changes:
+            unit = changes["unit"]
+            channels = layers[new.layer].channels or 0
+            if unit is not None and (not isinstance(unit, int) or isinstance(unit, bool) or not 0 <= unit < channels):
+                raise NeuronscopeError(f"unit {unit!r} is not in layer {new.layer} (valid: 0..{channels - 1} or null)")
+            new.unit = unit
+        choices = {
+            "backprop": BACKPROP_MODES,
+            "bp_filter": BACKPROP_FILTERS,
+            "fit": FITS,
+            "fmt": tuple(fr.FORMATS),
+        }
+        for key, valid in choices.items():
+            if key in changes:
+                if changes[key] not in valid:
+                    raise NeuronscopeError(f"{key} {changes[key]!r} is not valid; valid: {', '.join(valid)}")
+                setattr(new, key, changes[key])
+        for key, valid in (("boost", BOOSTS), ("gamma", GAMMAS)):
+            if key in changes:
+                v = changes[key]
+                if isinstance(v, bool) or not isinstance(v, (int, float)) or float(v) not in valid:
+                    raise NeuronscopeError(f"{key} {v!r} is not valid; valid: {', '.join(map(str, valid))}")
+                setattr(new, key, float(v))
+        if "quality" in changes:
+            q = changes["quality"]
+            if isinstance(q, bool) or not isinstance(q, int) or not 10 <= q <= 100:
+                raise NeuronscopeError(f"quality {q!r} is not valid; valid: an integer 10..100")
+            new.quality = q
+        return new
+
+
+@dataclass
+class Frame:
+    """A decoded frame: the source picture and the square model input made from it."""
+
+    seq: int
+    source: Image.Image
+    fit: str
+    x: torch.Tensor  # (1, 3, S, S) in [0, 1]
+    token: int = 0  # changes whenever x changes; keys the forward cache
+
+
+@dataclass
+class Result:
+    """What goes back to the page for one frame: a JSON header and encoded pictures."""
+
+    header: dict
+    blobs: list[tuple[str, bytes, str]] = field(default_factory=list)  # (name, data, mime)
+
+
+def load_backward_view() -> Callable | None:
+    """``neuronscope.attribution.backward_view`` when that module exists, else None."""
+    try:
+        return importlib.import_module("neuronscope.attribution").backward_view
+    except (ImportError, AttributeError):
+        return None
+
+
+def backprop_picture(grad: torch.Tensor, filter: str) -> np.ndarray:
+    """A (3, H, W) input-space signal as an (H, W, 3) uint8 picture (toolbox back-pane filters)."""
+    from ..attribution import render_view
+
+    return fr.to_uint8(render_view(grad[None], filter)[0])
+
+
+class FrameProcessor:
+    """Runs the model on frames and draws every pane's picture."""
+
+    def __init__(
+        self,
+        model: Model,
+        layers: list[LayerInfo] | None = None,
+        *,
+        max_grid_side: int = 1024,
+        backward_view: Callable | None | str = "auto",
+    ):
+        self.model = model
+        self.layers = {l.name: l for l in (layers if layers is not None else viewable_layers(model))}
+        self.size = model.input_size
+        self.max_grid_side = max_grid_side
+        self._backward = load_backward_view() if backward_view == "auto" else backward_view
+        self._tokens = itertools.count(1)  # thread-safe: frames are decoded off the model thread
+        self._forward_cache: tuple | None = None  # (token, layer, act, logits)
+        self._backprop_cache: tuple | None = None  # (token, layer, unit, mode, grad)
+
+    # ----------------------------------------------------------------- frames
+
+    def decode(self, seq: int, data: bytes, *, name: str, fit: str, max_bytes: int) -> Frame:
+        img = fr.decode_frame(data, name=name, max_bytes=max_bytes)
+        return self.make_frame(seq, img, fit)
+
+    def make_frame(self, seq: int, img: Image.Image, fit: str) -> Frame:
+        x = fr.image_to_tensor(fr.fit_square(img, self.size, fit))
+        return Frame(seq, img, fit, x, next(self._tokens))
+
+    def refit(self, frame: Frame, fit: str) -> Frame:
+        """The same frame brought to the model input with another fit mode."""
+        return frame if frame.fit == fit else self.make_frame(frame.seq, frame.source, fit)
+
+    # ----------------------------------------------------------------- model work
+
+    def forward(self, frame: Frame, layer: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """The layer's activation (one image) and the logits, from cache when possible."""
+        c = self._forward_cache
+        if c is not None and c[0] == frame.token and c[1] == layer:
+            return c[2], c[3]
+        with torch.inference_mode(), tap(self.model, [layer, "logits"]) as taps:
+            logits = taps.run(frame.x.to(self.model.device))
+            act = taps[layer][0].float().cpu()
+        logits = logits[0].float().cpu()
+        self._forward_cache = (frame.token, layer, act, logits)
+        return act, logits
+
+    def backprop(self, frame: Frame, layer: str, unit: int, mode: str) -> torch.Tensor:
+        c = self._backprop_cache
+        key = (frame.token, layer, unit, mode)
+        if c is not None and c[0] == key:
+            return c[1]
+        x = frame.x.to(self.model.device)
+        grad = self._backward(self.model, x, layer, unit, mode)[0].detach().float().cpu()
+        self._backprop_cache = (key, grad)
+        return grad
+
+    def top_classes(self, logits: torch.Tensor, k: int = 5) -> list[dict]:
+        probs = logits.softmax(-1)
+        p, idx = probs.topk(min(k, probs.numel()))
+        return [{"index": int(i), "label": self.model.label(int(i)), "p": round(float(q), 5)} for q, i in zip(p, idx)]
+
+    # ----------------------------------------------------------------- one frame
+
+    def process(self, frame: Frame, state: ViewState) -> Result:
+        """Every pane's picture for ``frame`` as the user is looking at it."""
+        t0 = time.perf_counter()
+        times: dict[str, float] = {}
+        frame = self.refit(frame, state.fit)
+        act, logits = self.forward(frame, state.layer)
+        t1 = time.perf_counter()
+        times["forward_ms"] = (t1 - t0) * 1000
+        pic, geo, norm = fr.layer_grid(act, boost=state.boost, gamma=state.gamma, max_side=self.max_grid_side)
+        blobs = []
+        data, mime = fr.encode(pic, state.fmt, state.quality)
+        blobs.append(("grid", data, mime))
+        data, mime = fr.encode(fr.to_uint8(frame.x[0]), "jpeg", 90)
+        blobs.append(("input", data, mime))
+        t2 = time.perf_counter()
+        times["grid_ms"] = (t2 - t1) * 1000
+        maps = fr.as_maps(act)
+        header: dict[str, Any] = {
+            "type": "result",
+            "seq": frame.seq,
+            "layer": state.layer,
+            "shape": list(act.shape),
+            "grid": geo.as_dict(),
+            "range": [float(maps.min()), float(maps.max())],
+            "top5": self.top_classes(logits),
+            "unit": None,
+            "backprop": {"mode": state.backprop, "status": "off"},
+        }
+        if state.unit is not None and state.unit < maps.shape[0]:
+            u = state.unit
+            m = maps[u]
+            flat = int(m.flatten().argmax())
+            header["unit"] = {
+                "index": u,
+                "max": float(m.max()),
+                "mean": float(m.mean()),
+                "argmax": [flat // m.shape[-1], flat % m.shape[-1]],
+            }
+            data, mime = fr.encode(fr.unit_overlay(frame.x[0], norm[u]), "jpeg", 88)
+            blobs.append(("unit", data, mime))
+            header["backprop"] = self._backprop_pane(frame, state, blobs)
+        elif state.backprop != "off":
+            header["backprop"] = {"mode": state.backprop, "status": "idle", "message": "select a unit to see its backprop view"}
+        t3 = time.perf_counter()
+        times["unit_ms"] = (t3 - t2) * 1000
+        times["total_ms"] = (t3 - t0) * 1000
+        header["timing"] = {k: round(v, 2) for k, v in times.items()}
+        return Result(header, blobs)
+
+    def _backprop_pane(self, frame: Frame, state: ViewState, blobs: list) -> dict:
+        mode = state.backprop
+        if mode == "off":
+            return {"mode": mode, "status": "off"}
+        if self._backward is None:
+            return {
+                "mode": mode,
+                "status": "unavailable",
+                "message": "backprop unavailable: neuronscope.attribution is not installed in this version",
+            }
+        try:
+            grad = self.backprop(frame, state.layer, state.unit, mode)
+        except NeuronscopeError as e:
+            return {"mode": mode, "status": "error", "message": str(e)}
+        except Exception as e:  # noqa: BLE001 - a failing backward pass must not stop the live view
+            log.exception("backprop failed")
+            return {"mode": mode, "status": "error", "message": f"backprop failed: {type(e).__name__}: {e}"}
+        data, mime = fr.encode(backprop_picture(grad, state.bp_filter), "jpeg", 90)
+        blobs.append(("backprop", data, mime))
+        return {"mode": mode, "status": "ok", "filter": state.bp_filter, "absmax": float(grad.abs().max())}
+
+
+def layer_table(layers: list[LayerInfo]) -> list[dict]:
+    """The layer list as sent to the page."""
+    return [{"name": l.name, "kind": l.kind, "shape": list(l.shape), "channels": l.channels} for l in layers]
+
+
+__all__ = [
+    "BACKPROP_MODES",
+    "Frame",
+    "FrameProcessor",
+    "Result",
+    "ViewState",
+    "default_layer",
+    "layer_table",
+    "load_backward_view",
+    "viewable_layers",
+]
