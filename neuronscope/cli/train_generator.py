@@ -1,0 +1,54 @@
+"""``neuronscope train-generator MODEL --layer L --images DIR``: train a generator prior."""
+
+from __future__ import annotations
+
+from ._common import add_model_argument
+
+
+def add_parser(sub):
+    p = sub.add_parser(
+        "train-generator",
+        help="train a generator that inverts a classifier layer (for dgn / sample / inpaint)",
+        description="Train G: code of layer L -> image (image + feature + code-cycle loss, optional "
+        "adversarial stage) and a code DAE, with checkpoints, resume and sample sheets in --out.",
+    )
+    add_model_argument(p)
+    p.add_argument("--layer", default="head.act", help="code layer address (default head.act; 'pool' for the 1280-d vector)")
+    p.add_argument("--grid", type=int, default=2, help="average-pool a 4-D code layer to GRID x GRID (default 2; 0 keeps the map)")
+    p.add_argument("--images", required=True, help="folder of training photos (10%% are held out by file-name hash)")
+    p.add_argument("--size", type=int, default=64, choices=(32, 64, 128), help="generated image size in px (default 64)")
+    p.add_argument("--code-size", type=int, default=128, help="input resolution at which codes are computed (default 128)")
+    p.add_argument("--steps", type=int, default=2500, help="training steps (default 2500)")
+    p.add_argument("--adv-from", type=int, default=None, help="step where the adversarial stage starts (default: never)")
+    p.add_argument("--augs", type=int, default=10, help="augmented views per photo in the data bank (default 10)")
+    p.add_argument("--batch", type=int, default=16)
+    p.add_argument("--full-every", type=int, default=1, help="feature and code-cycle losses every K steps, image loss only "
+                   "between (cheaper steps on a busy CPU; default 1 = every step)")
+    p.add_argument("--hours", type=float, default=None, help="stop after this much training time (counted across resumes)")
+    p.add_argument("--ckpt-minutes", type=float, default=4.0, help="checkpoint and sample sheet interval (default 4)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default="generator_run", help="run folder (default ./generator_run)")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--no-progress", action="store_true")
+    return p
+
+
+def run(args):
+    import torch
+
+    from ..generators.train import TrainConfig, train_generator
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    from ._common import load
+
+    model = load(args)
+    cfg = TrainConfig(
+        layer=args.layer, grid=args.grid, code_size=args.code_size, image_size=args.size, steps=args.steps,
+        adv_from=args.adv_from if args.adv_from is not None else args.steps, augs=args.augs, batch=args.batch, full_every=args.full_every,
+        hours=args.hours, ckpt_minutes=args.ckpt_minutes, seed=args.seed,
+    )
+    g = train_generator(model, args.images, args.out, cfg, progress=not args.no_progress, resume=args.resume)
+    print(f"generator: {args.out}/generator.pt (best held-out: {args.out}/best_generator.pt), step {g.meta['step']}")
+    return 0
