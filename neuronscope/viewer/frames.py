@@ -109,7 +109,9 @@ def decode_frame(data: bytes, *, name: str = "upload", max_bytes: int = 20 << 20
         with Image.open(io.BytesIO(data)) as probe:
             w, h = probe.size
     except Exception as e:  # noqa: BLE001 - any failure to read the header is a bad file
-        raise NeuronscopeError(f"{name} looks like {kind} but its header is corrupt ({e})") from e
+        raise NeuronscopeError(
+            f"{name} is corrupt or truncated: it starts like a {kind} file but its header cannot be read ({e})"
+        ) from e
     if w * h > max_pixels:
         raise NeuronscopeError(f"{name} is {w}x{h} pixels; the limit is {max_pixels / 1e6:.0f} megapixels")
     return load_image_bytes(data, name)

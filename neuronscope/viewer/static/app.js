@@ -379,6 +379,7 @@
     ns.lastUpload = null;
     v.play().catch((e) => showMessage(`cannot play the video: ${e.message}`));
     v.onerror = () => { showMessage("this video cannot be decoded by the browser"); stopLive(); };
+    watchFrames(v, live);
     $("stop-button").disabled = false;
     captureLoop();
   }
@@ -397,17 +398,29 @@
     $("stop-button").disabled = true;
   }
 
+  // Only new video frames are sent: requestVideoFrameCallback marks them (where
+  // the browser has it; otherwise a change of currentTime does).
+  function watchFrames(v, live) {
+    live.fresh = true;
+    if (!v.requestVideoFrameCallback) return;
+    live.rvfc = true;
+    const mark = () => { if (ns.live === live) { live.fresh = true; v.requestVideoFrameCallback(mark); } };
+    v.requestVideoFrameCallback(mark);
+  }
+
   function captureLoop() {
     const live = ns.live;
     if (!live) return;
     const v = $("live-video");
+    if (!live.rvfc && v.currentTime !== live.lastTime) { live.fresh = true; live.lastTime = v.currentTime; }
     const inFlight = ns.seq - ns.ackSeq;
     const stale = performance.now() - ns.lastSendTime > 2000;
-    if (!ns.paused && v.readyState >= 2 && v.videoWidth && (inFlight < MAX_IN_FLIGHT || stale) && !ns.encoding) {
+    if (!ns.paused && live.fresh && v.readyState >= 2 && v.videoWidth && (inFlight < MAX_IN_FLIGHT || stale) && !ns.encoding) {
+      live.fresh = false;
       ns.encoding = true;
       const size = ns.info ? ns.info.input_size : 224;
       const c = $("capture-canvas");
-      c.width = size; c.height = size;
+      if (c.width !== size) { c.width = size; c.height = size; }
       const ctx = c.getContext("2d");
       const w = v.videoWidth, h = v.videoHeight;
       if (ns.state.fit === "stretch") ctx.drawImage(v, 0, 0, size, size);
@@ -417,7 +430,7 @@
         if (blob && ns.live === live) blob.arrayBuffer().then((buf) => { if (ns.live === live) sendBytes(KIND_FRAME, buf); });
       }, "image/jpeg", 0.85);
     }
-    setTimeout(captureLoop, 8);
+    setTimeout(captureLoop, 5);
   }
 
   $("webcam-button").addEventListener("click", startWebcam);
