@@ -118,7 +118,10 @@
 
     setPicture("grid-img", blobs.grid);
     setPicture("input-img", blobs.input);
+    $("grid-placeholder").hidden = true;
+    $("input-placeholder").hidden = true;
     ns.grid = header.grid;
+    fitGrid();
     ns.state.layer = header.layer;
     $("layer-caption").textContent = header.layer;
     $("grid-caption").textContent =
@@ -154,6 +157,16 @@
     img.hidden = false;
   }
 
+  // The grid is as wide as its pane but never taller than the window below it.
+  function fitGrid() {
+    const g = ns.grid, wrap = $("grid-wrap");
+    if (!g) return;
+    const room = window.innerHeight - wrap.getBoundingClientRect().top - window.scrollY - 14;
+    const maxW = wrap.parentElement.clientWidth - 12;
+    wrap.style.width = `${Math.max(120, Math.min(maxW, (room * g.width) / g.height))}px`;
+  }
+  window.addEventListener("resize", fitGrid);
+
   const fmt = (v) => (Math.abs(v) >= 100 || v === 0 ? v.toFixed(0) : v.toPrecision(3));
 
   // ------------------------------------------------------------------ panes
@@ -187,6 +200,7 @@
     setPicture("unit-img", blobs.unit);
     const [y, x] = u.argmax;
     $("unit-caption").textContent = `${header.layer}:${u.index} · max ${fmt(u.max)} at (${x}, ${y}) · mean ${fmt(u.mean)}`;
+    $("unit-caption").parentElement.title = $("unit-caption").textContent;
   }
 
   function drawBackprop(bp, blob) {
@@ -271,6 +285,7 @@
     $("synth-img").hidden = true;
     $("examples").replaceChildren();
     $("patches").replaceChildren();
+    $("examples-note").hidden = true;
     if (unit === null || unit === undefined) {
       $("synth-caption").textContent = "— select a unit";
       $("examples-caption").textContent = "— select a unit";
@@ -280,7 +295,12 @@
     pollSynth(q, layer, unit);
     fetch(`/api/examples?${q}`).then((r) => r.json()).then((d) => {
       if (ns.state.layer !== layer || ns.state.unit !== unit) return;
-      if (d.status !== "ok") { $("examples-caption").textContent = `— ${d.message || d.error}`; return; }
+      if (d.status !== "ok") {
+        $("examples-caption").textContent = "";
+        $("examples-note").textContent = d.message || d.error;
+        $("examples-note").hidden = false;
+        return;
+      }
       $("examples-caption").textContent = `— ${layer}:${unit}`;
       for (const it of d.items) {
         $("examples").append(exampleTile(`/api/examples/img?${q}&rank=${it.rank}&kind=image`, it.score, it.caption));
