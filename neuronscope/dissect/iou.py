@@ -1,0 +1,257 @@
+"""Network Dissection's numbers (Bau et al. 2017; DESIGN.md §6.3).
+
+For each unit k of a layer:
+
+1. T_k, the top ``quantile`` (0.005) activation of k over all positions of all
+   images, from a streaming quantile sketch (no activations are stored).
+2. Per image, the unit mask M_k = [bilinear-upsampled A_k > T_k] at label
+   resolution.
+3. IoU_{k,c} = Σ|M_k ∩ L_c| / Σ|M_k ∪ L_c| over the dataset, the unit's area
+   counted only in images annotated for c.
+4. The unit's label is argmax_c IoU (also per category); it is a detector when
+   that IoU exceeds ``iou_threshold`` (0.04).
+
+Two passes over the data: thresholds (and the top images per unit, ranked by
+the spatial maximum of the unit, as NetDissect-Lite does), then IoU. Several
+layers are dissected in the same passes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Iterator, Sequence
+
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from ..errors import NeuronscopeError
+from ..quantile import StreamingQuantile
+from ..taps import resolve, tap
+from .dataset import Concept, SegmentationDataset
+
+QUANTILE = 0.005
+IOU_THRESHOLD = 0.04
+LABEL_SIZE = 112
+_CHUNK = 8_000_000  # upsampled unit x pixel elements processed at once
+
+
+@dataclass
+class UnitLabel:
+    """A unit's best concept overall and per category."""
+
+    unit: int
+    concept: Concept | None
+    iou: float
+    detector: bool
+    threshold: float
+    per_category: dict[str, tuple[Concept | None, float]] = field(default_factory=dict)
+
+
+@dataclass
+class LayerDissection:
+    """The dissection of one layer."""
+
+    layer: str
+    concepts: list[Concept]
+    thresholds: torch.Tensor  # (C,)
+    intersection: torch.Tensor  # (C, N) float64
+    union: torch.Tensor  # (C, N) float64
+    top_images: torch.Tensor  # (C, K) dataset indexes, -1 where fewer images
+    top_scores: torch.Tensor  # (C, K) spatial max of the unit
+    rank_error: torch.Tensor  # (C,) bound on the threshold's rank error / n (δ = 1e-3)
+    map_size: tuple[int, int]
+    quantile: float = QUANTILE
+    iou_threshold: float = IOU_THRESHOLD
+    settings: dict = field(default_factory=dict)
+
+    @property
+    def iou(self) -> torch.Tensor:
+        return torch.where(self.union > 0, self.intersection / self.union.clamp_min(1e-12), torch.zeros_like(self.union))
+
+    @property
+    def units(self) -> int:
+        return self.thresholds.numel()
+
+    def labels(self) -> list[UnitLabel]:
+        """One label per unit, in unit order."""
+        iou = self.iou
+        cats = list(dict.fromkeys(c.category for c in self.concepts))
+        cat_cols = {g: torch.tensor([i for i, c in enumerate(self.concepts) if c.category == g]) for g in cats}
+        best_val, best_col = iou.max(1)
+        out = []
+        for k in range(self.units):
+            per = {}
+            for g, cols in cat_cols.items():
+                v, j = iou[k, cols].max(0)
+                per[g] = (self.concepts[int(cols[j])] if v > 0 else None, float(v))
+            v = float(best_val[k])
+            out.append(
+                UnitLabel(
+                    unit=k,
+                    concept=self.concepts[int(best_col[k])] if v > 0 else None,
+                    iou=v,
+                    detector=v > self.iou_threshold,
+                    threshold=float(self.thresholds[k]),
+                    per_category=per,
+                )
+            )
+        return out
+
+    def ranked(self) -> list[UnitLabel]:
+        """Units sorted by IoU, highest first."""
+        return sorted(self.labels(), key=lambda u: (-u.iou, u.unit))
+
+
+def _batches(dataset: SegmentationDataset, size: int, batch_size: int, indexes: Sequence[int] | None = None,
+             label_size: int | None = None) -> Iterator[tuple[list[int], torch.Tensor, list]]:
+    idx = list(range(len(dataset))) if indexes is None else list(indexes)
+    for start in range(0, len(idx), batch_size):
+        chunk = idx[start : start + batch_size]
+        x = torch.stack([dataset.image_tensor(i, size) for i in chunk])
+        labels = [dataset.label_map(i, label_size) for i in chunk] if label_size else []
+        yield chunk, x, labels
+
+
+def _check_layers(model, layers: Sequence[str]) -> list[str]:
+    layers = list(dict.fromkeys(layers))
+    if not layers:
+        raise NeuronscopeError("give at least one layer to dissect, e.g. --layer blocks.4")
+    for name in layers:
+        if resolve(model, name).path in ("input", "logits"):
+            raise NeuronscopeError(f"layer {name!r} has no units with spatial maps to dissect; choose a conv layer")
+    return layers
+
+
+def dissect(
+    model,
+    dataset: SegmentationDataset,
+    layers: Sequence[str],
+    *,
+    size: int | None = None,
+    label_size: int = LABEL_SIZE,
+    batch_size: int = 16,
+    quantile: float = QUANTILE,
+    iou_threshold: float = IOU_THRESHOLD,
+    top: int = 10,
+    sketch_k: int = 1024,
+    progress: bool = True,
+) -> dict[str, LayerDissection]:
+    """Dissect ``layers`` of ``model`` on ``dataset``; one :class:`LayerDissection` per layer."""
+    layers = _check_layers(model, layers)
+    if not 0 < quantile < 0.5:
+        raise NeuronscopeError(f"quantile must be in (0, 0.5) (the top fraction of activations), got {quantile}")
+    if not 0 <= iou_threshold < 1:
+        raise NeuronscopeError(f"iou_threshold must be in [0, 1), got {iou_threshold}")
+    if batch_size < 1 or top < 1 or label_size < 4:
+        raise NeuronscopeError("batch_size and top must be >= 1, label_size >= 4")
+    size = size or model.input_size
+    dev = model.device
+    n = len(dataset)
+    top = min(top, n)
+
+    sketches: dict[str, StreamingQuantile] = {}
+    top_val: dict[str, torch.Tensor] = {}
+    top_idx: dict[str, torch.Tensor] = {}
+    map_size: dict[str, tuple[int, int]] = {}
+
+    with torch.inference_mode(), tap(model, layers, stop_early=True) as taps:
+        # Pass 1: thresholds and top images.
+        bar = tqdm(total=n, desc="dissect 1/2 thresholds", unit="img", disable=not progress, leave=False)
+        for chunk, x, _ in _batches(dataset, size, batch_size):
+            taps.run(x.to(dev))
+            for name in layers:
+                a = taps[name]
+                if a.dim() != 4:
+                    raise NeuronscopeError(
+                        f"layer {name!r} outputs shape {tuple(a.shape)}; dissection needs a spatial (B, C, H, W) layer"
+                    )
+                B, C = a.shape[:2]
+                if name not in sketches:
+                    sketches[name] = StreamingQuantile(C, k=sketch_k, device=dev)
+                    top_val[name] = torch.full((C, 0), float("-inf"), device=dev)
+                    top_idx[name] = torch.zeros((C, 0), dtype=torch.long, device=dev)
+                    map_size[name] = tuple(a.shape[-2:])
+                sketches[name].update(a.transpose(0, 1).reshape(C, -1).float())
+                scores = torch.cat([top_val[name], a.flatten(2).amax(2).t().float()], 1)
+                ids = torch.cat([top_idx[name], torch.tensor(chunk, device=dev).view(1, -1).expand(C, -1)], 1)
+                v, j = scores.topk(min(top, scores.shape[1]), dim=1)
+                top_val[name], top_idx[name] = v, torch.gather(ids, 1, j)
+            bar.update(len(chunk))
+        bar.close()
+        thresholds = {name: sketches[name].quantile(1.0 - quantile) for name in layers}
+        rank_error = {name: sketches[name].rank_error(1.0 - quantile) for name in layers}
+
+        # Pass 2: IoU with every concept.
+        N = len(dataset.concepts)
+        inter = {name: torch.zeros((t.numel(), N), dtype=torch.float64, device=dev) for name, t in thresholds.items()}
+        union = {name: torch.zeros_like(inter[name]) for name in layers}
+        pixel_cols = dataset.pixel_concepts.to(dev)
+        label_cols = dataset.label_concepts.to(dev)
+        P = label_size * label_size
+        bar = tqdm(total=n, desc="dissect 2/2 IoU", unit="img", disable=not progress, leave=False)
+        for chunk, x, label_maps in _batches(dataset, size, batch_size, label_size=label_size):
+            taps.run(x.to(dev))
+            for name in layers:
+                a = taps[name].float()
+                C = a.shape[1]
+                t = thresholds[name].view(1, C, 1, 1)
+                step = max(1, _CHUNK // P)
+                for b, i in enumerate(chunk):
+                    lab = label_maps[b]
+                    sample = dataset.samples[i]
+                    ann = torch.zeros(N, dtype=torch.bool, device=dev)
+                    if lab is not None:
+                        ann |= pixel_cols
+                    if sample.labels:
+                        ann |= label_cols
+                    if lab is not None:
+                        ids = lab.flatten().to(dev)
+                        present = torch.unique(ids)
+                        present = present[present != 0]
+                        onehot = (ids.view(-1, 1) == present.view(1, -1)).float()  # (P, n)
+                        cols = dataset.columns_of(present.cpu()).to(dev)
+                        area_c = onehot.sum(0).double()
+                    for u0 in range(0, C, step):
+                        up = F.interpolate(a[b : b + 1, u0 : u0 + step], size=(label_size, label_size),
+                                           mode="bilinear", align_corners=False)
+                        m = (up > t[:, u0 : u0 + step]).view(-1, P)  # (c, P)
+                        area = m.sum(1).double()
+                        I, U = inter[name][u0 : u0 + step], union[name][u0 : u0 + step]
+                        U[:, ann] += area.view(-1, 1)
+                        if lab is not None and present.numel():
+                            hit = (m.float() @ onehot).double()
+                            I[:, cols] += hit
+                            U[:, cols] += area_c.view(1, -1) - hit
+                        if sample.labels:
+                            lcols = dataset.columns_of(torch.tensor(sample.labels)).to(dev)
+                            I[:, lcols] += area.view(-1, 1)
+                            U[:, lcols] += P - area.view(-1, 1)
+            bar.update(len(chunk))
+        bar.close()
+
+    out = {}
+    for name in layers:
+        out[name] = LayerDissection(
+            layer=name,
+            concepts=dataset.concepts,
+            thresholds=thresholds[name].cpu(),
+            intersection=inter[name].cpu(),
+            union=union[name].cpu(),
+            top_images=top_idx[name].cpu(),
+            top_scores=top_val[name].cpu(),
+            rank_error=rank_error[name].cpu(),
+            map_size=map_size[name],
+            quantile=quantile,
+            iou_threshold=iou_threshold,
+            settings={
+                "size": size,
+                "label_size": label_size,
+                "images": n,
+                "quantile": quantile,
+                "iou_threshold": iou_threshold,
+                "sketch_k": sketch_k,
+                "sketch_exact": sketches[name].exact,
+            },
+        )
+    return out
