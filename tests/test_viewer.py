@@ -374,22 +374,27 @@ def test_synthetic_image_renders_once_in_the_background_and_is_cached(client):
     assert path.stat().st_mtime_ns == mtime  # served from the cache, not rendered again
 
 
-def test_dataset_examples_pane_serves_a_stores_top_images_by_rank(lite0, photos, tmp_path):
-    class Item:
-        def __init__(self, score, image):
-            self.score, self.image, self.patch = score, image, image.crop((0, 0, 40, 40))
+def test_dataset_examples_pane_shows_a_real_topk_stores_images_and_max_patches(lite0, sample_photos, tmp_path):
+    from neuronscope.data.scan import run_topk
+    from neuronscope.data.store import Store
 
-    class Store:  # the interface neuronscope.viewer.examples.store_examples reads
-        def examples(self, layer, unit, k=9):
-            return [Item(10.0 - r, photos[n]) for r, n in enumerate(["coffee", "chelsea", "rocket"])]
-
-    app = create_app(lite0, cache_dir=tmp_path, store=Store(), synth=False)
-    with TestClient(app) as c:
-        d = c.get("/api/examples", params={"layer": "blocks.5", "unit": 2}).json()
-        assert d["status"] == "ok" and [it["score"] for it in d["items"]] == [10.0, 9.0, 8.0]
-        img = c.get("/api/examples/img", params={"layer": "blocks.5", "unit": 2, "rank": 1, "kind": "patch"})
-        assert img.status_code == 200 and decode_picture(img.content).shape == (40, 40, 3)
-        assert c.get("/api/examples/img", params={"layer": "blocks.5", "unit": 2, "rank": 7}).status_code == 404
+    store_path = tmp_path / "store"
+    run_topk(lite0, [str(p) for p in sample_photos.values()], ["blocks.5"], k=3, store=store_path, batch_size=4,
+             size=96, progress=False)
+    app = create_app(lite0, cache_dir=tmp_path / "synth", store=store_path, synth=False)
+    with TestClient(app) as c, Store.open(store_path) as s:
+        assert c.get("/api/info").json()["examples_available"] is True
+        d = c.get("/api/examples", params={"layer": "blocks.5", "unit": 11}).json()
+        want = s.entries("blocks.5", 11)
+        assert d["status"] == "ok" and len(d["items"]) == len(want) == 3
+        assert [it["score"] for it in d["items"]] == [round(e.value, 4) for e in want]
+        assert [it["caption"] for it in d["items"]] == [Path(e.path).name for e in want]
+        img = c.get("/api/examples/img", params={"layer": "blocks.5", "unit": 11, "rank": 0})
+        assert img.status_code == 200 and decode_picture(img.content).shape == (96, 96, 3)
+        patch = c.get("/api/examples/img", params={"layer": "blocks.5", "unit": 11, "rank": 0, "kind": "patch"})
+        assert patch.status_code == 200 and decode_picture(patch.content).ndim == 3
+        other = c.get("/api/examples", params={"layer": "blocks.10", "unit": 0}).json()
+        assert other["status"] == "none" and "--layers blocks.10" in other["message"]
 
 
 def test_serve_refuses_a_non_local_bind_unless_asked(capsys):

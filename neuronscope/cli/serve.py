@@ -100,6 +100,11 @@ def run(args):
         synth_steps=args.synth_steps,
         synth_size=args.synth_size,
     )
+    store = app.state.viewer.store
+    if store is not None:
+        print(f"dataset examples: top-k store {getattr(store, 'path', store)}")
+    elif args.images or args.store:
+        print("dataset examples: off (no usable top-k store; see the warning above)")
     port = args.port or free_port(args.host if local else "0.0.0.0")
     if not local:
         print(

@@ -7,7 +7,6 @@ lists. Without a store the pane says how to make one.
 
 from __future__ import annotations
 
-import importlib
 import io
 import logging
 import threading
@@ -21,7 +20,7 @@ from ..errors import NeuronscopeError
 
 log = logging.getLogger("neuronscope.viewer")
 
-NO_STORE = "no dataset examples — run `neuronscope topk MODEL IMAGES` and start serve with --images or --store"
+NO_STORE = "no dataset examples — run `neuronscope topk MODEL --images DIR --layers LAYER` and start serve with --store"
 
 
 @dataclass
@@ -34,48 +33,78 @@ class Example:
     caption: str = ""
 
 
+def default_store_path(model_name: str) -> Path:
+    """Where ``neuronscope topk MODEL --images DIR`` puts its store when no --store is given."""
+    return Path(f"topk-{Path(str(model_name)).name.replace(':', '_')}") / "store"
+
+
 def open_examples_store(model, *, store: str | Path | object | None = None, images: str | Path | None = None):
     """The top-k store for ``model``, or None when there is none (the pane then says so).
 
-    ``store`` may be an already opened store object or a path; ``images`` is the
-    image folder the store was computed over.
+    ``store`` may be an open store object or a store folder; with only
+    ``images`` (the folder ``neuronscope topk`` scanned) the default store
+    folder of ``neuronscope topk`` is tried. A store made for another model or
+    another folder is not used (a warning says why).
     """
     if store is None and images is None:
         return None
     if store is not None and not isinstance(store, (str, Path)):
         return store
     try:
-        mod = importlib.import_module("neuronscope.data.store")
+        from ..data.store import Store
     except ImportError:
-        log.warning("top-k store module not available; dataset examples are off")
+        log.warning("the top-k store module is not available; dataset examples are off")
         return None
-    opener = getattr(mod, "open_store", None) or getattr(mod, "TopKStore", None)
-    if opener is None:
+    path = Path(store) if store is not None else default_store_path(model.name)
+    if not Store.exists(path):
+        log.warning("no top-k store at %s; run `neuronscope topk %s --images DIR` for dataset examples", path, model.name)
         return None
     try:
-        return opener(store if store is not None else images)
+        opened = Store.open(path)
     except NeuronscopeError as e:
-        log.warning("no usable top-k store: %s", e)
+        log.warning("top-k store not usable: %s", e)
         return None
+    meta = opened.meta
+    if meta.get("model") not in (None, model.name):
+        log.warning("top-k store %s was made for model %s, not %s; dataset examples are off", path, meta["model"], model.name)
+        opened.close()
+        return None
+    if images is not None and meta.get("image_folder") and Path(meta["image_folder"]) != Path(images).resolve():
+        log.warning("top-k store %s covers %s, not %s; showing its images anyway", path, meta["image_folder"], images)
+    return opened
 
 
 def store_examples(store, model, layer: str, unit: int, k: int = 9) -> list[Example] | str:
     """The unit's best ``k`` images from the store, or a message saying why there are none.
 
-    This is the one place that speaks the store's API.
+    This is the one place that speaks the store's API: ``neuronscope.data.store.Store``
+    (``layers``, ``entries``, ``view``, ``max_patch``) or any object with
+    ``examples(layer, unit, k) -> [item with .score, .image, optional .patch/.caption]``.
     """
     if store is None:
         return NO_STORE
     try:
+        if hasattr(store, "entries") and hasattr(store, "layers"):
+            have = store.layers()
+            if layer not in have:
+                return (
+                    f"the top-k store has no layer {layer} (it has: {', '.join(have) or 'none'}) — run "
+                    f"`neuronscope topk {model.name} --images DIR --layers {layer} --store {store.path}`"
+                )
+            out = []
+            for i, e in enumerate(store.entries(layer, unit)[:k]):
+                try:
+                    patch = store.max_patch(layer, unit, i)
+                except NeuronscopeError:
+                    patch = None
+                out.append(Example(float(e.value), store.view(e.image_id), patch, Path(e.path).name))
+            return out or f"no top-k entries for {layer}:{unit} yet"
         items = store.examples(layer, unit, k=k)
+        return [Example(float(it.score), it.image, getattr(it, "patch", None), getattr(it, "caption", "")) for it in items[:k]]
     except NeuronscopeError as e:
         return str(e)
-    except (AttributeError, KeyError, LookupError) as e:
-        return f"no dataset examples for {layer}:{unit} in the store ({e}) — run `neuronscope topk` for this layer"
-    out = []
-    for it in items[:k]:
-        out.append(Example(float(it.score), it.image, getattr(it, "patch", None), getattr(it, "caption", "")))
-    return out
+    except (OSError, LookupError) as e:
+        return f"dataset examples for {layer}:{unit} could not be read ({type(e).__name__}: {e})"
 
 
 class ExamplesPane:
