@@ -36,12 +36,15 @@ TIMEOUT = 30_000  # ms, generous: the machine is shared
 
 
 @pytest.fixture(scope="module")
-def server_url(lite0, tmp_path_factory):
+def server_url(lite0, sample_photos, tmp_path_factory):
     import uvicorn
 
+    from neuronscope.data.scan import run_topk
     from neuronscope.viewer.server import create_app
 
-    app = create_app(lite0, cache_dir=tmp_path_factory.mktemp("synth"), synth_steps=4, synth_size=64)
+    store = tmp_path_factory.mktemp("topk") / "store"  # a small real top-k store for the top-9 pane
+    run_topk(lite0, [str(p) for p in sample_photos.values()], ["blocks.5"], k=9, store=store, size=128, progress=False)
+    app = create_app(lite0, store=store, cache_dir=tmp_path_factory.mktemp("synth"), synth_steps=4, synth_size=64)
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -168,7 +171,9 @@ def test_clicking_a_unit_shows_its_enlarged_map_backprop_and_synthetic_image(pag
     page.keyboard.press("ArrowRight")
     page.wait_for_function(f"(window.neuronscope.stats.lastHeader.unit || {{}}).index === {unit + 1}")
     page.wait_for_function("!document.getElementById('synth-img').hidden && document.getElementById('synth-img').naturalWidth === 64", timeout=60_000)
-    assert "no dataset examples" in page.inner_text("#examples-note")
+    page.wait_for_function("document.querySelectorAll('#examples img').length === 4")  # the store's 4 photos
+    page.wait_for_function("[...document.querySelectorAll('#examples img, #patches img')].every(i => i.complete && i.naturalWidth > 0)")
+    assert page.locator("#patches img").count() == 4
     page.screenshot(path=str(ARTIFACTS / "viewer_unit_backprop.png"))
 
 
