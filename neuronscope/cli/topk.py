@@ -1,0 +1,98 @@
+"""``neuronscope topk MODEL --images DIR --layers ...``: each unit's top-k images and max patches.
+
+Streams the folder through the model once, keeps the top-k images of every
+unit of the chosen layers in a resumable store, and writes one sheet per layer
+(PNG + HTML, top-9 max patches per unit). Running the same command again after
+an interruption resumes from the last checkpoint.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ._common import add_model_argument, load
+
+
+def parse_units(text: str | None) -> list[int] | None:
+    """``"0-63"``, ``"1,5,9"`` or ``"0-7,12"`` as a list of unit indices (None for all)."""
+    from ..errors import NeuronscopeError
+
+    if not text:
+        return None
+    out: list[int] = []
+    for part in text.split(","):
+        part = part.strip()
+        try:
+            if "-" in part:
+                a, b = part.split("-", 1)
+                lo, hi = int(a), int(b)
+                if hi < lo:
+                    raise ValueError
+                out += range(lo, hi + 1)
+            else:
+                out.append(int(part))
+        except ValueError:
+            raise NeuronscopeError(f"bad unit list {text!r}; use e.g. 0-63 or 1,5,9") from None
+    return out
+
+
+def add_parser(sub):
+    p = sub.add_parser(
+        "topk",
+        help="find each unit's top-k images in a folder, with max patches (resumable)",
+        description=__doc__,
+    )
+    add_model_argument(p)
+    p.add_argument("--images", required=True, help="folder of images (searched recursively)")
+    p.add_argument("--layers", nargs="+", required=True, help="layer addresses, e.g. blocks.5 blocks.10")
+    p.add_argument("--k", type=int, default=9, help="images kept per unit (default 9)")
+    p.add_argument("--out", default=None, help="folder for the sheets (default topk-MODEL)")
+    p.add_argument("--store", default=None, help="store folder (default OUT/store); reused and resumed when it exists")
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--size", type=int, default=None, help="input size in px (default: the model's)")
+    p.add_argument("--units", default=None, help="units to put on the sheets, e.g. 0-63 (default all)")
+    p.add_argument("--checkpoint-seconds", type=float, default=30.0, help="commit progress this often (default 30)")
+    p.add_argument("--overwrite", action="store_true", help="allow writing into a non-empty --out without a store")
+    p.add_argument("--no-sheets", action="store_true", help="only fill the store")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    return p
+
+
+def run(args):
+    from ..data.scan import run_topk
+    from ..data.store import Store
+    from ..data.topk_sheet import write_topk_sheet
+    from ..images import prepare_output_dir
+
+    units = parse_units(args.units)
+    out = Path(args.out or f"topk-{Path(str(args.model)).name.replace(':', '_')}")
+    store_path = Path(args.store) if args.store else out / "store"
+    resuming = Store.exists(store_path)
+    prepare_output_dir(out, overwrite=args.overwrite, resume=resuming)
+    model = load(args)
+    if resuming:
+        with Store.open(store_path) as s:
+            prog = ", ".join(f"{l} {d}/{n}" for l, (d, n) in s.progress().items())
+        print(f"reusing store {store_path} ({prog or 'no layers yet'})")
+    result = run_topk(
+        model, args.images, args.layers, k=args.k, store=store_path, batch_size=args.batch_size,
+        size=args.size, checkpoint_seconds=args.checkpoint_seconds, progress=not args.quiet,
+    )
+    store = result.store
+    try:
+        if result.images_processed:
+            print(f"{result.images_processed} images in {result.seconds:.1f} s ({result.images_per_second:.1f} images/s)")
+        for path, reason in store.failed_images():
+            print(f"skipped unreadable image {path}: {reason}")
+        if not args.no_sheets:
+            for layer in args.layers:
+                chosen = units
+                if units is not None:
+                    chosen = [u for u in units if u < store.units(layer)]
+                    if len(chosen) < len(units):
+                        print(f"{layer} has {store.units(layer)} units; left out {len(units) - len(chosen)} beyond that")
+                png, html = write_topk_sheet(store, layer, out, units=chosen)
+                print(f"{layer}: {html}  {png}")
+        print(f"store: {store.path}")
+    finally:
+        store.close()
