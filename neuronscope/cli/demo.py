@@ -1,0 +1,54 @@
+"""``neuronscope demo``: the README's main job — a small, meaningful sheet of Lite0's units."""
+
+from __future__ import annotations
+
+DEMO_TARGETS = [
+    "class:ostrich", "class:jellyfish", "class:goldfish", "class:espresso",
+    "class:daisy", "class:volcano", "class:pizza", "class:monarch",
+    "blocks.4:0-3", "blocks.10:0-3",
+]
+
+
+def add_parser(sub):
+    p = sub.add_parser("demo", help="render a small sheet of EfficientNet-Lite0 classes and channels")
+    p.add_argument("--out", default="demo_out")
+    p.add_argument("--steps", type=int, default=256)
+    p.add_argument("--size", type=int, default=112)
+    p.add_argument("--overwrite", action="store_true")
+    p.add_argument("--device", default=None)
+    return p
+
+
+def run(args):
+    from pathlib import Path
+
+    from ..classify import top_k
+    from ..models import load_model
+    from ..optim.visualize import visualize
+
+    out = Path(args.out)
+    if out.exists() and any(out.iterdir()) and not args.overwrite:
+        # the demo is run again and again from `make demo`: keep earlier results, use a new folder
+        n = 2
+        while (out.parent / f"{out.name}-{n}").exists():
+            n += 1
+        out = out.parent / f"{out.name}-{n}"
+    model = load_model("efficientnet_lite0", device=args.device)
+    print(f"neuronscope demo: rendering {len(DEMO_TARGETS)} targets of {model.name} "
+          f"({args.size}px, {args.steps} steps, one batched optimization) ...")
+    path = visualize(model, DEMO_TARGETS, out, size=args.size, steps=args.steps, overwrite=args.overwrite,
+                     title="neuronscope demo · EfficientNet-Lite0")
+    import json
+
+    import torch
+
+    manifest = json.loads((path / "manifest.json").read_text())
+    from ..images import load_batch
+
+    files = [path / u["file"] for u in manifest["units"] if u["layer"] == "logits"]
+    if files:
+        preds = top_k(model, load_batch(files, model.input_size, 1.0).to(model.device), 1)
+        hits = sum(int(p[0][1] == u["label"]) for p, u in zip(preds, [u for u in manifest["units"] if u["layer"] == "logits"]))
+        print(f"Lite0 recognizes {hits}/{len(files)} of its rendered classes as top-1")
+    print(f"open {path / 'index.html'} (grid: {path / 'grid.png'})")
+    del torch

@@ -1,0 +1,71 @@
+"""Named render settings: Lucid's default, the four sets of Yosinski et al. 2015, MACO, and a floor.
+
+A preset fixes the parameterization, the transforms, the optimizer and the step
+budget; ``render(..., preset=NAME)`` uses it and any keyword overrides it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Callable
+
+from ..errors import NeuronscopeError
+from .regularizers import DeepVisConfig
+from .transforms import Compose, identity, lucid_standard
+
+
+@dataclass(frozen=True)
+class Preset:
+    name: str
+    description: str
+    param: str = "fft"
+    param_kw: dict = field(default_factory=dict)
+    transforms: Callable[[], Compose] = lucid_standard
+    optimizer: str = "adam"  # adam | deepvis
+    lr: float = 0.05
+    steps: int = 512
+    redirect_steps: int = 16  # ReLU gradient redirection while step <= this (-1: off)
+    keep: str = "last"  # last | best image per row
+    deepvis: DeepVisConfig | None = None
+
+    def with_(self, **kw) -> "Preset":
+        return replace(self, **kw)
+
+
+PRESETS: dict[str, Preset] = {}
+
+
+def _add(p: Preset) -> None:
+    PRESETS[p.name] = p
+
+
+_add(Preset("lucid", "FFT + decorrelated colour + sigmoid, Lucid's standard transforms, Adam 0.05, "
+            "ReLU redirection for 17 steps (Olah et al. 2017)"))
+_add(Preset("maco", "MACO: fixed natural-image magnitude spectrum from real photos, optimized phase, "
+            "standard transforms (Fel et al. 2023)", param="maco", lr=0.05, redirect_steps=16))
+_add(Preset("pixel", "floor B0: raw pixels, no transforms, Adam 0.05", param="pixel", transforms=identity,
+            redirect_steps=-1))
+
+# Yosinski et al. 2015, Table 1. lr 100 was tied to CaffeNet's gradient scale, so the
+# constant-lr sets 2 and 3 use a constant step calibrated on the first gradient of
+# each row (the progress rule's eta at step 0) instead (DESIGN.md 2.7 [ns]).
+_DEEPVIS = {
+    1: (DeepVisConfig(decay=0.0, blur_sigma=0.5, blur_every=4, norm_pct=50, lr_policy="progress", lr=100.0), 500),
+    2: (DeepVisConfig(decay=0.3, norm_pct=20, lr_policy="calibrated", lr=1e8, desired_progress=2.0), 750),
+    3: (DeepVisConfig(decay=0.0001, blur_sigma=1.0, blur_every=4, lr_policy="calibrated", lr=1e8), 1000),
+    4: (DeepVisConfig(decay=0.0, blur_sigma=0.5, blur_every=4, contrib_pct=90, lr_policy="progress", lr=1e8), 1000),
+}
+for _i, (_cfg, _steps) in _DEEPVIS.items():
+    _add(Preset(f"deepvis-{_i}", f"Yosinski et al. 2015 Table 1 set {_i}: regularized gradient ascent in "
+                "0-255 mean-subtracted pixel space", param="caffe", transforms=identity, optimizer="deepvis",
+                steps=_steps, redirect_steps=-1, keep="best", deepvis=_cfg))
+
+DEFAULT_PRESET = "lucid"
+
+
+def get_preset(name: str | Preset) -> Preset:
+    if isinstance(name, Preset):
+        return name
+    if name not in PRESETS:
+        raise NeuronscopeError(f"unknown preset {name!r}; valid: {', '.join(PRESETS)}")
+    return PRESETS[name]

@@ -1,0 +1,243 @@
+"""The render loop: optimize a batch of images so each row maximizes its objective.
+
+One call renders many targets at once (one row each): the loss is the *sum* of
+per-row values, Adam is elementwise and every post-step operator works per row,
+so rows never interact except through an explicit diversity term.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+
+from ..errors import NeuronscopeError
+from ..models import Model
+from ..taps import tap
+from .objectives import Objective, as_objective
+from .params import ImageParam, RawCaffeParam, make_param
+from .presets import DEFAULT_PRESET, Preset, get_preset
+from .redirect import redirected_relus
+from .regularizers import deepvis_update, step_size
+
+
+@dataclass
+class RenderResult:
+    images: torch.Tensor  # (B, 3, H, W) in [0, 1], CPU
+    values: torch.Tensor  # (B,) objective per row on the returned images (no transforms)
+    trace: np.ndarray  # (steps, B) objective per row at each step (under transforms)
+    snapshots: dict[int, torch.Tensor] = field(default_factory=dict)
+    steps_run: np.ndarray | None = None  # (B,) steps each row ran before it stopped
+    seconds: float = 0.0
+    meta: dict = field(default_factory=dict)
+
+
+def _rowwise_objective(objectives) -> tuple[Objective, int]:
+    if isinstance(objectives, (Objective, str)):
+        obj = as_objective(objectives)
+        return obj, obj.rows_needed()
+    objectives = list(objectives)
+    if not objectives:
+        raise NeuronscopeError("nothing to render: no objectives given")
+    return Objective.sum(as_objective(o).on(i) for i, o in enumerate(objectives)), len(objectives)
+
+
+def _layer_shapes(model: Model, layers: list[str], size: int) -> dict[str, tuple[int, ...]]:
+    """Per-image output shapes of the layers, from one small forward pass."""
+    needed = [name for name in layers if name != "input"]
+    if not needed:
+        return {}
+    with torch.inference_mode(), tap(model, needed, stop_early=True) as taps:
+        taps.run(torch.full((1, 3, size, size), 0.5, device=model.device))
+        return {name: tuple(taps[name].shape[1:]) for name in needed}
+
+
+def evaluate(model: Model, objective: Objective, images: torch.Tensor) -> torch.Tensor:
+    """Objective per row on images as given (no transforms), without gradients."""
+    layers = [n for n in objective.layers if n != "input"]
+    with torch.inference_mode(), tap(model, layers, stop_early=True) as taps:
+        x = images.to(model.device)
+        if layers:
+            taps.run(x)
+        return objective(taps.values, x).float().cpu()
+
+
+def render(
+    model: Model,
+    objectives,
+    *,
+    batch: int | None = None,
+    size: int = 128,
+    steps: int | None = None,
+    preset: str | Preset = DEFAULT_PRESET,
+    seed: int | Sequence[int] = 0,
+    init: torch.Tensor | None = None,
+    lr: float | None = None,
+    transforms=None,
+    param: ImageParam | None = None,
+    thresholds: Sequence[int] = (),
+    target_value: float | None = None,
+    device: str | torch.device | None = None,
+    progress: bool = True,
+    callback: Callable[[int, torch.Tensor, torch.Tensor], bool | None] | None = None,
+    description: str = "render",
+) -> RenderResult:
+    """Synthesize the inputs that maximize ``objectives``.
+
+    ``objectives``: one Objective (rows given by its ``.on`` bindings, or
+    ``batch``), or a list with one objective per row. ``seed``: an int for every
+    row or one seed per row; row i's start depends only on its own seed.
+    ``init``: (B, 3, H, W) images in [0, 1] to start from. ``thresholds``: steps
+    at which to keep snapshots. ``target_value``: a row stops (is frozen) once its
+    objective reaches it. ``callback(step, images, values)`` may return True to stop.
+    """
+    p = get_preset(preset)
+    objective, rows = _rowwise_objective(objectives)
+    batch = batch or rows
+    if batch < rows:
+        raise NeuronscopeError(f"batch={batch} is smaller than the {rows} rows the objective is bound to")
+    if device is not None:
+        from ..models import resolve_device
+
+        model = model.to(resolve_device(device))
+    dev = model.device
+    steps = p.steps if steps is None else int(steps)
+    if steps < 1:
+        raise NeuronscopeError(f"steps must be at least 1, got {steps}")
+    if size < 16:
+        raise NeuronscopeError(f"size must be at least 16 px, got {size}")
+    objective.check(_layer_shapes(model, objective.layers, size), batch)
+    seeds = [int(seed)] * batch if isinstance(seed, (int, np.integer)) else [int(s) for s in seed]
+    if len(seeds) != batch:
+        raise NeuronscopeError(f"got {len(seeds)} seeds for {batch} rows")
+    if init is not None:
+        init = torch.as_tensor(init, dtype=torch.float32)
+        if init.dim() == 3:
+            init = init.unsqueeze(0)
+        if init.shape[0] == 1 and batch > 1:
+            init = init.expand(batch, -1, -1, -1)
+        if init.shape[0] != batch or init.shape[1] != 3:
+            raise NeuronscopeError(f"init must be (B, 3, H, W) with B = {batch}, got {tuple(init.shape)}")
+        if not torch.isfinite(init).all():
+            raise NeuronscopeError("init images contain NaN or infinite values")
+
+    param = param or make_param(p.param, batch, size, seeds, init=init, **p.param_kw)
+    param = param.to(dev)
+    tfm = (transforms if transforms is not None else p.transforms()).to(dev)
+    gen = torch.Generator().manual_seed(seeds[0])
+    layers = [n for n in objective.layers if n != "input"]
+
+    deepvis = p.optimizer == "deepvis"
+    if deepvis and not isinstance(param, RawCaffeParam):
+        raise NeuronscopeError(f"preset {p.name} needs the 'caffe' pixel parameterization")
+    opt = None if deepvis else torch.optim.Adam(param.parameters(), lr=lr or p.lr)
+    caffe_mean = RawCaffeParam.MEAN.to(dev).view(1, 3, 1, 1)
+
+    trace = np.zeros((steps, batch), dtype=np.float32)
+    done = torch.zeros(batch, dtype=torch.bool)
+    steps_run = np.full(batch, steps)
+    snapshots: dict[int, torch.Tensor] = {}
+    best_val = torch.full((batch,), -float("inf"))
+    best_img: torch.Tensor | None = None
+    wanted = set(int(t) for t in thresholds)
+    bar = _progress(steps, description, progress)
+    start = time.perf_counter()
+    redirect = None
+    eta0 = None
+    try:
+        with tap(model, layers, stop_early=True) as taps:
+            if p.redirect_steps >= 0:
+                redirect = redirected_relus(model.net)
+                redirect.__enter__()
+            for step in range(steps):
+                if redirect is not None and step > p.redirect_steps:
+                    redirect.__exit__(None, None, None)
+                    redirect = None
+                image = param()
+                x = tfm(image, gen)
+                if layers:
+                    taps.run(x)
+                values = objective(taps.values, x)
+                if not torch.isfinite(values).all():
+                    raise NeuronscopeError(
+                        f"the objective became NaN/inf at step {step}; lower the learning rate or check the model"
+                    )
+                v = values.detach().float().cpu()
+                trace[step] = v.numpy()
+                if p.keep == "best":
+                    better = v > best_val
+                    if bool(better.any()):
+                        img = image.detach().cpu()
+                        best_img = img.clone() if best_img is None else torch.where(better.view(-1, 1, 1, 1), img, best_img)
+                        best_val = torch.where(better, v, best_val)
+                if step in wanted:
+                    snapshots[step] = image.detach().cpu()
+                if target_value is not None:
+                    newly = (v >= target_value) & ~done
+                    steps_run[newly.numpy()] = step
+                    done |= newly
+                if callback is not None and callback(step, image.detach(), v):
+                    steps_run[:] = np.minimum(steps_run, step)
+                    trace = trace[: step + 1]
+                    break
+                if bool(done.all()):
+                    trace = trace[: step + 1]
+                    break
+                if step == steps - 1 and deepvis:
+                    break  # the paper's loop does not update after the last forward pass
+                loss = -values.sum()
+                param.zero_grad(set_to_none=True)
+                loss.backward()
+                frozen = done.to(dev)
+                if deepvis:
+                    with torch.no_grad():
+                        g = param.pixels.grad.clone()
+                        # sign: we minimized -V, so the ascent direction is -grad
+                        if p.deepvis.lr_policy == "calibrated" and eta0 is None:
+                            eta0 = step_size(-g, p.deepvis)
+                        new = deepvis_update(param.pixels, -g, step, p.deepvis, caffe_mean, eta0)
+                        param.pixels.copy_(torch.where(frozen.view(-1, 1, 1, 1), param.pixels, new))
+                else:
+                    saved = [t.detach().clone() for t in param.row_parameters()] if bool(frozen.any()) else None
+                    opt.step()
+                    if saved is not None:
+                        with torch.no_grad():
+                            for t, s in zip(param.row_parameters(), saved):
+                                t.copy_(torch.where(frozen.view(-1, *([1] * (t.dim() - 1))), s, t))
+                bar.update(1)
+                bar.set_postfix_str(f"objective {v.mean():.3g}", refresh=False)
+    finally:
+        if redirect is not None:
+            redirect.__exit__(None, None, None)
+        bar.close()
+    seconds = time.perf_counter() - start
+    with torch.no_grad():
+        final = param().detach().cpu()
+    if p.keep == "best" and best_img is not None:
+        final = best_img
+    values = evaluate(model, objective, final)
+    meta = {"preset": p.name, "param": p.param, "size": size, "steps": int(trace.shape[0]), "seeds": seeds,
+            "lr": lr or p.lr, "device": str(dev), "redirect_steps": p.redirect_steps, "keep": p.keep}
+    return RenderResult(final, values, trace, snapshots, steps_run, seconds, meta)
+
+
+class _NoBar:
+    def update(self, n=1):
+        pass
+
+    def set_postfix_str(self, *a, **k):
+        pass
+
+    def close(self):
+        pass
+
+
+def _progress(total: int, desc: str, enabled: bool):
+    if not enabled:
+        return _NoBar()
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=desc, unit="step", leave=False, dynamic_ncols=True)
