@@ -1,9 +1,20 @@
-"""The ImageNet classes every rendering / generator-prior benchmark uses (16, spread across ImageNet).
+"""The ImageNet classes every quality benchmark uses: 16 spread across the 1000 (animals, objects, food, scenes)."""
 
-Chosen to span fish, birds, mammals, insects, objects, vehicles, food and
-scenes, each a class Lite0 recognizes well on photos.
-"""
-
-CLASSES = [1, 9, 22, 130, 207, 281, 291, 323, 388, 417, 511, 717, 850, 948, 963, 980]
-# goldfish, ostrich, bald eagle, flamingo, golden retriever, tabby, lion, monarch,
-# giant panda, balloon, convertible, pickup, teddy, Granny Smith, pizza, volcano
+CLASSES = [
+    1,    # goldfish
+    9,    # ostrich
+    22,   # bald eagle
+    107,  # jellyfish
+    130,  # flamingo
+    207,  # golden retriever
+    291,  # lion
+    323,  # monarch butterfly
+    388,  # giant panda
+    417,  # balloon
+    483,  # castle
+    511,  # convertible
+    779,  # school bus
+    937,  # broccoli
+    963,  # pizza
+    980,  # volcano
+]
