@@ -88,8 +88,9 @@ def render(
     """Synthesize the inputs that maximize ``objectives``.
 
     ``objectives``: one Objective (rows given by its ``.on`` bindings, or
-    ``batch``), or a list with one objective per row. ``seed``: an int for every
-    row or one seed per row; row i's start depends only on its own seed.
+    ``batch``), or a list with one objective per row. ``seed``: one seed per row,
+    or an int: with a list, every row uses it; with one objective, row i uses
+    seed + i. Row i's start depends only on its own seed.
     ``init``: (B, 3, H, W) images in [0, 1] to start from. ``thresholds``: steps
     at which to keep snapshots. ``target_value``: a row stops (is frozen) once its
     objective reaches it. ``callback(step, images, values)`` may return True to stop.
@@ -110,7 +111,14 @@ def render(
     if size < 16:
         raise NeuronscopeError(f"size must be at least 16 px, got {size}")
     objective.check(_layer_shapes(model, objective.layers, size), batch)
-    seeds = [int(seed)] * batch if isinstance(seed, (int, np.integer)) else [int(s) for s in seed]
+    if isinstance(seed, (int, np.integer)):
+        # one objective over several rows means replicates (e.g. a diversity group): give
+        # each row its own start, or identical rows could never separate. A list of
+        # objectives gives every row the same seed, so a unit renders the same alone or batched.
+        replicate = isinstance(objectives, (Objective, str))
+        seeds = [int(seed) + (i if replicate else 0) for i in range(batch)]
+    else:
+        seeds = [int(s) for s in seed]
     if len(seeds) != batch:
         raise NeuronscopeError(f"got {len(seeds)} seeds for {batch} rows")
     if init is not None:
