@@ -40,7 +40,6 @@ CHROME_ARGS = [
     "--disable-component-update",
     "--disable-sync",
     "--use-fake-ui-for-media-stream",
-    "--use-fake-device-for-media-stream=fps=60",
 ]
 
 
@@ -67,9 +66,21 @@ def start_server(port: int, threads: int, layer: str) -> subprocess.Popen:
     raise SystemExit("server did not start within 120 s")
 
 
-def measure(page, seconds: float, warmup: float) -> dict:
+def process_cpu_seconds(pid: int) -> float:
+    """User + system CPU time of one process, from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def browser_cpu_seconds(cdp) -> float:
+    """CPU time of all Chromium processes (browser, renderers, GPU, utilities)."""
+    return sum(p["cpuTime"] for p in cdp.send("SystemInfo.getProcessInfo")["processInfo"])
+
+
+def measure(page, seconds: float, warmup: float, server_pid: int, cdp) -> dict:
     page.wait_for_function("window.neuronscope.stats.results > 3", timeout=60_000)
     time.sleep(warmup)
+    s0, b0 = process_cpu_seconds(server_pid), browser_cpu_seconds(cdp)
     r0, t0 = page.evaluate("window.neuronscope.stats.results"), time.perf_counter()
     h0 = page.evaluate("window.neuronscope.stats.lastHeader.stats")
     totals = []
@@ -78,9 +89,14 @@ def measure(page, seconds: float, warmup: float) -> dict:
         time.sleep(0.5)
         totals.append(page.evaluate("window.neuronscope.stats.lastHeader.timing.total_ms"))
     r1, t1 = page.evaluate("window.neuronscope.stats.results"), time.perf_counter()
+    s1, b1 = process_cpu_seconds(server_pid), browser_cpu_seconds(cdp)
     h1 = page.evaluate("window.neuronscope.stats.lastHeader")
     totals.sort()
+    n = max(1, r1 - r0)
     return {
+        "server_cpu_ms_per_result": round((s1 - s0) * 1000 / n, 1),
+        "browser_cpu_ms_per_result": round((b1 - b0) * 1000 / n, 1),
+        "cpu_cores_busy": round(((s1 - s0) + (b1 - b0)) / (t1 - t0), 2),
         "fps": (r1 - r0) / (t1 - t0),
         "results": r1 - r0,
         "seconds": round(t1 - t0, 2),
@@ -91,11 +107,12 @@ def measure(page, seconds: float, warmup: float) -> dict:
     }
 
 
-def run_config(pw, threads: int, backprop: str, layer: str, seconds: float, warmup: float) -> dict:
+def run_config(pw, threads: int, backprop: str, layer: str, seconds: float, warmup: float, camera_fps: int) -> dict:
     port = free_port()
     server = start_server(port, threads, layer)
     try:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROME_ARGS)
+        args = CHROME_ARGS + [f"--use-fake-device-for-media-stream=fps={camera_fps}"]
+        browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=args)
         try:
             page = browser.new_page(viewport={"width": 1400, "height": 900})
             page.goto(f"http://127.0.0.1:{port}/")
@@ -106,7 +123,7 @@ def run_config(pw, threads: int, backprop: str, layer: str, seconds: float, warm
                 page.keyboard.press("ArrowRight")  # select unit 0
                 page.select_option("#backprop-select", backprop)
                 page.wait_for_function("window.neuronscope.stats.lastHeader.backprop.status === 'ok'", timeout=60_000)
-            result = measure(page, seconds, warmup)
+            result = measure(page, seconds, warmup, server.pid, browser.new_browser_cdp_session())
             shots = ROOT / "artifacts"
             shots.mkdir(exist_ok=True)
             page.screenshot(path=str(shots / f"viewer_fps_{backprop}_t{threads}.png"))
@@ -118,7 +135,7 @@ def run_config(pw, threads: int, backprop: str, layer: str, seconds: float, warm
             server.wait(10)
         except subprocess.TimeoutExpired:
             server.kill()
-    return {"threads": threads, "backprop": backprop, "layer": layer, **result}
+    return {"threads": threads, "backprop": backprop, "layer": layer, "camera_fps": camera_fps, **result}
 
 
 def main() -> None:
@@ -127,6 +144,8 @@ def main() -> None:
     ap.add_argument("--warmup", type=float, default=3.0)
     ap.add_argument("--threads", default="1,2", help="comma-separated torch thread counts to try")
     ap.add_argument("--layer", default="blocks.5")
+    ap.add_argument("--camera-fps", type=int, default=30, help="frame rate of Chromium's fake webcam (default 30)")
+    ap.add_argument("--modes", default="off,guided", help="backprop modes to measure (default off,guided)")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "viewer_fps.json"))
     args = ap.parse_args()
     if not Path(CHROMIUM).exists():
@@ -137,11 +156,13 @@ def main() -> None:
     load_before = os.getloadavg()
     with sync_playwright() as pw:
         for threads in [int(t) for t in args.threads.split(",")]:
-            for backprop in ("off", "guided"):
-                r = run_config(pw, threads, backprop, args.layer, args.seconds, args.warmup)
+            for backprop in args.modes.split(","):
+                r = run_config(pw, threads, backprop, args.layer, args.seconds, args.warmup, args.camera_fps)
                 print(
                     f"threads={threads} backprop={backprop:7s} {r['fps']:5.1f} fps "
-                    f"(server {r['server_ms_median']:.0f} ms/frame median, dropped {r['frames_dropped_by_server']})",
+                    f"(model {r['server_ms_median']:.0f} ms/frame median; CPU per frame: server "
+                    f"{r['server_cpu_ms_per_result']:.0f} ms, browser {r['browser_cpu_ms_per_result']:.0f} ms; "
+                    f"dropped {r['frames_dropped_by_server']}; load {os.getloadavg()[0]:.1f})",
                     flush=True,
                 )
                 runs.append(r)
@@ -150,7 +171,7 @@ def main() -> None:
         "claim": "Lite0 at 224 px, browser to browser: >= 10 fps forward only on 2 CPU cores",
         "model": "efficientnet_lite0",
         "input_size": 224,
-        "source": "Chromium fake webcam (60 fps), JPEG q0.85 frames, headless",
+        "source": f"Chromium fake webcam ({args.camera_fps} fps), JPEG q0.85 frames, headless",
         "cpu_count": os.cpu_count(),
         "machine": platform.machine(),
         "load_average_before": load_before,
@@ -167,7 +188,7 @@ def main() -> None:
     from neuronscope.images import atomic_write_json
 
     atomic_write_json(path, out)
-    print(f"forward only: {best['off']:.1f} fps, with backprop: {best['guided']:.1f} fps -> {path}")
+    print(f"forward only: {best['off']} fps, with backprop: {best['guided']} fps -> {path}")
 
 
 if __name__ == "__main__":

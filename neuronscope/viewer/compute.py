@@ -164,6 +164,10 @@ class FrameProcessor:
         self._forward_cache: tuple | None = None  # (token, layer, act, logits)
         self._backprop_cache: tuple | None = None  # (token, layer, unit, mode, grad)
 
+    @property
+    def backprop_available(self) -> bool:
+        return self._backward is not None
+
     # ----------------------------------------------------------------- frames
 
     def decode(self, seq: int, data: bytes, *, name: str, fit: str, max_bytes: int) -> Frame:
@@ -171,6 +175,11 @@ class FrameProcessor:
         return self.make_frame(seq, img, fit)
 
     def make_frame(self, seq: int, img: Image.Image, fit: str) -> Frame:
+        # Keep at most twice the input size of a big upload: enough to re-fit, small to hold.
+        short = min(img.size)
+        if short > 2 * self.size:
+            k = 2 * self.size / short
+            img = img.resize((max(1, round(img.width * k)), max(1, round(img.height * k))), Image.BILINEAR)
         x = fr.image_to_tensor(fr.fit_square(img, self.size, fit))
         return Frame(seq, img, fit, x, next(self._tokens))
 

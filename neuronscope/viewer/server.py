@@ -102,8 +102,8 @@ class Viewer:
             "layers": layer_table(self.layers),
             "default_layer": self.default_layer,
             "max_upload_bytes": self.max_upload_bytes,
-            "backprop_available": self.processor._backward is not None,
-            "synth_available": self.synth is not None and self.synth._load_api() is not None,
+            "backprop_available": self.processor.backprop_available,
+            "synth_available": self.synth is not None and self.synth.available(),
             "examples_available": self.store is not None,
         }
 
@@ -124,9 +124,15 @@ class Session:
         self.frame_source = "frame"
         self.processed = 0
         self.malformed = 0
+        self._send_lock = asyncio.Lock()  # the receiver and the worker both send
 
     async def send_json(self, obj: dict) -> None:
-        await self.ws.send_json(obj)
+        async with self._send_lock:
+            await self.ws.send_json(obj)
+
+    async def send_bytes(self, data: bytes) -> None:
+        async with self._send_lock:
+            await self.ws.send_bytes(data)
 
     async def error(self, message: str, source: str, seq: int | None = None) -> None:
         await self.send_json({"type": "error", "source": source, "seq": seq, "message": message})
@@ -213,7 +219,7 @@ class Session:
                 "malformed": self.malformed,
                 "source": self.frame_source,
             }
-            await self.ws.send_bytes(protocol.pack_result(result.header, result.blobs))
+            await self.send_bytes(protocol.pack_result(result.header, result.blobs))
 
 
 def _origin_ok(ws: WebSocket) -> bool:

@@ -88,6 +88,10 @@ class SynthRenderer:
             self._wake.notify_all()
             return {"status": "queued"}
 
+    def available(self) -> bool:
+        """Whether the render API can be imported."""
+        return self._load_api() is not None
+
     def close(self) -> None:
         """Stop the worker; a render in progress ends at its next step."""
         with self._lock:

@@ -20,7 +20,7 @@
     info: null,
     state: { layer: null, unit: null, backprop: "off", bp_filter: "raw", fit: "crop", boost: 0, gamma: 1 },
     grid: null,
-    stats: { results: 0, errors: 0, sent: 0, lastHeader: null, fps: 0 },
+    stats: { results: 0, errors: 0, sent: 0, lastHeader: null, fps: 0, seqs: [] },
     ws: null,
     seq: 0,
     ackSeq: 0,
@@ -31,6 +31,7 @@
     uploadName: null,
     urls: {},
     synthTimer: null,
+    pendingStates: 0, // state changes sent and not yet acknowledged
   };
   window.neuronscope = ns; // for tests and the curious
 
@@ -56,6 +57,7 @@
     ws.onopen = () => {
       $("conn-status").className = "dot on";
       ns.ackSeq = ns.seq;
+      ns.pendingStates = 0;
       sendState(ns.state.layer ? { ...ns.state } : {});
       if (ns.lastUpload) sendBytes(KIND_UPLOAD, ns.lastUpload);
     };
@@ -74,6 +76,7 @@
       const msg = { type: "state", ...changes };
       delete msg.fmt; delete msg.quality;
       ns.ws.send(JSON.stringify(msg));
+      ns.pendingStates++;
     }
   }
 
@@ -92,10 +95,14 @@
   }
 
   function onText(msg) {
-    if (msg.type === "hello" || msg.type === "state") {
-      Object.assign(ns.state, msg.state);
-      syncControls();
+    if (msg.type === "hello") {
+      if (ns.pendingStates === 0) { Object.assign(ns.state, msg.state); syncControls(); }
+    } else if (msg.type === "state") {
+      // Local changes win while more are on their way; the last acknowledgement syncs.
+      ns.pendingStates = Math.max(0, ns.pendingStates - 1);
+      if (ns.pendingStates === 0) { Object.assign(ns.state, msg.state); syncControls(); drawHighlight(); }
     } else if (msg.type === "error") {
+      if (msg.source === "message") ns.pendingStates = Math.max(0, ns.pendingStates - 1);
       ns.stats.errors++;
       if (msg.seq) ns.ackSeq = Math.max(ns.ackSeq, msg.seq);
       let text = msg.message;
@@ -113,6 +120,8 @@
     ns.ackSeq = Math.max(ns.ackSeq, header.seq);
     ns.stats.results++;
     ns.stats.lastHeader = header;
+    ns.stats.seqs.push(header.seq);
+    if (ns.stats.seqs.length > 64) ns.stats.seqs.shift();
     const blobs = {};
     for (const b of header.blobs) blobs[b.name] = new Blob([new Uint8Array(buffer, base + b.offset, b.length)], { type: b.mime });
 
