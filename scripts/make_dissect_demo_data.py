@@ -45,17 +45,25 @@ def sample_photos(folder: Path) -> list[Path]:
     return out
 
 
+def spread(items: list, limit: int) -> list:
+    """At most ``limit`` items taken evenly across the (sorted, source-grouped) list."""
+    if len(items) <= limit:
+        return items
+    step = len(items) / limit
+    return [items[int(i * step)] for i in range(limit)]
+
+
 def find_photos(photos: str | None, limit: int, scratch: Path) -> list[Path]:
     from neuronscope.images import list_images
 
     if photos:
-        return list_images(photos)[:limit]
+        return spread(list_images(photos), limit)
     try:
         from neuronscope.photoset import ensure_photoset
 
         found = list_images(Path(ensure_photoset()) / "images")
         if found:
-            return found[:limit]
+            return spread(found, limit)
     except Exception as e:  # noqa: BLE001 - fall back to the sample photos
         print(f"offline photo set not available ({e}); using sample photos", file=sys.stderr)
     return sample_photos(scratch)[:limit]

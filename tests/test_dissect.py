@@ -82,15 +82,17 @@ def test_streaming_quantile_is_exact_before_compaction_and_merges():
 # ---------------------------------------------------------------- tiny networks
 
 class Planted(nn.Module):
-    """Unit 0 fires on red, unit 1 on blue, unit 2 on green-minus-blue noise; 2x2 average pooling."""
+    """Unit 0 fires on red, unit 1 on blue, unit 2 on green-minus-blue noise, unit 3 is dead;
+    2x2 average pooling."""
 
     def __init__(self):
         super().__init__()
-        self.conv = nn.Conv2d(3, 3, 1)
+        self.conv = nn.Conv2d(3, 4, 1)
+        w = [[1.0, -0.5, -0.5], [-0.5, -0.5, 1.0], [0.0, 1.0, -1.0], [0.0, 0.0, 0.0]]
         with torch.no_grad():
-            self.conv.weight.copy_(torch.tensor([[1.0, -0.5, -0.5], [-0.5, -0.5, 1.0], [0.0, 1.0, -1.0]]).view(3, 3, 1, 1))
-            self.conv.bias.copy_(torch.tensor([-0.4, -0.4, 0.0]))
-        self.act = nn.ReLU()
+            self.conv.weight.copy_(torch.tensor(w).view(4, 3, 1, 1))
+            self.conv.bias.copy_(torch.tensor([-0.4, -0.4, 0.0, -1.0]))
+        self.act = nn.ReLU6()
         self.pool = nn.AvgPool2d(2)
 
     def forward(self, x):
@@ -121,6 +123,7 @@ def test_dissection_labels_planted_units_and_no_false_detector(shapes, tmp_path)
     assert labels[0].concept.name == "red square" and labels[0].detector and labels[0].iou > 0.3
     assert labels[1].concept.name == "blue circle" and labels[1].detector and labels[1].iou > 0.3
     assert not labels[2].detector  # the noise unit detects nothing
+    assert not labels[3].detector and not result.saturated[3]  # dead unit: no mask at all
     iou = result.iou
     names = [c.name for c in result.concepts]
     assert iou[0, names.index("blue circle")] < 0.04 and iou[1, names.index("red square")] < 0.04
@@ -129,12 +132,36 @@ def test_dissection_labels_planted_units_and_no_false_detector(shapes, tmp_path)
     assert summaries["pool"]["detectors"] == 2
     page = (out / "pool.html").read_text()
     assert page.index("unit 0") < page.index("unit 2") and "red square" in page and "http" not in page
-    assert len(list((out / "pool").glob("unit-*.jpg"))) == 3 and (out / "index.html").exists()
+    assert len(list((out / "pool").glob("unit-*.jpg"))) == 4 and (out / "index.html").exists()
     rows = list(csv.DictReader(open(out / "pool.csv")))
-    assert [r["label"] for r in rows[:2]] == ["red square", "blue circle"] or [r["label"] for r in rows[:2]] == ["blue circle", "red square"]
-    assert float(rows[0]["iou"]) >= float(rows[1]["iou"]) >= float(rows[2]["iou"])
+    assert {r["label"] for r in rows[:2]} == {"red square", "blue circle"}
+    assert [float(r["iou"]) for r in rows] == sorted((float(r["iou"]) for r in rows), reverse=True)
     with pytest.raises(NeuronscopeError, match="not empty"):
         run_dissection(model, shapes, ["pool"], out, progress=False)
+
+
+class Saturating(nn.Module):
+    """Unit 0: ReLU6(100 (R - G/2 - B/2) - 40) is exactly 6 on every red pixel (its top values tie)."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 1, 1)
+        with torch.no_grad():
+            self.conv.weight.copy_(torch.tensor([100.0, -50.0, -50.0]).view(1, 3, 1, 1))
+            self.conv.bias.fill_(-40.0)
+        self.act = nn.ReLU6()
+
+    def forward(self, x):
+        return self.act(self.conv(x)).mean((2, 3))
+
+
+def test_saturated_unit_still_gets_its_mask(tmp_path):
+    data = make_shapes_dataset(tmp_path / "d", n=16, size=48, seed=2, p_square=1.0, p_circle=0.5)
+    model = load_model(Saturating(), preprocess="none", input_size=48)
+    res = dissect(model, load_dataset(data, progress=False), ["act"], label_size=48, progress=False)["act"]
+    assert res.thresholds[0] == 6.0 and res.saturated[0]  # A > T would be empty
+    label = res.labels()[0]
+    assert label.concept.name == "red square" and label.iou > 0.9
 
 
 def _write_dataset(root: Path, images: list[np.ndarray], masks: list[np.ndarray | None], labels: list[str],

@@ -60,6 +60,7 @@ class LayerDissection:
     top_images: torch.Tensor  # (C, K) dataset indexes, -1 where fewer images
     top_scores: torch.Tensor  # (C, K) spatial max of the unit
     rank_error: torch.Tensor  # (C,) bound on the threshold's rank error / n (δ = 1e-3)
+    saturated: torch.Tensor  # (C,) bool: T_k is the unit's maximum (e.g. ReLU6 at 6), masks use >=
     map_size: tuple[int, int]
     quantile: float = QUANTILE
     iou_threshold: float = IOU_THRESHOLD
@@ -101,6 +102,13 @@ class LayerDissection:
     def ranked(self) -> list[UnitLabel]:
         """Units sorted by IoU, highest first."""
         return sorted(self.labels(), key=lambda u: (-u.iou, u.unit))
+
+
+def unit_mask(up: torch.Tensor, thresholds: torch.Tensor, saturated: torch.Tensor) -> torch.Tensor:
+    """[A > T] per unit along dim 1, or [A >= T] for saturated units (whose top values tie at T)."""
+    shape = (1, -1) + (1,) * (up.dim() - 2)
+    t = thresholds.view(shape).to(up.device)
+    return (up > t) | (saturated.view(shape).to(up.device) & (up >= t))
 
 
 def _batches(dataset: SegmentationDataset, size: int, batch_size: int, indexes: Sequence[int] | None = None,
@@ -181,6 +189,13 @@ def dissect(
         bar.close()
         thresholds = {name: sketches[name].quantile(1.0 - quantile) for name in layers}
         rank_error = {name: sketches[name].rank_error(1.0 - quantile) for name in layers}
+        # A unit whose top values tie at its maximum (ReLU6 saturating at 6 on more than the top
+        # fraction of positions) would get an empty mask from A > T; for it the mask is A >= T,
+        # unless the unit is (nearly) constant: a dead unit (median = max) keeps A > T, i.e. no mask.
+        saturated = {
+            name: (thresholds[name] >= top_val[name][:, 0]) & (sketches[name].quantile(0.5) < thresholds[name])
+            for name in layers
+        }
 
         # Pass 2: IoU with every concept.
         N = len(dataset.concepts)
@@ -195,7 +210,6 @@ def dissect(
             for name in layers:
                 a = taps[name].float()
                 C = a.shape[1]
-                t = thresholds[name].view(1, C, 1, 1)
                 step = max(1, _CHUNK // P)
                 for b, i in enumerate(chunk):
                     lab = label_maps[b]
@@ -215,7 +229,8 @@ def dissect(
                     for u0 in range(0, C, step):
                         up = F.interpolate(a[b : b + 1, u0 : u0 + step], size=(label_size, label_size),
                                            mode="bilinear", align_corners=False)
-                        m = (up > t[:, u0 : u0 + step]).view(-1, P)  # (c, P)
+                        m = unit_mask(up, thresholds[name][u0 : u0 + step], saturated[name][u0 : u0 + step])
+                        m = m.view(-1, P)  # (c, P)
                         area = m.sum(1).double()
                         I, U = inter[name][u0 : u0 + step], union[name][u0 : u0 + step]
                         U[:, ann] += area.view(-1, 1)
@@ -241,6 +256,7 @@ def dissect(
             top_images=top_idx[name].cpu(),
             top_scores=top_val[name].cpu(),
             rank_error=rank_error[name].cpu(),
+            saturated=saturated[name].cpu(),
             map_size=map_size[name],
             quantile=quantile,
             iou_threshold=iou_threshold,

@@ -27,7 +27,7 @@ from tqdm.auto import tqdm
 from ..images import atomic_write_bytes, atomic_write_json, atomic_write_text
 from ..taps import tap
 from .dataset import SegmentationDataset
-from .iou import LayerDissection, UnitLabel
+from .iou import LayerDissection, UnitLabel, unit_mask
 
 OUTLINE = (255, 220, 0)
 
@@ -87,7 +87,8 @@ def render_strips(
                 continue
             s = slot[i]
             a = acts[s, k].float()[None, None]
-            mask = F.interpolate(a, size=(thumb, thumb), mode="bilinear", align_corners=False)[0, 0] > result.thresholds[k]
+            up = F.interpolate(a, size=(thumb, thumb), mode="bilinear", align_corners=False)[0]
+            mask = unit_mask(up[None], result.thresholds[k : k + 1], result.saturated[k : k + 1])[0, 0]
             img = thumbs[s].float() / 255 * (0.2 + 0.8 * mask.float())
             pic = (img.permute(1, 2, 0).clamp(0, 1) * 255 + 0.5).to(torch.uint8).numpy()
             if label is not None and labels[s] is not None and label.id in concept_ids:
