@@ -45,6 +45,20 @@ def jpeg_bytes(img: Image.Image, size: int | None = None, quality: int = 90) -> 
     return buf.getvalue()
 
 
+@pytest.fixture(scope="module", autouse=True)
+def one_torch_thread():
+    """One intra-op thread, as `neuronscope serve` uses on 2 cores: robust on a busy machine."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def layers(lite0):
+    return viewable_layers(lite0)
+
+
 @pytest.fixture(scope="module")
 def photos(sample_photos):
     return {k: Image.open(p).convert("RGB") for k, p in sample_photos.items()}
@@ -161,8 +175,8 @@ def test_fit_square_crops_the_centre_or_stretches():
     assert stretch[30, 5, 0] > 250 and stretch[30, 30, 2] > 250
 
 
-def test_view_state_accepts_valid_changes_and_names_bad_ones(lite0):
-    layers = {l.name: l for l in viewable_layers(lite0)}
+def test_view_state_accepts_valid_changes_and_names_bad_ones(layers):
+    layers = {l.name: l for l in layers}
     s = ViewState(layer="blocks.5")
     s2 = s.updated({"unit": 79, "backprop": "deconv", "boost": 0.5, "gamma": 0.7}, layers)
     assert (s2.unit, s2.backprop, s2.boost, s2.gamma) == (79, "deconv", 0.5, 0.7)
@@ -179,8 +193,7 @@ def test_view_state_accepts_valid_changes_and_names_bad_ones(lite0):
             s.updated(bad, layers)
 
 
-def test_default_layer_is_blocks_5_and_every_listed_layer_has_channels(lite0):
-    layers = viewable_layers(lite0)
+def test_default_layer_is_blocks_5_and_every_listed_layer_has_channels(layers):
     assert default_layer(layers) == "blocks.5"
     names = [l.name for l in layers]
     assert {"stem", "blocks.0", "blocks.15", "head", "pool", "logits"} <= set(names)
@@ -212,11 +225,11 @@ def test_page_and_only_the_known_static_files_are_served(client):
         assert client.get(path).status_code == 404, path
 
 
-def test_info_lists_all_layers_with_blocks_5_first(client, lite0):
+def test_info_lists_all_layers_with_blocks_5_first(client, lite0, layers):
     info = client.get("/api/info").json()
     assert info["default_layer"] == "blocks.5"
     assert info["model"] == lite0.name and info["input_size"] == 224
-    assert len(info["layers"]) == len(viewable_layers(lite0))
+    assert [l["name"] for l in info["layers"]] == [l.name for l in layers]
     assert info["backprop_available"] is True
 
 

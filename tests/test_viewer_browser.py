@@ -37,18 +37,22 @@ TIMEOUT = 30_000  # ms, generous: the machine is shared
 
 @pytest.fixture(scope="module")
 def server_url(lite0, sample_photos, tmp_path_factory):
+    import torch
     import uvicorn
 
     from neuronscope.data.scan import run_topk
     from neuronscope.viewer.server import create_app
 
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as `neuronscope serve` on 2 cores: the browser needs the other core
     store = tmp_path_factory.mktemp("topk") / "store"  # a small real top-k store for the top-9 pane
     run_topk(lite0, [str(p) for p in sample_photos.values()], ["blocks.5"], k=9, store=store, size=128, progress=False)
     app = create_app(lite0, store=store, cache_dir=tmp_path_factory.mktemp("synth"), synth_steps=4, synth_size=64)
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", ws_per_message_deflate=False)
+    server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.time() + 30
@@ -58,6 +62,7 @@ def server_url(lite0, sample_photos, tmp_path_factory):
     yield f"http://127.0.0.1:{port}/"
     server.should_exit = True
     thread.join(10)
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

@@ -29,7 +29,10 @@ def add_parser(sub):
     p.add_argument("--layer", help="layer shown first (default blocks.5 or a middle block)")
     p.add_argument("--cache-dir", help="where synthetic images are cached (default ~/.cache/neuronscope/viewer)")
     p.add_argument("--max-upload-mb", type=float, default=20.0, help="largest accepted upload (default 20 MB)")
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    p.add_argument(
+        "--threads", type=int, default=None,
+        help="torch CPU threads (default: half the cores, at least 1; the browser needs the rest)",
+    )
     p.add_argument("--no-synth", action="store_true", help="do not render synthetic preferred images")
     p.add_argument("--synth-steps", type=int, default=128, help="optimization steps per synthetic image (default 128)")
     p.add_argument("--synth-size", type=int, default=128, help="synthetic image size in pixels (default 128)")
@@ -44,6 +47,11 @@ def is_local(host: str) -> bool:
         return ipaddress.ip_address(host.strip("[]")).is_loopback
     except ValueError:
         return False
+
+
+def default_threads(cores: int | None) -> int:
+    """Half the cores (the page usually runs in a browser on the same machine), at least 1."""
+    return max(1, (cores or 1) // 2)
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -82,10 +90,11 @@ def run(args):
         raise NeuronscopeError(
             f"the viewer needs FastAPI and uvicorn ({e.name} is missing); install them with: pip install 'neuronscope[serve]'"
         ) from None
-    if args.threads:
-        import torch
+    import os
 
-        torch.set_num_threads(args.threads)
+    import torch
+
+    torch.set_num_threads(args.threads or default_threads(os.cpu_count()))
     model = load(args)
     local = is_local(args.host)
     app = create_app(
@@ -120,6 +129,7 @@ def run(args):
         port=port,
         log_level="warning",
         ws_max_size=int(args.max_upload_mb * (1 << 20)) + (64 << 10),
+        ws_per_message_deflate=False,  # JPEG pictures do not compress; deflate only costs CPU
         timeout_graceful_shutdown=3,
     )
     server = uvicorn.Server(config)

@@ -350,7 +350,8 @@
 
   async function handleFile(file) {
     if (!file) return;
-    if (file.type.startsWith("video/")) { startVideoFile(file); return; }
+    const videoName = /\.(mp4|m4v|webm|mkv|mov|ogv|ogg|avi)$/i.test(file.name);
+    if (file.type.startsWith("video/") || (!file.type && videoName)) { startVideoFile(file); return; }
     const limit = ns.info ? ns.info.max_upload_bytes : 20 << 20;
     if (file.size > limit) {
       showMessage(`${file.name}: the file is ${(file.size / 1e6).toFixed(1)} MB; the limit is ${(limit / 1e6).toFixed(0)} MB`);
