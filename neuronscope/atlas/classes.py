@@ -1,0 +1,129 @@
+"""The classes a unit most drives: d logit_k / d (the unit's channel mean), exact or averaged.
+
+For channel c of a layer with map A, raise the whole map of c by delta (every
+position, so its mean rises by delta) and watch the logits: the derivative
+
+    J[c, k] = d logit_k / d delta = sum over positions of d logit_k / d A[c, y, x]
+
+is the effect of one more unit of mean activation on class k. When the rest of
+the network is linear in the channel means (EfficientNet-Lite0 from ``head``
+onwards: ReLU6 output -> global mean pool -> ``fc``), J equals the classifier
+weights and does not depend on the input: it is *exact*. Elsewhere it depends
+on the input, so it is averaged over reference inputs (the top dataset images
+of the layer when a top-k store exists, else the atlas's own renders of the
+layer, resized to the model's input size); this is a local, first-order
+attribution, stated as such on every page.
+
+J is computed with forward-mode AD: one pass per reference input where row c
+of a batch carries a dual perturbation of channel c only (rows never mix in an
+``eval()`` model), so a layer of C channels costs C/chunk forward passes of the
+network's tail per input instead of 1000 backward passes. The network's head
+before the layer runs once per input (the hook expands the batch at the layer).
+Linearity is detected, not assumed: J of the first 64 channels is computed at a
+second, different input and the layer is declared exact when the two agree to
+1e-5 (relative); otherwise every channel is averaged over all the inputs.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+import torch.autograd.forward_ad as fwAD
+import torch.nn.functional as F
+
+from ..errors import NeuronscopeError
+from ..models import Model
+
+TOP = 5  # classes kept per unit, in each direction
+LINEAR_RTOL = 1e-5
+LINEAR_PROBE = 64  # channels compared at a second input to detect a linear tail
+
+
+def _jacobian_one(model: Model, layer: str, x: torch.Tensor, channels: Sequence[int]) -> torch.Tensor:
+    """(len(channels), classes): d logits / d (uniform shift of each channel) at input x (1,3,H,W)."""
+    module = model.net.get_submodule(layer)
+    b = len(channels)
+    idx = torch.as_tensor(list(channels), device=model.device)
+    with fwAD.dual_level():
+        shift = fwAD.make_dual(torch.zeros(b, device=model.device), torch.ones(b, device=model.device))
+
+        def hook(mod, args, out):
+            if not isinstance(out, torch.Tensor):
+                raise NeuronscopeError(f"layer {layer!r} does not output one tensor; class attribution needs one")
+            onehot = F.one_hot(idx, out.shape[1]).to(out.dtype)
+            pert = shift[:, None] * onehot  # (b, C)
+            pert = pert.view(b, out.shape[1], *([1] * (out.dim() - 2)))
+            return out.expand(b, *out.shape[1:]) + pert
+
+        handle = module.register_forward_hook(hook)
+        try:
+            with torch.no_grad():
+                logits = model(x.to(model.device))
+            tangent = fwAD.unpack_dual(logits).tangent
+        finally:
+            handle.remove()
+    if tangent is None or tangent.shape[0] != b:
+        raise NeuronscopeError(f"could not differentiate the logits through layer {layer!r}")
+    return tangent.float().cpu()
+
+
+def _chunk_rows(model: Model, layer: str, x: torch.Tensor, budget: int = 32 * 2**20) -> int:
+    """Rows per forward pass so the layer's dual output stays near ``budget`` floats."""
+    from ..optim.render import _layer_shapes
+
+    shape = _layer_shapes(model, [layer], x.shape[-1])[layer]
+    per_row = 2 * max(1, int(torch.tensor(shape).prod()))
+    return int(min(1024, max(16, budget // per_row)))
+
+
+def layer_jacobian(model: Model, layer: str, x: torch.Tensor, channels: Sequence[int] | int,
+                   chunk: int | None = None) -> torch.Tensor:
+    """(channels, classes) at one input, in chunks of channels sized to a memory budget."""
+    chans = list(range(channels)) if isinstance(channels, int) else list(channels)
+    chunk = chunk or _chunk_rows(model, layer, x)
+    parts = [_jacobian_one(model, layer, x, chans[s:s + chunk]) for s in range(0, len(chans), chunk)]
+    return torch.cat(parts)
+
+
+def attribute_layer(model: Model, layer: str, channels: int, references: torch.Tensor, *, top: int = TOP) -> dict:
+    """Top classes per unit of ``layer`` (JSON-ready), from reference inputs (N,3,S,S) in [0, 1].
+
+    Returns ``{"method": "linear"|"gradient", "inputs": n, "top": {unit: [[class, score], ...]},
+    "bottom": {...}}``; "linear" means the path to the logits is linear and the
+    scores are exact (the same at every input).
+    """
+    if references.shape[0] < 1:
+        raise NeuronscopeError(f"no reference inputs to attribute {layer!r} to classes")
+    size = model.input_size
+    refs = F.interpolate(references.float(), size=(size, size), mode="bilinear", align_corners=False,
+                         antialias=True).clamp(0, 1) if references.shape[-1] != size else references.float()
+    first = layer_jacobian(model, layer, refs[:1], channels)
+    method, used, total = "gradient", 1, first.clone()
+    if refs.shape[0] > 1:
+        # Linearity is a property of the network's tail: compare a probe of channels at a second input
+        # (all of them when the layer is small), then either stop (exact) or finish the average.
+        probe = list(range(min(channels, LINEAR_PROBE)))
+        second_probe = layer_jacobian(model, layer, refs[1:2], probe)
+        scale = max(first[probe].abs().max().item(), 1e-12)
+        if (first[probe] - second_probe).abs().max().item() <= LINEAR_RTOL * scale:
+            method = "linear"
+        else:
+            rest = list(range(len(probe), channels))
+            second = torch.cat([second_probe] + ([layer_jacobian(model, layer, refs[1:2], rest)] if rest else []))
+            total += second
+            used = 2
+            for i in range(2, refs.shape[0]):
+                total += layer_jacobian(model, layer, refs[i:i + 1], channels)
+                used += 1
+    mean = first if method == "linear" else total / used
+    k = min(top, mean.shape[1])
+    hi_v, hi_i = mean.topk(k, dim=1)
+    lo_v, lo_i = (-mean).topk(k, dim=1)
+    return {
+        "method": method,
+        "inputs": 1 if method == "linear" else used,
+        "size": size,
+        "top": {str(u): [[int(c), round(float(v), 5)] for c, v in zip(hi_i[u], hi_v[u])] for u in range(channels)},
+        "bottom": {str(u): [[int(c), round(float(-v), 5)] for c, v in zip(lo_i[u], lo_v[u])] for u in range(channels)},
+    }
