@@ -11,6 +11,17 @@ from neuronscope.attribution import MODES, backward_view, parse_unit_target, rec
 from neuronscope.cli import main as cli_main
 
 
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Small passes on a shared 2-core machine: two intra-op threads were measured up to 13x slower
+    than one under load (tests/test_inversion.py), so these tests run on one thread."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 class TinyNet(nn.Module):
     """conv1 (1x1, 3->2) -> ReLU6 -> conv2 (1x1, 2->1) -> ReLU, with weights chosen by hand.
 
@@ -217,3 +228,18 @@ def test_backprop_cli_writes_sheet_and_rejects_bad_targets(sample_photos, tmp_pa
     assert cli_main(["backprop", "efficientnet_lite0", str(tmp_path / "missing.jpg"), "blocks.4:1",
                      "--out", str(tmp_path / "c.png")]) == 2
     assert "not found" in capsys.readouterr().err
+
+
+def test_other_activations_are_left_unchanged_with_a_warning():
+    class Mixed(TinyNet):
+        def __init__(self):
+            super().__init__()
+            self.extra = nn.SiLU()
+
+        def forward(self, x):
+            return super().forward(self.extra(x))
+
+    m = load_model(Mixed(), preprocess="none", input_size=3)
+    with pytest.warns(RuntimeWarning, match="SiLU"):
+        g = backward_view(m, X, "conv2", 0, mode="guided", seed="ones")
+    assert type(m.net.extra) is nn.SiLU and g.abs().sum() > 0
