@@ -116,7 +116,7 @@ h1{font-size:20px;margin:0 0 4px} .meta{color:#555;font-size:13px;margin-bottom:
 .unit .info{width:190px;font-size:13px;flex:none}
 .unit .info b{font-size:15px} .unit.weak{opacity:.55}
 .det{color:#0a7d28;font-weight:600} .no{color:#999}
-.unit img{display:block;max-width:100%}
+.unit img{display:block;flex:0 1 auto;min-width:0;max-width:100%;height:auto}
 """
 
 
