@@ -47,7 +47,7 @@ def jpeg_bytes(img: Image.Image, size: int | None = None, quality: int = 90) -> 
 
 @pytest.fixture(scope="module", autouse=True)
 def one_torch_thread():
-    """One intra-op thread, as `neuronscope serve` uses on 2 cores: robust on a busy machine."""
+    """One intra-op thread: these tests share two busy cores with other suites (and a browser)."""
     before = torch.get_num_threads()
     torch.set_num_threads(1)
     yield
@@ -274,6 +274,32 @@ def test_choosing_a_unit_redraws_the_same_frame_with_unit_map_and_backprop(clien
 
     a = activations(lite0, x, ["blocks.10"])["blocks.10"][0, 7]
     assert header["unit"]["max"] == pytest.approx(float(a.max()), rel=1e-4)
+
+
+def test_fit_toggle_redraws_a_non_square_upload_cropped_or_stretched(client, photos):
+    rocket = photos["rocket"]  # landscape, 640 x 427
+    assert rocket.width > 1.4 * rocket.height
+    with client.websocket_connect("/ws") as ws:
+        ws.receive_json()
+        ws.send_bytes(protocol.pack_incoming(2, 1, jpeg_bytes(rocket)))
+        _, crop, _ = receive_result(ws, 1)
+        ws.send_text(json.dumps({"type": "state", "fit": "stretch"}))
+        header, stretch, _ = receive_result(ws, 1)
+    want_crop = np.asarray(fr.fit_square(rocket, 224, "crop"), dtype=float)
+    want_stretch = np.asarray(fr.fit_square(rocket, 224, "stretch"), dtype=float)
+    got_crop, got_stretch = decode_picture(crop["input"]).astype(float), decode_picture(stretch["input"]).astype(float)
+    def err(a, b):
+        return np.abs(a - b).mean()
+
+    assert err(got_crop, want_crop) < 6 and err(got_stretch, want_stretch) < 6  # JPEG noise only
+    assert err(got_crop, want_stretch) > 2 * err(got_crop, want_crop)
+    assert err(got_stretch, want_crop) > 2 * err(got_stretch, want_stretch)
+    assert header["seq"] == 1
+
+
+def test_unknown_first_layer_is_refused_with_the_closest_names(lite0, tmp_path):
+    with pytest.raises(NeuronscopeError, match="closest: .*blocks.9"):
+        create_app(lite0, layer="blocks.99", cache_dir=tmp_path, synth=False)
 
 
 def test_backprop_pane_says_unavailable_without_the_attribution_module(lite0, photos, tmp_path):

@@ -44,7 +44,7 @@ def server_url(lite0, sample_photos, tmp_path_factory):
     from neuronscope.viewer.server import create_app
 
     threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # as `neuronscope serve` on 2 cores: the browser needs the other core
+    torch.set_num_threads(1)  # Chromium runs on the same two cores
     store = tmp_path_factory.mktemp("topk") / "store"  # a small real top-k store for the top-9 pane
     run_topk(lite0, [str(p) for p in sample_photos.values()], ["blocks.5"], k=9, store=store, size=128, progress=False)
     app = create_app(lite0, store=store, cache_dir=tmp_path_factory.mktemp("synth"), synth_steps=4, synth_size=64)

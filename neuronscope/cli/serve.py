@@ -29,10 +29,7 @@ def add_parser(sub):
     p.add_argument("--layer", help="layer shown first (default blocks.5 or a middle block)")
     p.add_argument("--cache-dir", help="where synthetic images are cached (default ~/.cache/neuronscope/viewer)")
     p.add_argument("--max-upload-mb", type=float, default=20.0, help="largest accepted upload (default 20 MB)")
-    p.add_argument(
-        "--threads", type=int, default=None,
-        help="torch CPU threads (default: half the cores, at least 1; the browser needs the rest)",
-    )
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice, one per core)")
     p.add_argument("--no-synth", action="store_true", help="do not render synthetic preferred images")
     p.add_argument("--synth-steps", type=int, default=128, help="optimization steps per synthetic image (default 128)")
     p.add_argument("--synth-size", type=int, default=128, help="synthetic image size in pixels (default 128)")
@@ -47,11 +44,6 @@ def is_local(host: str) -> bool:
         return ipaddress.ip_address(host.strip("[]")).is_loopback
     except ValueError:
         return False
-
-
-def default_threads(cores: int | None) -> int:
-    """Half the cores (the page usually runs in a browser on the same machine), at least 1."""
-    return max(1, (cores or 1) // 2)
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -90,11 +82,10 @@ def run(args):
         raise NeuronscopeError(
             f"the viewer needs FastAPI and uvicorn ({e.name} is missing); install them with: pip install 'neuronscope[serve]'"
         ) from None
-    import os
+    if args.threads:
+        import torch
 
-    import torch
-
-    torch.set_num_threads(args.threads or default_threads(os.cpu_count()))
+        torch.set_num_threads(args.threads)
     model = load(args)
     local = is_local(args.host)
     app = create_app(

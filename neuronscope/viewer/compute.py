@@ -162,7 +162,8 @@ class FrameProcessor:
         self._backward = load_backward_view() if backward_view == "auto" else backward_view
         self._tokens = itertools.count(1)  # thread-safe: frames are decoded off the model thread
         self._forward_cache: tuple | None = None  # (token, layer, act, logits)
-        self._backprop_cache: tuple | None = None  # (token, layer, unit, mode, grad)
+        self._backprop_cache: tuple | None = None  # ((token, layer, unit, mode), grad)
+        self._refit_cache: tuple | None = None  # ((token, fit), refitted frame)
 
     @property
     def backprop_available(self) -> bool:
@@ -184,8 +185,13 @@ class FrameProcessor:
         return Frame(seq, img, fit, x, next(self._tokens))
 
     def refit(self, frame: Frame, fit: str) -> Frame:
-        """The same frame brought to the model input with another fit mode."""
-        return frame if frame.fit == fit else self.make_frame(frame.seq, frame.source, fit)
+        """The same frame brought to the model input with another fit mode (memoized)."""
+        if frame.fit == fit:
+            return frame
+        c = self._refit_cache
+        if c is None or c[0] != (frame.token, fit):
+            c = self._refit_cache = ((frame.token, fit), self.make_frame(frame.seq, frame.source, fit))
+        return c[1]
 
     # ----------------------------------------------------------------- model work
 

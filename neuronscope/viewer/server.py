@@ -29,7 +29,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 from .. import __version__
-from ..errors import NeuronscopeError
+from ..errors import NeuronscopeError, closest
 from ..models import Model
 from . import protocol
 from .compute import Frame, FrameProcessor, ViewState, default_layer as pick_default_layer, layer_table, viewable_layers
@@ -70,8 +70,6 @@ class Viewer:
         self.layers = viewable_layers(model)
         self.layer_index = {l.name: l for l in self.layers}
         if layer is not None and layer not in self.layer_index:
-            from ..errors import closest
-
             hint = closest(layer, list(self.layer_index))
             raise NeuronscopeError(
                 f"model {model.name!r} has no viewable layer {layer!r}"
