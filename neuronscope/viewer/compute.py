@@ -232,7 +232,7 @@ class FrameProcessor:
         act, logits = self.forward(frame, state.layer)
         t1 = time.perf_counter()
         times["forward_ms"] = (t1 - t0) * 1000
-        pic, geo, norm = fr.layer_grid(act, boost=state.boost, gamma=state.gamma, max_side=self.max_grid_side)
+        pic, geo, _ = fr.layer_grid(act, boost=state.boost, gamma=state.gamma, max_side=self.max_grid_side)
         blobs = []
         data, mime = fr.encode(pic, state.fmt, state.quality)
         blobs.append(("grid", data, mime))
@@ -262,7 +262,9 @@ class FrameProcessor:
                 "mean": float(m.mean()),
                 "argmax": [flat // m.shape[-1], flat % m.shape[-1]],
             }
-            data, mime = fr.encode(fr.unit_overlay(frame.x[0], norm[u]), "jpeg", 88)
+            # Where the unit fires: its positive part on the layer's scale (0 .. layer max).
+            firing = m.clamp(min=0) / maps.max().clamp_min(1e-12)
+            data, mime = fr.encode(fr.unit_overlay(frame.x[0], firing), "jpeg", 88)
             blobs.append(("unit", data, mime))
             header["backprop"] = self._backprop_pane(frame, state, blobs)
         elif state.backprop != "off":
