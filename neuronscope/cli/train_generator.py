@@ -22,6 +22,8 @@ def add_parser(sub):
     p.add_argument("--adv-from", type=int, default=None, help="step where the adversarial stage starts (default: never)")
     p.add_argument("--augs", type=int, default=10, help="augmented views per photo in the data bank (default 10)")
     p.add_argument("--batch", type=int, default=16)
+    p.add_argument("--lr", type=float, default=2e-4, help="Adam learning rate (default 2e-4; decays linearly to 10%% "
+                   "over the last 30%% of the run)")
     p.add_argument("--full-every", type=int, default=1, help="feature and code-cycle losses every K steps, image loss only "
                    "between (cheaper steps on a busy CPU; default 1 = every step)")
     p.add_argument("--hours", type=float, default=None, help="stop after this much training time (counted across resumes)")
@@ -46,7 +48,7 @@ def run(args):
     model = load(args)
     cfg = TrainConfig(
         layer=args.layer, grid=args.grid, code_size=args.code_size, image_size=args.size, steps=args.steps,
-        adv_from=args.adv_from if args.adv_from is not None else args.steps, augs=args.augs, batch=args.batch, full_every=args.full_every,
+        adv_from=args.adv_from if args.adv_from is not None else args.steps, augs=args.augs, batch=args.batch, full_every=args.full_every, lr=args.lr,
         hours=args.hours, ckpt_minutes=args.ckpt_minutes, seed=args.seed,
     )
     g = train_generator(model, args.images, args.out, cfg, progress=not args.no_progress, resume=args.resume)

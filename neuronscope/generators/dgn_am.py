@@ -23,7 +23,7 @@ def dgn_am(
     targets,
     *,
     steps: int = 200,
-    lr: float = 1.0,
+    lr: float = 0.3,
     lr_end: float = 1e-10,
     decay: float = 0.99,
     size: int | None = None,

@@ -2,7 +2,7 @@
 
 Each step, per batch row::
 
-    h <- h + lr_t * [eps1 * (R(h) - h) + eps2 * dcond] + noise
+    h <- h + eps1 * (R(h) - h) + lr_t * eps2 * dcond + noise      (update="scaled")
     h <- decay * clip(h)
 
 * R is the prior's denoiser: ``dae`` (PPGN-h: a DAE on codes), ``cycle``
@@ -61,20 +61,22 @@ class SamplerConfig:
     compat: bool = False
     condition: str = "logprob"  # logprob (PPGN) or activation (DGN-AM)
     reset_every: int | None = None
-    reset_eps1: tuple[float, float] = (0.01, 0.3)
+    reset_eps1: tuple[float, float] = (0.003, 0.03)
     save_every: int = 5
     burn_in: int = 0
     init: str = "stats"  # stats: N(mu, sigma^2) clipped; normal: N(0, 1) clipped
     clip: bool = True
 
 
-# Presets: the published variants, with epsilons re-expressed in the ``scaled`` update.
+# Presets: the published variants, with epsilons re-expressed in the ``scaled`` update and
+# tuned on the shipped Lite0 generator (4 classes): a 10 % pull toward R(h) per step or a
+# step of 0.6 sigma drowned the class gradient; 1 % and 0.2 sigma reached p > 0.9 on 3 of 4.
 PRESETS: dict[str, SamplerConfig] = {
-    "dgn-am": SamplerConfig(eps1=0.0, eps2=1.0, eps3=0.0, prior="none", decay=0.99, lr=1.0, lr_end=1e-10,
+    "dgn-am": SamplerConfig(eps1=0.0, eps2=1.0, eps3=0.0, prior="none", decay=0.99, lr=0.3, lr_end=1e-10,
                             condition="activation", steps=200),
-    "ppgn-h": SamplerConfig(eps1=0.1, eps2=1.0, eps3=0.1, prior="dae", lr=0.5, steps=200, burn_in=40),
-    "joint-ppgn-h": SamplerConfig(eps1=0.1, eps2=1.0, eps3=0.1, prior="cycle", lr=0.5, steps=200, burn_in=40),
-    "noiseless-joint-ppgn-h": SamplerConfig(eps1=0.1, eps2=1.0, eps3=0.0, prior="cycle", lr=0.5, steps=200, burn_in=40),
+    "ppgn-h": SamplerConfig(eps1=0.01, eps2=1.0, eps3=0.03, prior="dae", lr=0.2, steps=200, burn_in=40),
+    "joint-ppgn-h": SamplerConfig(eps1=0.01, eps2=1.0, eps3=0.03, prior="cycle", lr=0.2, steps=200, burn_in=40),
+    "noiseless-joint-ppgn-h": SamplerConfig(eps1=0.01, eps2=1.0, eps3=0.0, prior="cycle", lr=0.2, steps=200, burn_in=40),
 }
 
 

@@ -61,6 +61,7 @@ class TrainConfig:
     holdout_fraction: float = 0.1
     batch: int = 16
     lr: float = 2e-4
+    lr_decay_fraction: float = 0.3  # linear decay to 10 % over this last fraction of the run
     steps: int = 2500
     adv_from: int = 1500  # step where stage 2 (adversarial) starts; >= steps disables it
     adv_weight: float = 0.05
@@ -300,6 +301,9 @@ class Trainer:
             self.opt_d.load_state_dict(blob["opt_d"])
             self.step, self.elapsed, self.best = blob["step"], blob["elapsed"], blob["best"]
             self.gen.set_state(blob["gen_state"])
+            for opt in (self.opt_g, self.opt_d):  # the current --lr wins over the saved one
+                for group in opt.param_groups:
+                    group["lr"] = self.cfg.lr
             self._log({"event": "resumed", "step": self.step, "elapsed": self.elapsed})
 
     # ------------------------------------------------------------ one step
@@ -316,8 +320,26 @@ class Trainer:
         l_cyc = F.mse_loss(h2, h) / self.bank["var_h"]
         return y, l_img, l_feat, l_cyc
 
+    def progress_fraction(self) -> float:
+        """How far the run is: the larger of steps done / steps and time used / --hours."""
+        frac = self.step / max(1, self.cfg.steps)
+        if self.cfg.hours:
+            frac = max(frac, self.elapsed / (self.cfg.hours * 3600))
+        return min(1.0, frac)
+
+    def learning_rate(self) -> float:
+        """Constant, then linear decay to 10 % over the last ``lr_decay_fraction`` of the run."""
+        f, d = self.progress_fraction(), self.cfg.lr_decay_fraction
+        if d <= 0 or f < 1 - d:
+            return self.cfg.lr
+        return self.cfg.lr * (1 - 0.9 * (f - (1 - d)) / d)
+
     def train_step(self) -> dict:
         cfg, bank = self.cfg, self.bank
+        lr = self.learning_rate()
+        for opt in (self.opt_g, self.opt_d):
+            for group in opt.param_groups:
+                group["lr"] = lr
         idx = torch.randint(0, len(bank["h"]), (cfg.batch,), generator=self.gen)
         x = bank["x"][idx].float().div(255).to(self.device)
         h = bank["h"][idx].to(self.device)
@@ -326,7 +348,7 @@ class Trainer:
         if self.step % max(1, cfg.full_every) == 0:
             y, l_img, l_feat, l_cyc = self._losses(x, h, f)
             loss = l_img + l_feat + l_cyc
-            rec = {"step": self.step, "img": l_img.item(), "feat": l_feat.item(), "cyc": l_cyc.item()}
+            rec = {"step": self.step, "img": l_img.item(), "feat": l_feat.item(), "cyc": l_cyc.item(), "lr": lr}
         else:  # a cheap step: the generator alone, image loss only
             y = (self.G(h) + 1) / 2
             loss = F.mse_loss(y, x) / bank["var_x"]
@@ -392,7 +414,6 @@ class Trainer:
             "manifest_sha256": self.bank.get("manifest", {}).get("sha256"),
             "n_train_photos": len(self.train_paths),
             "n_bank": int(len(self.bank["h"])),
-            "mean_image": self.bank["mean_image"].half().tolist() if False else None,
         }
         dae = CodeDAE(**self.dae.config)
         dae.load_state_dict(self.dae.state_dict())

@@ -1,0 +1,44 @@
+"""Options and output helpers shared by the generator-prior verbs (dgn, sample, inpaint)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def add_generator_arguments(p) -> None:
+    p.add_argument("--generator", default="shipped",
+                   help="generator file from `neuronscope train-generator` (default: the shipped Lite0 generator)")
+    p.add_argument("--size", type=int, default=None, help="resolution the classifier sees the generated image at "
+                   "(default: min(model size, 2 x generator size))")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default=None, help="output folder")
+    p.add_argument("--overwrite", action="store_true", help="allow writing into a non-empty --out")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def load_both(args):
+    """(model, generator) from the parsed arguments."""
+    import torch
+
+    from ..generators.shipped import load_generator
+    from ._common import load
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    model = load(args)
+    gen = load_generator(args.generator, model.name, device=model.device)
+    return model, gen
+
+
+def write_outputs(out: Path, images, captions, name: str, columns: int | None = None, record: dict | None = None) -> Path:
+    """Individual PNGs, one labelled sheet and a JSON record in ``out``."""
+    from ..images import atomic_write_json, labelled_grid, save_png
+
+    for i, im in enumerate(images):
+        save_png(im, out / f"{name}_{i:03d}.png")
+    sheet = labelled_grid(list(images), captions, columns=columns, cell=max(128, int(images[0].shape[-1])))
+    path = save_png(sheet, out / f"{name}_sheet.png")
+    if record is not None:
+        atomic_write_json(out / f"{name}.json", record)
+    return path

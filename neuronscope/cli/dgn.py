@@ -1,0 +1,48 @@
+"""``neuronscope dgn MODEL TARGET...``: DGN-AM -- each target's preferred image searched in a generator's code space.
+
+Targets: class:NAME, class:INDEX, LAYER:C, LAYER:A-B, LAYER:C@X,Y. All targets
+(times --n restarts) are optimized together, one batch row each. Writes one
+PNG per row, a labelled sheet and dgn.json (activation per row) to --out.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ._common import add_model_argument
+from ._generator_common import add_generator_arguments, load_both, write_outputs
+
+
+def add_parser(sub):
+    p = sub.add_parser("dgn", help="DGN-AM: maximize units through a generator prior", description=__doc__)
+    add_model_argument(p)
+    p.add_argument("targets", nargs="+", help="class:ostrich, class:9, blocks.10:5, blocks.10:0-7, blocks.10:5@3,4")
+    p.add_argument("--n", type=int, default=1, help="restarts (random initial codes) per target (default 1)")
+    p.add_argument("--steps", type=int, default=200, help="iterations (default 200, as the paper)")
+    p.add_argument("--lr", type=float, default=0.3, help="initial step in units of the mean code std (default 0.3)")
+    p.add_argument("--lr-end", type=float, default=1e-10, help="final step (linear schedule; default 1e-10)")
+    p.add_argument("--decay", type=float, default=0.99, help="code decay per step (L2 prior; default 0.99)")
+    p.add_argument("--best", action="store_true", help="show the highest-activation image instead of the last (the paper shows the last)")
+    add_generator_arguments(p)
+    return p
+
+
+def run(args):
+    from ..errors import NeuronscopeError
+    from ..generators.dgn_am import dgn_am
+    from ..images import prepare_output_dir
+
+    if args.n < 1 or args.steps < 1:
+        raise NeuronscopeError("--n and --steps must be at least 1")
+    model, gen = load_both(args)
+    out = prepare_output_dir(args.out or f"dgn-{model.name}", overwrite=args.overwrite)
+    res, rows = dgn_am(gen, model, args.targets, steps=args.steps, lr=args.lr, lr_end=args.lr_end, decay=args.decay,
+                       size=args.size, n=args.n, seed=args.seed, progress=not args.quiet)
+    images = res.best_images if args.best else res.images
+    values = res.best_values if args.best else res.values
+    caps = [f"{t.label}\n{float(v):.2f}" for t, v in zip(rows, values)]
+    record = {"targets": [t.label for t in rows], "values": [float(v) for v in values], "steps": args.steps,
+              "generator": gen.meta.get("command", args.generator), "shown": "best" if args.best else "last"}
+    sheet = write_outputs(Path(out), images, caps, "dgn", columns=args.n if args.n > 1 else None, record=record)
+    print(f"sheet: {sheet}")
+    return 0
