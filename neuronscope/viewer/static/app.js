@@ -295,6 +295,7 @@
     $("examples").replaceChildren();
     $("patches").replaceChildren();
     $("examples-note").hidden = true;
+    $("synth-note").hidden = true;
     if (unit === null || unit === undefined) {
       $("synth-caption").textContent = "— select a unit";
       $("examples-caption").textContent = "— select a unit";
@@ -341,7 +342,9 @@
         cap.textContent = d.status === "rendering" ? `— rendering ${Math.round((d.progress || 0) * 100)}%` : "— queued";
         ns.synthTimer = setTimeout(() => pollSynth(q, layer, unit), 1000);
       } else {
-        cap.textContent = `— ${d.message || d.error || d.status}`;
+        cap.textContent = "";
+        $("synth-note").textContent = d.message || d.error || d.status;
+        $("synth-note").hidden = false;
       }
     }).catch(() => { $("synth-caption").textContent = "— could not load"; });
   }
