@@ -46,7 +46,9 @@ class LocalBackend:
         self.workers = 1
 
     def run(self, model, batches: Sequence[list[Job]], settings: AtlasSettings, store: AtlasStore, run_id: str,
-            shapes: dict[str, tuple], on_done: OnDone, stop: threading.Event) -> None:
+            shapes: dict[str, tuple], on_done: OnDone, stop: threading.Event, on_ready=None) -> None:
+        if on_ready is not None:
+            on_ready()
         if self.threads:
             torch.set_num_threads(self.threads)
         for batch in batches:
@@ -109,6 +111,7 @@ class RayBackend:
         self.device = device
         self.object_store_mb = object_store_mb
         self.worker_pids: list[int] = []
+        self.startup_seconds = 0.0  # starting Ray and the actors (each loads the model)
 
     def _init(self, ray) -> bool:
         """Start or join Ray; True when this call started it (and must stop it)."""
@@ -123,8 +126,9 @@ class RayBackend:
         return True
 
     def run(self, model, batches: Sequence[list[Job]], settings: AtlasSettings, store: AtlasStore, run_id: str,
-            shapes: dict[str, tuple], on_done: OnDone, stop: threading.Event) -> None:
+            shapes: dict[str, tuple], on_done: OnDone, stop: threading.Event, on_ready=None) -> None:
         ray = _import_ray()
+        t0 = time.perf_counter()
         started = self._init(ray)
         actors = []
         try:
@@ -134,6 +138,9 @@ class RayBackend:
             actors = [remote.remote(model_ref, settings, str(Path(store.path).resolve()), run_id, self.threads, self.device)
                       for _ in range(self.workers)]
             self.worker_pids = ray.get([a.pid.remote() for a in actors])
+            self.startup_seconds = time.perf_counter() - t0
+            if on_ready is not None:
+                on_ready()
             queue = deque(batches)
             inflight = {}
 

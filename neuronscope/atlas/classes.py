@@ -68,11 +68,13 @@ def _jacobian_one(model: Model, layer: str, x: torch.Tensor, channels: Sequence[
     return tangent.float().cpu()
 
 
-def _chunk_rows(model: Model, layer: str, x: torch.Tensor, budget: int = 32 * 2**20) -> int:
+def _chunk_rows(model: Model, layer: str, x: torch.Tensor, shape: Sequence[int] | None = None,
+                budget: int = 32 * 2**20) -> int:
     """Rows per forward pass so the layer's dual output stays near ``budget`` floats."""
-    from ..optim.render import _layer_shapes
+    if shape is None:
+        from ..optim.render import _layer_shapes
 
-    shape = _layer_shapes(model, [layer], x.shape[-1])[layer]
+        shape = _layer_shapes(model, [layer], x.shape[-1])[layer]
     per_row = 2 * max(1, int(torch.tensor(shape).prod()))
     return int(min(1024, max(16, budget // per_row)))
 
@@ -81,13 +83,21 @@ def layer_jacobian(model: Model, layer: str, x: torch.Tensor, channels: Sequence
                    chunk: int | None = None) -> torch.Tensor:
     """(channels, classes) at one input, in chunks of channels sized to a memory budget."""
     chans = list(range(channels)) if isinstance(channels, int) else list(channels)
-    chunk = chunk or _chunk_rows(model, layer, x)
+    if chunk is None:
+        with torch.no_grad():
+            from ..taps import activations
+
+            shape = tuple(activations(model, x, [layer])[layer].shape[1:])
+        chunk = _chunk_rows(model, layer, x, shape)
     parts = [_jacobian_one(model, layer, x, chans[s:s + chunk]) for s in range(0, len(chans), chunk)]
     return torch.cat(parts)
 
 
-def attribute_layer(model: Model, layer: str, channels: int, references: torch.Tensor, *, top: int = TOP) -> dict:
+def attribute_layer(model: Model, layer: str, channels: int, references: torch.Tensor, *, top: int = TOP,
+                    size: int | None = None) -> dict:
     """Top classes per unit of ``layer`` (JSON-ready), from reference inputs (N,3,S,S) in [0, 1].
+
+    The inputs are resized to ``size`` (default: the model's input size) first.
 
     Returns ``{"method": "linear"|"gradient", "inputs": n, "top": {unit: [[class, score], ...]},
     "bottom": {...}}``; "linear" means the path to the logits is linear and the
@@ -95,7 +105,7 @@ def attribute_layer(model: Model, layer: str, channels: int, references: torch.T
     """
     if references.shape[0] < 1:
         raise NeuronscopeError(f"no reference inputs to attribute {layer!r} to classes")
-    size = model.input_size
+    size = int(size or model.input_size)
     refs = F.interpolate(references.float(), size=(size, size), mode="bilinear", align_corners=False,
                          antialias=True).clamp(0, 1) if references.shape[-1] != size else references.float()
     first = layer_jacobian(model, layer, refs[:1], channels)

@@ -141,7 +141,7 @@ def _references(store: AtlasStore, topk, layer: str, n: int) -> tuple[torch.Tens
     return imgs, f"the atlas's renders of {len(chosen)} units of this layer"
 
 
-def attribute_classes(model: Model, store: AtlasStore, topk=None, *, inputs: int = 8,
+def attribute_classes(model: Model, store: AtlasStore, topk=None, *, inputs: int = 8, size: int | None = None,
                       layers: Sequence[str] | None = None, should_stop=None) -> list[str]:
     """Compute (or reuse) each layer's unit -> classes table in the store; notes on what was done."""
     from .classes import attribute_layer
@@ -157,15 +157,17 @@ def attribute_classes(model: Model, store: AtlasStore, topk=None, *, inputs: int
         source_kind = "topk" if topk is not None and topk.complete(layer) else "renders"
         if cached is not None:
             method, data = cached
-            if method in ("linear", "none") or (data.get("source_kind") == source_kind and data.get("requested") == inputs
-                                                 and (source_kind == "topk" or data.get("rendered") == n_rendered)):
+            same_size = data.get("size") == int(size or model.input_size)
+            if method == "none" or (method == "linear" and same_size) or (
+                    same_size and data.get("source_kind") == source_kind and data.get("requested") == inputs
+                    and (source_kind == "topk" or data.get("rendered") == n_rendered)):
                 continue
         refs, source = _references(store, topk, layer, inputs)
         if refs is None:
             continue
         t0 = time.perf_counter()
         try:
-            data = attribute_layer(model, layer, store.channels(layer), refs)
+            data = attribute_layer(model, layer, store.channels(layer), refs, size=size)
         except NeuronscopeError as e:
             store.put_classes(layer, "none", {"reason": str(e)})
             notes.append(f"classes of {layer}: not computable ({e})")
@@ -192,6 +194,7 @@ def build_atlas(
     topk_k: int = 9,
     dissection: str | Path | None = None,
     classes_inputs: int = 8,
+    classes_size: int | None = None,
     site: bool = True,
     progress: bool = True,
     handle_signals: bool = True,
@@ -241,6 +244,8 @@ def build_atlas(
     run_id = None
     try:
         summary.swept = store.sweep()
+        if store.mark_dead_runs():
+            summary.notes.append("an earlier run was killed; its finished units are kept")
         if render:
             store.set_meta(**{k: man[k] for k in ("python", "platform", "batch")})
             store.add_layers([(p.name, p.channels, p.shape) for p in plans])
@@ -260,17 +265,27 @@ def build_atlas(
                 bar.update(len(recorded))
                 bar.set_postfix_str(f"{batch[0][0]} · {seconds:.1f} s/batch of {len(batch)}", refresh=False)
 
-        with stopper.installed(handle_signals):
+        t0 = time.perf_counter()
+
+        def on_ready():  # workers are up: time the rendering from here
+            nonlocal t0
             t0 = time.perf_counter()
+            if bar is not None:
+                bar.reset(total=len(pending))
+
+        with stopper.installed(handle_signals):
             stopper.rendering = True
             try:
                 if batches:
-                    be.run(model, batches, settings, store, run_id, shapes, on_done, stopper.event)
+                    be.run(model, batches, settings, store, run_id, shapes, on_done, stopper.event, on_ready)
             finally:
                 stopper.rendering = False
                 summary.render_seconds = time.perf_counter() - t0
                 if bar is not None:
                     bar.close()
+            if getattr(be, "startup_seconds", 0):
+                summary.notes.append(f"Ray start-up (cluster and {be.workers} workers loading the model): "
+                                     f"{be.startup_seconds:.1f} s, not counted in the render time")
             if stopper.event.is_set():
                 raise KeyboardInterrupt
 
@@ -292,7 +307,7 @@ def build_atlas(
             try:
                 if classes_inputs:
                     summary.notes += attribute_classes(model, store, topk_src, inputs=classes_inputs,
-                                                       should_stop=stopper.event.is_set)
+                                                       size=classes_size, should_stop=stopper.event.is_set)
                 if site:
                     from .site import SiteBuilder, SiteInputs
 

@@ -421,6 +421,11 @@ class AtlasStore:
 
     # ------------------------------------------------------------ runs
 
+    def mark_dead_runs(self) -> int:
+        """Runs still 'running' while we hold the run lock were killed; say so. Returns how many."""
+        with self._transaction() as c:
+            return c.execute("UPDATE runs SET status = 'killed' WHERE status = 'running'").rowcount
+
     def start_run(self, backend: str, workers: int) -> str:
         run = time.strftime("%Y%m%d-%H%M%S-") + secrets.token_hex(3)
         with self._transaction() as c:
