@@ -15,7 +15,7 @@ export NEURONSCOPE_PHOTOS := $(PHOTOS)
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PIP) install torch==2.13.0
-	$(PIP) install -e '.[judges,photos,serve,test]'
+	$(PIP) install -e '.[judges,photos,serve,ray,test]'
 	touch $@
 
 install: $(STAMP)
