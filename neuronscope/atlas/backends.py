@@ -19,6 +19,7 @@ the summary do not depend on the backend.
 from __future__ import annotations
 
 import os
+import signal
 import threading
 import time
 from collections import deque
@@ -118,11 +119,20 @@ class RayBackend:
         if ray.is_initialized():
             return False
         kw = dict(include_dashboard=False, log_to_driver=False, logging_level="ERROR")
-        if self.address:
-            ray.init(address=self.address, **kw)
-        else:
-            ray.init(num_cpus=self.workers, num_gpus=0 if not str(self.device or "").startswith("cuda") else None,
-                     object_store_memory=self.object_store_mb * 1024 * 1024, **kw)
+        # ray.init installs its own SIGTERM handler (sys.exit) in the driver; keep ours, so a
+        # SIGTERM stops the run cleanly and the actors and the local Ray instance are shut down.
+        main = threading.current_thread() is threading.main_thread()
+        saved = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)} if main else {}
+        try:
+            if self.address:
+                ray.init(address=self.address, **kw)
+            else:
+                ray.init(num_cpus=self.workers, num_gpus=0 if not str(self.device or "").startswith("cuda") else None,
+                         object_store_memory=self.object_store_mb * 1024 * 1024, **kw)
+        finally:
+            for s, handler in saved.items():
+                if handler is not None:
+                    signal.signal(s, handler)
         return True
 
     def run(self, model, batches: Sequence[list[Job]], settings: AtlasSettings, store: AtlasStore, run_id: str,

@@ -224,7 +224,10 @@ def build_atlas(
 
     out = Path(out)
     store_path = out / STORE_DIR
-    prepare_output_dir(out, resume=AtlasStore.exists(store_path))
+    if out.exists() and not AtlasStore.exists(store_path) and (not out.is_dir() or any(out.iterdir())):
+        raise NeuronscopeError(f"{out} exists and is not empty, and holds no atlas; choose another --out "
+                               "(an existing atlas folder is resumed, never overwritten)")
+    prepare_output_dir(out, resume=True)
     man = {**manifest(model, settings), **describe_environment(), "batch": settings.batch}
     if render:
         store = AtlasStore.open_or_create(store_path, man, force=force)
@@ -325,7 +328,13 @@ def build_atlas(
         summary.signal = stopper.signum or signal.SIGINT
         if run_id is not None:
             store.finish_run(run_id, "interrupted")
+    except BaseException:
+        if run_id is not None:
+            store.finish_run(run_id, "failed")
+        raise
     finally:
+        if run_id is not None:  # the store's count is authoritative (a Ray worker may finish as we stop)
+            summary.rendered = next((r["rendered"] for r in store.runs() if r["id"] == run_id), summary.rendered)
         store.close()
         summary.wall_seconds = time.perf_counter() - t_wall
     return summary

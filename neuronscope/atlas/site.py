@@ -43,6 +43,7 @@ h1{font-size:20px;margin:4px 0}h2{font-size:16px;margin:22px 0 8px}
 .row{display:flex;gap:24px;flex-wrap:wrap;align-items:flex-start}
 .pics{display:flex;flex-wrap:wrap;gap:8px}.pics figure{margin:0;width:132px;font-size:11px}
 .pics img{width:132px;height:132px;object-fit:contain;background:#eee;border-radius:3px}
+figcaption{overflow-wrap:anywhere}
 table{border-collapse:collapse}td,th{padding:2px 8px;text-align:left;border-bottom:1px solid #e4e4e4;font-size:13px}
 .bar{display:inline-block;height:9px;background:#4a8;vertical-align:middle}.bar.neg{background:#c55}
 nav a{margin-right:14px}.note{color:#666;font-size:12px}
