@@ -54,9 +54,24 @@ GPU = {
            "Lite0's depthwise convolutions are memory-bound (assumed 5 TFLOP/s, ~3% of peak). "
            "Treat the results as +-2x.",
     "startup_s": 60.0,  # start Ray, ship the model, warm up cuDNN, per run (parallel over workers)
+    "launch_us": 10.0,  # PyTorch eager dispatch + CUDA launch per tensor operation (typically 5-20 us)
 }
 def load() -> list[float]:
     return [round(x, 2) for x in os.getloadavg()]
+
+
+def git_state() -> dict:
+    """The commit measured, and whether the render engine had uncommitted changes (it is shared work)."""
+    import subprocess
+
+    root = Path(__file__).resolve().parents[1]
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "neuronscope/optim", "neuronscope/atlas"], cwd=root,
+                               capture_output=True, text=True).stdout.strip().splitlines()
+    except OSError:
+        return {}
+    return {"commit": head, "uncommitted": dirty}
 
 
 def cpu_name() -> str:
@@ -145,6 +160,7 @@ def lite0_layer_costs(model, size: int, steps_measured: int, batch: int, full_st
         per_unit = (c["fixed_s"] + full_steps * c["step_s"]) / c["rows"]
         rows.append({"layer": layer, "channels": ch, "step_s_batch": round(c["step_s"], 4),
                      "fixed_s": round(c["fixed_s"], 2), "unit_s": round(per_unit, 3),
+                     "cpu_fraction": round(c["cpu_fraction"], 2),
                      "unit_step_gflops": round(unit_step_flops(model, layer) / 1e9, 4)})
         print(f"  {layer:10s} {ch:5d} ch  {c['step_s']:.3f} s/step (batch {c['rows']})  ->  {per_unit:.2f} s/unit "
               f"at {full_steps} steps; {rows[-1]['unit_step_gflops']:.3f} GFLOP/unit-step", flush=True)
@@ -196,10 +212,34 @@ class ResNet50(nn.Module):
         return self.fc(torch.flatten(self.avgpool(x), 1))
 
 
-def step_floor(model, layer: str) -> float:
-    """Seconds per step of a 1-row, 32 px optimization: the loop's fixed per-step cost (Python,
-    dispatch, transforms, optimizer) that a GPU does not remove, whatever the FLOPs."""
-    return step_cost(model, layer, 32, 6, 1)["step_s"]
+def ops_per_step(model, layer: str) -> int:
+    """Tensor operations one optimization step dispatches (1 row, 32 px): forward, backward,
+    transforms, parameterization and Adam. On a GPU each is at least one kernel launch."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    from neuronscope.optim import objectives as O
+    from neuronscope.optim import render
+
+    class Count(TorchDispatchMode):
+        n = 0
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            Count.n += 1
+            return func(*args, **(kwargs or {}))
+
+    render(model, O.channel(layer, 0), size=32, steps=1, progress=False)  # one-off work (e.g. BN folding) first
+    counts = []
+    for steps in (4, 8):
+        Count.n = 0
+        with Count():
+            render(model, O.channel(layer, 0), size=32, steps=steps, progress=False)
+        counts.append(Count.n)
+    return (counts[1] - counts[0]) // 4
+
+
+def step_floor(ops: int) -> float:
+    """Seconds per step that no amount of FLOP/s removes: ``ops`` launches at GPU["launch_us"] each."""
+    return ops * GPU["launch_us"] * 1e-6
 
 
 def gpu_estimate(layers: list[dict], model_key: str, steps: int, batch: int, gpus: int, floor_s: float,
@@ -236,7 +276,7 @@ def main() -> None:
     out = {"claim": "atlas units per minute on this CPU (local backend), per-unit cost of a whole-network atlas, "
                     "and estimates for Lite0 and ResNet-50 on 1 and 16 GPUs",
            "model": args.model, "neuronscope": __version__, "torch": torch.__version__, "cpu": cpu_name(),
-           "cpu_count": os.cpu_count(), "threads": args.threads, "load_average_start": load(),
+           "cpu_count": os.cpu_count(), "threads": args.threads, "load_average_start": load(), "code": git_state(),
            "note": "the machine is shared with other engineers' jobs; wall times depend on the load recorded with "
                    "each run, CPU (process) times much less so"}
 
@@ -273,11 +313,14 @@ def main() -> None:
     cpu_s = sum(l["channels"] * l["unit_s"] for l in lite)
     flops = sum(l["channels"] * l["unit_step_gflops"] for l in lite) * 1e9 * args.full_steps
     out["part2_lite0_layers"] = lite
+    idle_s = sum(l["channels"] * l["unit_s"] * min(1.0, l["cpu_fraction"]) for l in lite)
     out["part2_lite0_cpu"] = {"units": units, "wall_s": round(cpu_s, 1), "wall_h": round(cpu_s / 3600, 2),
+                              "cpu_time_h": round(idle_s / 3600, 2),
                               "total_tflop": round(flops / 1e12, 1),
                               "achieved_gflops_per_s": round(flops / cpu_s / 1e9, 2), "load_after": load()}
     print(f"  Lite0 every block-output channel: {units} units -> {cpu_s / 3600:.1f} h on this CPU "
-          f"({args.threads} thread), {flops / 1e12:.0f} TFLOP, achieved {flops / cpu_s / 1e9:.1f} GFLOP/s", flush=True)
+          f"({args.threads} thread, shared; {idle_s / 3600:.1f} h of CPU time), {flops / 1e12:.0f} TFLOP, "
+          f"achieved {flops / cpu_s / 1e9:.1f} GFLOP/s", flush=True)
 
     print("part 3: ResNet-50 (random weights): FLOPs per unit-step, measured cost of the last block of each "
           "stage, and GPU estimates", flush=True)
@@ -303,11 +346,13 @@ def main() -> None:
     rn_cpu_s = sum(l["channels"] * l["unit_s"] for l in rn_layers)
     rn_flops = sum(l["channels"] * l["unit_step_gflops"] for l in rn_layers) * 1e9 * args.full_steps
     ratio = rn_flops / flops
-    floors = {"efficientnet_lite0": step_floor(model, "head"), "resnet50": step_floor(rn, "layer4.2")}
+    ops = {"efficientnet_lite0": ops_per_step(model, "head"), "resnet50": ops_per_step(rn, "layer4.2")}
+    floors = {k: step_floor(v) for k, v in ops.items()}
     out["part3_resnet50_layers"] = rn_layers
     out["part3_resnet50_cpu"] = {"units": rn_units, "wall_s": round(rn_cpu_s, 1), "wall_h": round(rn_cpu_s / 3600, 1),
                                  "total_tflop": round(rn_flops / 1e12, 1),
                                  "achieved_gflops_per_s": round(rn_flops / rn_cpu_s / 1e9, 2)}
+    out["part3_ops_per_step"] = ops
     out["part3_step_floor_s"] = {k: round(v, 4) for k, v in floors.items()}
     estimates = {}
     for key, layers in (("efficientnet_lite0", lite), ("resnet50", rn_layers)):
@@ -324,16 +369,16 @@ def main() -> None:
         f"{args.full_steps} steps, 32 rows per optimization, no diversity images",
         "FLOPs counted by torch.utils.flop_counter on forward-to-layer + backward-to-image at 140 px (parameters "
         f"frozen); ResNet-50 / Lite0 total FLOPs ratio {ratio:.1f} ({rn_units / units:.1f}x the units)",
-        "GPU time = sum over batches of steps x max(FLOPs of the batch step / achieved FLOP/s, the per-step floor "
-        "measured here at 32 px and batch 1); 16 GPUs split the batches evenly (units are independent), plus "
-        "start-up and one batch of tail; range_h = throughput x2 and x0.5",
+        "GPU time = sum over batches of steps x max(FLOPs of the batch step / achieved FLOP/s, a per-step floor "
+        "of (tensor operations per step, counted here) x launch_us); 16 GPUs split the batches evenly (units are "
+        "independent), plus start-up and one batch of tail; range_h = throughput x2 and x0.5",
     ]
     out["load_average_end"] = load()
     atomic_write_json(RESULTS, out)
     print(f"  ResNet-50: {rn_units} units, {rn_flops / 1e12:.0f} TFLOP ({ratio:.1f}x Lite0); on this CPU "
           f"{rn_cpu_s / 3600:.0f} h ({rn_flops / rn_cpu_s / 1e9:.1f} GFLOP/s achieved)")
-    print(f"  per-step floor (32 px, 1 row): Lite0 {floors['efficientnet_lite0'] * 1000:.0f} ms, "
-          f"ResNet-50 {floors['resnet50'] * 1000:.0f} ms")
+    print(f"  per-step floor: Lite0 {ops['efficientnet_lite0']} ops -> {floors['efficientnet_lite0'] * 1000:.1f} ms, "
+          f"ResNet-50 {ops['resnet50']} ops -> {floors['resnet50'] * 1000:.1f} ms")
     for k, v in estimates.items():
         print(f"  {k:24s} {v['wall_h'] * 60:7.1f} min  (range {v['range_h'][0] * 60:.1f}-{v['range_h'][1] * 60:.1f} min, "
               f"{v['units']} units, {v['gpu_seconds'] / 3600:.2f} GPU-hours)")

@@ -194,6 +194,8 @@ def test_atlas_renders_each_unit_once_and_resumes_without_rendering(lite0, tmp_p
     assert (s3.rendered, s3.already) == (1, 0)
     with AtlasStore.open(out / "store") as st:
         assert st.done() == {("head", 0)} and st.manifest["size"] == 40 and st.check() == []
+    pages = sorted(p.relative_to(out).as_posix() for p in out.rglob("*.html"))
+    assert pages == ["index.html", "layers/head.html", "units/head/00000.html"]  # stale pages pruned
 
 
 def test_atlas_refuses_a_non_empty_folder_and_bad_layers(lite0, tmp_path):

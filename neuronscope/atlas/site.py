@@ -155,7 +155,17 @@ class SiteBuilder:
         finally:
             if bar is not None:
                 bar.close()
+        self._prune(layers, records)
         return self._write_index(layers, records)
+
+    def _prune(self, layers: list[str], records: dict[str, dict[int, UnitRecord]]) -> None:
+        """Remove pages of units and layers the store no longer has (after --force)."""
+        keep = {self.layer_page(l) for l in layers} | {self.unit_page(l, u) for l in layers for u in records[l]}
+        for folder in (self.site / "layers", self.site / "units"):
+            if folder.is_dir():
+                for f in folder.rglob("*.html"):
+                    if f not in keep:
+                        f.unlink(missing_ok=True)
 
     # ------------------------------------------------------------ pieces
 
