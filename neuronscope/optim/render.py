@@ -17,6 +17,7 @@ import torch
 from ..errors import NeuronscopeError
 from ..models import Model
 from ..taps import tap
+from .fast import fast_model, use_fast
 from .objectives import Objective, as_objective
 from .params import ImageParam, RawCaffeParam, make_param
 from .presets import DEFAULT_PRESET, Preset, get_preset
@@ -84,6 +85,7 @@ def render(
     progress: bool = True,
     callback: Callable[[int, torch.Tensor, torch.Tensor], bool | None] | None = None,
     description: str = "render",
+    fast: bool | None = None,
 ) -> RenderResult:
     """Synthesize the inputs that maximize ``objectives``.
 
@@ -94,6 +96,10 @@ def render(
     ``init``: (B, 3, H, W) images in [0, 1] to start from. ``thresholds``: steps
     at which to keep snapshots. ``target_value``: a row stops (is frozen) once its
     objective reaches it. ``callback(step, images, values)`` may return True to stop.
+    ``fast``: optimize through a faster copy of the model (BatchNorm folded into
+    convolutions, channels-last on CPU; the same function up to float rounding, see
+    :mod:`neuronscope.optim.fast`); ``None`` does so on CPU for renders big enough
+    to repay building the copy. The returned values use the model as given.
     """
     p = get_preset(preset)
     objective, rows = _rowwise_objective(objectives)
@@ -137,6 +143,9 @@ def render(
     tfm = (transforms if transforms is not None else p.transforms()).to(dev)
     gen = torch.Generator().manual_seed(seeds[0])
     layers = [n for n in objective.layers if n != "input"]
+    if fast is None:
+        fast = use_fast(dev, batch, size, steps)
+    net_model, fast_info = fast_model(model, layers) if fast else (model, None)
 
     deepvis = p.optimizer == "deepvis"
     if deepvis and not isinstance(param, RawCaffeParam):
@@ -156,9 +165,9 @@ def render(
     redirect = None
     eta0 = None
     try:
-        with tap(model, layers, stop_early=True) as taps:
+        with tap(net_model, layers, stop_early=True) as taps:
             if p.redirect_steps >= 0:
-                redirect = redirected_relus(model.net)
+                redirect = redirected_relus(net_model.net)
                 redirect.__enter__()
             for step in range(steps):
                 if redirect is not None and step > p.redirect_steps:
@@ -228,7 +237,8 @@ def render(
         final = best_img
     values = evaluate(model, objective, final)
     meta = {"preset": p.name, "param": p.param, "size": size, "steps": int(trace.shape[0]), "seeds": seeds,
-            "lr": lr or p.lr, "device": str(dev), "redirect_steps": p.redirect_steps, "keep": p.keep}
+            "lr": lr or p.lr, "device": str(dev), "redirect_steps": p.redirect_steps, "keep": p.keep,
+            "fast": fast_info.as_dict() if fast_info else None}
     return RenderResult(final, values, trace, snapshots, steps_run, seconds, meta)
 
 

@@ -1,0 +1,314 @@
+"""Render-time speedups: a copy of a model that computes the same function faster.
+
+Activation maximization runs the model forward *and* backward hundreds of times
+on the same frozen network, so a one-off rewrite of the network pays for itself
+within a step or two. :func:`fast_model` returns such a rewrite:
+
+* **BatchNorm folding.** An eval-mode ``BatchNorm2d`` that directly follows a
+  convolution (and is that convolution's only reader) is folded into the
+  convolution's weight and bias, and replaced by ``nn.Identity`` so every layer
+  address still resolves (tapping the BN gives the same tensor as before). A
+  convolution whose *own* output is tapped is left alone, since folding would
+  change what the tap sees. Pairs are found by tracing the network with
+  ``torch.fx`` (convolutions and norms as leaves); a network that cannot be
+  traced is simply not folded.
+* **channels-last memory format** (on CPU): oneDNN's convolutions, depthwise
+  ones especially, run faster on NHWC tensors, and folding removes the NCHW
+  BatchNorm kernels that made the layout change costly.
+
+The copy's parameters are new tensors; the original model is never modified.
+Values and input gradients agree with the original to float32 rounding
+(tests/test_fast.py checks 1e-4 relative). See ``benchmarks/render_vs_lucent.py``
+for what it buys.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+import weakref
+from dataclasses import dataclass, field
+from typing import Iterable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..models import Model
+from ..taps import parse_address
+
+
+@dataclass
+class FastInfo:
+    """What :func:`fast_model` changed, for the render metadata."""
+
+    folded: list[str] = field(default_factory=list)  # conv addresses that absorbed their BatchNorm
+    kept: list[str] = field(default_factory=list)  # conv+BN pairs left alone because the conv is tapped
+    channels_last: bool = False
+    reason: str = ""  # why nothing was folded, when nothing was
+    seconds: float = 0.0
+
+    def as_dict(self) -> dict:
+        return {"folded": len(self.folded), "kept": self.kept, "channels_last": self.channels_last,
+                "reason": self.reason, "seconds": round(self.seconds, 3)}
+
+
+# ---------------------------------------------------------------- finding conv -> BN pairs
+
+class _LeafTracer(torch.fx.Tracer):
+    """Keeps convolutions and norms as single call_module nodes, whatever their Python forward does."""
+
+    def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:
+        if isinstance(m, (nn.Conv2d, nn.modules.batchnorm._BatchNorm)):
+            return True
+        return super().is_leaf_module(m, qualname)
+
+
+def conv_bn_pairs(net: nn.Module) -> tuple[list[tuple[str, str]], str]:
+    """``[(conv address, bn address)]`` where the BN reads the conv's output and nothing else does.
+
+    Returns the pairs and, when none could be looked for, the reason (tracing failed).
+    """
+    try:
+        graph = _LeafTracer().trace(net)
+    except Exception as e:  # noqa: BLE001 - any tracing failure just means "no folding"
+        return [], f"the network could not be traced with torch.fx ({type(e).__name__}: {str(e)[:120]})"
+    modules = dict(net.named_modules())
+    pairs = []
+    for node in graph.nodes:
+        if node.op != "call_module" or not isinstance(modules.get(node.target), nn.BatchNorm2d):
+            continue
+        src = node.args[0] if node.args else None
+        if not isinstance(src, torch.fx.Node) or src.op != "call_module" or len(node.args) != 1 or node.kwargs:
+            continue
+        if not isinstance(modules.get(src.target), nn.Conv2d) or len(src.users) != 1:
+            continue
+        pairs.append((src.target, node.target))
+    # a module called at several places (weight sharing) must not be folded
+    calls: dict[str, int] = {}
+    for node in graph.nodes:
+        if node.op == "call_module":
+            calls[node.target] = calls.get(node.target, 0) + 1
+    return [(c, b) for c, b in pairs if calls[c] == 1 and calls[b] == 1], ""
+
+
+# ---------------------------------------------------------------- folding
+
+def _folded(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> tuple[torch.Tensor, torch.Tensor]:
+    """Weight and bias of ``bn(conv(x))`` as one convolution (eval-mode statistics)."""
+    var, mean = bn.running_var.double(), bn.running_mean.double()
+    gamma = bn.weight.double() if bn.weight is not None else torch.ones_like(var)
+    beta = bn.bias.double() if bn.bias is not None else torch.zeros_like(var)
+    scale = gamma / torch.sqrt(var + bn.eps)
+    w = conv.weight.double() * scale.view(-1, *([1] * (conv.weight.dim() - 1)))
+    b = conv.bias.double() if conv.bias is not None else torch.zeros_like(mean)
+    b = (b - mean) * scale + beta
+    dtype = conv.weight.dtype
+    return w.to(dtype), b.to(dtype)
+
+
+class SameConv2d(nn.Module):
+    """TensorFlow 'SAME' padding convolution with a bias (the folded form of neuronscope's Conv2dSame)."""
+
+    def __init__(self, weight: torch.Tensor, bias: torch.Tensor, stride: int, groups: int):
+        super().__init__()
+        self.weight = nn.Parameter(weight, requires_grad=False)
+        self.bias = nn.Parameter(bias, requires_grad=False)
+        self.stride, self.groups = stride, groups
+        self.k = weight.shape[-1]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        k, s = self.k, self.stride
+        if s == 1 and k % 2 == 1:
+            return F.conv2d(x, self.weight, self.bias, 1, k // 2, 1, self.groups)
+        pads = []
+        for size in (x.shape[-1], x.shape[-2]):
+            total = max((math.ceil(size / s) - 1) * s + k - size, 0)
+            pads += [total // 2, total - total // 2]
+        return F.conv2d(F.pad(x, pads), self.weight, self.bias, s, 0, 1, self.groups)
+
+
+class BiasAfter(nn.Module):
+    """``conv(x) + bias`` for a convolution whose forward ignores ``self.bias`` (the slow but safe form)."""
+
+    def __init__(self, conv: nn.Module, bias: torch.Tensor):
+        super().__init__()
+        self.conv = conv
+        self.register_buffer("bias", bias.view(1, -1, 1, 1))
+
+    def forward(self, x):
+        return self.conv(x) + self.bias
+
+
+def _probe_input(conv: nn.Conv2d) -> torch.Tensor:
+    g = torch.Generator().manual_seed(0)
+    # odd, unequal sides exercise the asymmetric padding paths
+    return torch.randn(1, conv.in_channels, 9, 7, generator=g).to(conv.weight)
+
+
+def _same_function(a: nn.Module, b: nn.Module, x: torch.Tensor) -> bool:
+    with torch.no_grad():
+        ya, yb = a(x), b(x)
+    if ya.shape != yb.shape:
+        return False
+    scale = ya.double().norm().clamp(min=1e-12)
+    return bool((ya.double() - yb.double()).norm() / scale < 1e-5)  # float32 rounding is ~1e-7
+
+
+def _fold_into(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> nn.Module | None:
+    """A module computing ``bn(conv(x))`` with one convolution, checked numerically against the pair.
+
+    Tries, in order: neuronscope's SAME-padding conv with a bias; a copy of the
+    conv with folded weight and bias (any conv whose forward uses ``self.bias``);
+    the folded conv followed by a bias add (a forward that ignores ``self.bias``).
+    None when no candidate reproduces the pair.
+    """
+    from ..models.efficientnet_lite import Conv2dSame
+
+    w, b = _folded(conv, bn)
+    reference = nn.Sequential(conv, bn)
+    x = _probe_input(conv)
+
+    def candidates():
+        if type(conv) is Conv2dSame and conv.stride[0] == conv.stride[1] \
+                and conv.kernel_size[0] == conv.kernel_size[1]:
+            yield SameConv2d(w.clone(), b.clone(), conv.stride[0], conv.groups)
+        plain = copy.deepcopy(conv)
+        plain.weight = nn.Parameter(w.clone(), requires_grad=False)
+        plain.bias = nn.Parameter(b.clone(), requires_grad=False)
+        yield plain
+        plain.bias = None
+        yield BiasAfter(plain, b.clone())
+        if conv.bias is not None:  # a forward that ignores self.bias never added the conv's own bias
+            yield BiasAfter(plain, _folded(_without_bias(conv), bn)[1])
+
+    for cand in candidates():
+        if _same_function(reference, cand, x):
+            return cand
+    return None
+
+
+def _without_bias(conv: nn.Conv2d) -> nn.Conv2d:
+    c = copy.deepcopy(conv)
+    c.bias = None
+    return c
+
+
+def _has_hooks(m: nn.Module) -> bool:
+    return bool(m._forward_hooks or m._forward_pre_hooks or m._backward_hooks
+                or getattr(m, "_backward_pre_hooks", None))
+
+
+def _set(root: nn.Module, address: str, module: nn.Module) -> None:
+    parent, _, name = address.rpartition(".")
+    setattr(root.get_submodule(parent) if parent else root, name, module)
+
+
+def fold_batchnorm(net: nn.Module, keep: Iterable[str] = ()) -> FastInfo:
+    """Fold eval BatchNorms into the preceding convolutions of ``net`` *in place*.
+
+    ``keep``: layer addresses whose outputs must stay exactly as they are; a conv
+    listed there keeps its BN. Returns what was done.
+    """
+    info = FastInfo()
+    if net.training:
+        info.reason = "the network is in training mode (BatchNorm uses batch statistics)"
+        return info
+    pairs, info.reason = conv_bn_pairs(net)
+    keep = set(keep)
+    for conv_name, bn_name in pairs:
+        if conv_name in keep:
+            info.kept.append(conv_name)
+            continue
+        conv, bn = net.get_submodule(conv_name), net.get_submodule(bn_name)
+        if bn.running_mean is None or bn.running_var is None:
+            continue
+        if _has_hooks(conv) or _has_hooks(bn):  # a user's hook (e.g. an ablation) must keep seeing its module
+            info.kept.append(conv_name)
+            continue
+        fused = _fold_into(conv, bn)
+        if fused is None:
+            continue
+        _set(net, conv_name, fused)
+        _set(net, bn_name, nn.Identity())
+        info.folded.append(conv_name)
+    if not pairs and not info.reason:
+        info.reason = "no convolution followed directly by a BatchNorm2d"
+    return info
+
+
+# ---------------------------------------------------------------- the fast copy
+
+class ChannelsLast(nn.Module):
+    """Puts a 4-D batch in channels-last memory format (values unchanged)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.contiguous(memory_format=torch.channels_last) if x.dim() == 4 else x
+
+
+#: renders with fewer pixel-steps (rows x size^2 x steps) than this are not worth a copy (~2 s of work)
+AUTO_MIN_WORK = 2 ** 21
+
+
+def use_fast(device: torch.device | str, batch: int, size: int | tuple[int, int], steps: int) -> bool:
+    """The automatic choice of ``render(fast=None)``: on CPU (where it was measured), for non-trivial renders."""
+    h, w = (size, size) if isinstance(size, int) else size
+    return torch.device(device).type == "cpu" and batch * h * w * steps >= AUTO_MIN_WORK
+
+
+_CACHE: "weakref.WeakKeyDictionary[Model, dict]" = weakref.WeakKeyDictionary()
+
+
+def _fingerprint(model: Model) -> tuple:
+    """Changes whenever a parameter or buffer is replaced, moved or edited in place, or a module or hook changes."""
+    tensors = tuple((id(t), t._version, t.data_ptr(), t.device.type) for t in (*model.parameters(), *model.buffers()))
+    modules = tuple((id(m), tuple(m._forward_hooks), tuple(m._forward_pre_hooks)) for m in model.modules())
+    return tensors + modules
+
+
+def fast_model(model: Model, layers: Iterable[str] = (), *, fold: bool = True,
+               channels_last: bool | None = None) -> tuple[Model, FastInfo]:
+    """A faster copy of ``model`` for optimizing images; ``layers`` are the addresses that will be tapped.
+
+    ``channels_last=None`` uses it on CPU only (where it was measured to help).
+    The copy has the same layer addresses, labels and preprocessing. It is cached
+    per model and rebuilt whenever the model's weights or modules change (even
+    in place), so edits such as ablating a channel are always seen.
+    """
+    if channels_last is None:
+        channels_last = model.device.type == "cpu"
+    keep = frozenset(parse_address(a).path for a in layers)
+    fingerprint = _fingerprint(model)
+    entry = _CACHE.get(model)
+    if entry is None or entry["fingerprint"] != fingerprint:
+        entry = _CACHE[model] = {"fingerprint": fingerprint, "convs": None, "copies": {}}
+    # only tapped convolutions that have a BatchNorm change the copy; other taps share it
+    if entry["convs"] is not None:
+        key = (keep & entry["convs"], fold, channels_last)
+        if key in entry["copies"]:
+            return entry["copies"][key]
+    fast, info = build_fast_model(model, keep, fold=fold, channels_last=channels_last)
+    entry["convs"] = frozenset(info.folded) | frozenset(info.kept)
+    entry["copies"][(keep & entry["convs"], fold, channels_last)] = (fast, info)
+    return fast, info
+
+
+def build_fast_model(model: Model, keep: Iterable[str] = (), *, fold: bool = True,
+                     channels_last: bool = True) -> tuple[Model, FastInfo]:
+    """The uncached :func:`fast_model`: a new copy, with ``keep`` the module paths that must stay exact."""
+    start = time.perf_counter()
+    try:
+        fast = copy.deepcopy(model)
+    except Exception as e:  # noqa: BLE001 - a model that cannot be copied is used as it is
+        return model, FastInfo(reason=f"the model could not be copied ({type(e).__name__}: {str(e)[:120]})")
+    for p in fast.parameters():
+        p.requires_grad_(False)
+    info = fold_batchnorm(fast.net, keep) if fold else FastInfo(reason="folding turned off")
+    if channels_last:
+        fast.net.to(memory_format=torch.channels_last)
+        fast.preprocess = nn.Sequential(ChannelsLast(), fast.preprocess)
+        info.channels_last = True
+    fast.eval()
+    info.seconds = time.perf_counter() - start
+    return fast, info
