@@ -65,9 +65,14 @@ def sigma_for(height: int, width: int) -> float:
 
 
 def layer_order(model, layers: Sequence[str]) -> list[str]:
-    """Layers sorted shallow to deep (module definition order; input first, logits last)."""
+    """Layers sorted shallow to deep (module definition order, a container after its submodules;
+    input first, logits last)."""
     names = module_names(model)
-    rank = {n: i for i, n in enumerate(names)}
+    rank: dict[str, int] = {}
+    for i, n in enumerate(names):  # a container's output comes after its last submodule's
+        parts = n.split(".")
+        for j in range(1, len(parts) + 1):
+            rank[".".join(parts[:j])] = i
 
     def key(name: str) -> float:
         path = resolve(model, name).path
@@ -187,7 +192,9 @@ def invert(
         given = dict(zip(layers, lambda_tv))
         lambda_tv = [float(given[name]) for name in order]
     layers = order
-    dev = torch.device(device) if device is not None else model.device
+    dev = model.device
+    if device is not None and torch.device(device).type != dev.type:
+        raise NeuronscopeError(f"the model is on {dev}, not {device}; move it first with model.to({str(device)!r})")
     x0 = _as_image(image).to(dev)
     H, W = x0.shape[-2:]
     L = len(layers)

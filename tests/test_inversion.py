@@ -80,6 +80,7 @@ def test_bad_inversion_arguments_raise_clear_errors(lite0):
     with pytest.raises(NeuronscopeError, match="shape"):
         invert(lite0, torch.rand(2, 3, 32, 32), ["stem"])
     assert layer_order(lite0, ["logits", "head", "stem", "blocks.10", "blocks.2"]) == ["stem", "blocks.2", "blocks.10", "head", "logits"]
+    assert layer_order(lite0, ["head", "head.bn", "blocks.15", "blocks.14.dw_act"]) == ["blocks.14.dw_act", "blocks.15", "head.bn", "head"]
 
 
 def test_invert_cli_writes_sheet_and_manifest(sample_photos, tmp_path, capsys):

@@ -48,12 +48,12 @@ def run_dissection(
     size = size or model.input_size
     results = dissect(model, ds, layers, size=size, label_size=label_size, batch_size=batch_size,
                       quantile=quantile, iou_threshold=iou_threshold, top=top, progress=progress)
-    elapsed = time.perf_counter() - start
     summaries = {}
     for name, result in results.items():
         strips = render_strips(model, ds, result, size=size, thumb=thumb, batch_size=batch_size,
                                progress=progress) if images else None
+        # runtime_s: seconds from the start of the run (validation included) to this layer's report
         summaries[name] = write_layer_report(out_dir, model.name, ds, result, strips,
-                                             runtime_s=time.perf_counter() - start if len(results) == 1 else elapsed)
+                                             runtime_s=time.perf_counter() - start)
     write_index(out_dir, model.name, list(summaries.values()))
     return summaries

@@ -116,7 +116,7 @@ h1{font-size:20px;margin:0 0 4px} .meta{color:#555;font-size:13px;margin-bottom:
 .unit .info{width:190px;font-size:13px;flex:none}
 .unit .info b{font-size:15px} .unit.weak{opacity:.55}
 .det{color:#0a7d28;font-weight:600} .no{color:#999}
-.unit img{display:block;flex:0 1 auto;min-width:0;max-width:100%;height:auto}
+.unit .strip{flex:1 1 auto;min-width:0} .unit .strip img{display:block;max-width:100%;height:auto}
 """
 
 
@@ -190,7 +190,8 @@ def write_layer_report(
         label = html.escape(u.concept.name) if u.concept else "(none)"
         cat = html.escape(u.concept.category) if u.concept else ""
         flag = "<span class=det>detector</span>" if u.detector else "<span class=no>below threshold</span>"
-        img = f"<img loading=lazy src='{name}/unit-{u.unit:04d}.jpg' alt='unit {u.unit} top images'>" if strips is not None else ""
+        img = (f"<div class=strip><img loading=lazy src='{name}/unit-{u.unit:04d}.jpg' alt='unit {u.unit} top images'></div>"
+               if strips is not None else "")
         rows.append(
             f"<div class='unit{'' if u.detector else ' weak'}'><div class=info><b>unit {u.unit}</b><br>"
             f"{label} <small>{cat}</small><br>IoU {u.iou:.3f} · {flag}</div>{img}</div>"
