@@ -7,7 +7,7 @@ and this process's CPU time per phase (1 thread; the machines are shared, so
 the load average is recorded too). Prints the figures and writes
 ``benchmarks/results/dissect_lite0.json``.
 
-    python benchmarks/dissect_lite0.py [--data DIR] [--layers stem blocks.4] [--limit 200]
+    python benchmarks/dissect_lite0.py [--data DIR] [--layers stem blocks.4] [--limit 200] [--quick]
 """
 
 from __future__ import annotations
@@ -32,7 +32,10 @@ def main(argv=None) -> int:
     ap.add_argument("--data", default=None, help="dataset folder (default: build the colour set)")
     ap.add_argument("--layers", nargs="+", default=["stem", "blocks.0", "blocks.1.expand_act", "blocks.2", "blocks.4"])
     ap.add_argument("--limit", type=int, default=200)
+    ap.add_argument("--quick", action="store_true", help="smoke run: 24 photos, layers stem and blocks.4")
     args = ap.parse_args(argv)
+    if args.quick:
+        args.limit, args.layers = 24, ["stem", "blocks.4"]
     torch.set_num_threads(1)
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
     from make_dissect_demo_data import find_photos
@@ -74,8 +77,11 @@ def main(argv=None) -> int:
               + ", ".join(f"{b['unit']}:{b['label']} {b['iou']:.3f}" for b in layers[-1]["best"][:3]))
     for k, (w, c) in phases.items():
         print(f"  {k}: {w:.1f} s wall, {c:.1f} s CPU")
+    summary = {"images": len(ds), **{f"detectors_{r['layer']}": f"{r['detectors']}/{r['units']}" for r in layers},
+               "cpu_s": round(sum(c for k, (w, c) in phases.items() if k != "build_dataset"), 1)}
     atomic_write_json(RESULTS, {
         "claim": "Network Dissection of efficientnet_lite0 on colour concepts", "images": len(ds), "threads": 1,
+        "quick": args.quick, "summary": summary,
         "load_average": [round(load0, 2), round(os.getloadavg()[0], 2)],
         "phases": {k: {"wall_s": round(w, 1), "cpu_s": round(c, 1)} for k, (w, c) in phases.items()},
         "layers": layers,

@@ -8,7 +8,9 @@ process's CPU time (1 thread; the machines are shared, so the load average is
 recorded too). Prints the figures and writes
 ``benchmarks/results/inversion_curve.json``.
 
-    python benchmarks/inversion_curve.py [--image coffee|chelsea|PATH] [--size 224] [--steps 300]
+    python benchmarks/inversion_curve.py [--image coffee|chelsea|PATH] [--size 224] [--steps 300] [--quick]
+
+Full run: ~10-25 min on the shared 2-core machine; --quick: about a minute.
 """
 
 from __future__ import annotations
@@ -45,7 +47,11 @@ def main(argv=None) -> int:
     ap.add_argument("--size", type=int, default=224)
     ap.add_argument("--steps", type=int, default=300)
     ap.add_argument("--layers", nargs="+", default=LAYERS)
+    ap.add_argument("--quick", action="store_true", help="smoke run: coffee, 96 px, 30 steps, 4 layers")
     args = ap.parse_args(argv)
+    if args.quick:
+        args.image, args.size, args.steps = ["coffee"], 96, 30
+        args.layers = ["stem", "blocks.4", "blocks.10", "head"]
     torch.set_num_threads(1)
     model = load_model("efficientnet_lite0", device="cpu")
     runs = []
@@ -73,8 +79,11 @@ def main(argv=None) -> int:
         print(f"{name} {args.size}px {args.steps} steps, {len(res.layers)} layers: {wall:.0f} s wall, {cpu:.0f} s CPU")
         for row in run["layers"]:
             print(f"  {row['layer']:<10} r = {row['correlation']:.3f}  feature error {row['feature_error']:.4f}")
+    summary = {f"r_{run['image']}": " ".join(f"{row['layer']}:{row['correlation']:.2f}" for row in run["layers"])
+               for run in runs}
+    summary["cpu_s_per_step"] = [run["cpu_s_per_step"] for run in runs]
     atomic_write_json(RESULTS, {"claim": "inversion quality by depth on efficientnet_lite0", "threads": 1,
-                                "torch": torch.__version__, "runs": runs})
+                                "quick": args.quick, "torch": torch.__version__, "summary": summary, "runs": runs})
     print(f"wrote {RESULTS}")
     return 0
 

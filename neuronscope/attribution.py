@@ -30,6 +30,7 @@ swapped, every mode degenerates to the plain gradient, and a warning says so.
 
 from __future__ import annotations
 
+import operator
 import re
 import threading
 import warnings
@@ -153,8 +154,14 @@ def _unit_map(model, act: torch.Tensor, layer: str, unit: int, position) -> torc
             f"layer {layer!r} outputs shape {tuple(act.shape)}; backward views need (B, C, H, W) or (B, C)"
         )
     channels = act.shape[1]
-    if not isinstance(unit, int) or isinstance(unit, bool) or not 0 <= unit < channels:
-        what = "class" if layer == "logits" else "channel"
+    what = "class" if layer == "logits" else "channel"
+    try:
+        if isinstance(unit, bool):
+            raise TypeError
+        unit = operator.index(unit)  # int, numpy or 0-d torch integers
+    except TypeError as e:
+        raise NeuronscopeError(f"{what} must be an integer index, got {unit!r}") from e
+    if not 0 <= unit < channels:
         raise NeuronscopeError(f"{what} {unit!r} is out of range: layer {layer!r} has {what}s 0..{channels - 1}")
     sel = act[:, unit]
     if position is None:
