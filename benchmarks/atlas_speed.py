@@ -21,7 +21,8 @@ the counted FLOPs, stated GPU throughput assumptions and the loop's per-step
 floor measured here (all stored with the figures). Prints everything and writes
 ``benchmarks/results/atlas_speed.json``.
 
-    python benchmarks/atlas_speed.py [--size 64] [--steps 32] [--units 32] [--threads 1] [--quick]
+    python benchmarks/atlas_speed.py [--size 64] [--steps 32] [--units 32] [--threads 1]
+    python benchmarks/atlas_speed.py --quick     # smoke run: part 1 only, 8 units, 8 steps (overwrites the JSON)
 """
 
 from __future__ import annotations
@@ -270,6 +271,8 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=2, help="part 1 rounds (default 2)")
     ap.add_argument("--quick", action="store_true", help="part 1 only")
     args = ap.parse_args()
+    if args.quick:  # a smoke run: part 1 with fewer units and steps, one round
+        args.units, args.steps, args.rounds = min(args.units, 8), min(args.steps, 8), 1
 
     torch.set_num_threads(args.threads)
     model = load_model(args.model, device="cpu")
@@ -302,7 +305,9 @@ def main() -> None:
               f"median {best[batch]['median_cpu_time_units_per_minute']:.1f} units/min of CPU time")
     out["part1_units_per_minute"] = part1
     out["part1_summary"] = {str(k): v for k, v in best.items()}
+    out["summary"] = {f"units_per_min_batch{b}": v["best_wall_units_per_minute"] for b, v in best.items()}
     if args.quick:
+        out["quick"] = True
         atomic_write_json(RESULTS, out)
         return
 
@@ -374,6 +379,8 @@ def main() -> None:
         "independent), plus start-up and one batch of tail; range_h = throughput x2 and x0.5",
     ]
     out["load_average_end"] = load()
+    out["summary"].update({"lite0_all_units_cpu_h": round(cpu_s / 3600, 1),
+                           **{f"{k}_min": round(v["wall_h"] * 60, 1) for k, v in estimates.items()}})
     atomic_write_json(RESULTS, out)
     print(f"  ResNet-50: {rn_units} units, {rn_flops / 1e12:.0f} TFLOP ({ratio:.1f}x Lite0); on this CPU "
           f"{rn_cpu_s / 3600:.0f} h ({rn_flops / rn_cpu_s / 1e9:.1f} GFLOP/s achieved)")
