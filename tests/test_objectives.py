@@ -9,7 +9,7 @@ import torch
 
 from neuronscope.errors import NeuronscopeError
 from neuronscope.optim import objectives as O
-from neuronscope.optim import render
+from neuronscope.optim import evaluate, render
 from neuronscope.taps import tap
 
 
@@ -91,7 +91,8 @@ def test_diversity_makes_rows_differ(lite0):
     plain = O.channel("blocks.6", 3)
     same = render(lite0, plain, batch=2, seed=[0, 0], size=48, steps=10, preset="pixel", progress=False)
     assert torch.allclose(same.images[0], same.images[1])  # same seed, no coupling: identical rows
-    near = render(lite0, plain, batch=2, size=48, steps=10, preset="pixel", progress=False)
-    diverse = render(lite0, obj, batch=2, size=48, steps=10, preset="pixel", progress=False)
-    gap = lambda r: float((r.images[0] - r.images[1]).abs().mean())  # noqa: E731
-    assert gap(diverse) > 1.5 * gap(near)  # same seeds (0, 1): diversity pushes the rows apart
+    near = render(lite0, plain, batch=2, size=48, steps=16, preset="pixel", progress=False)
+    diverse = render(lite0, obj, batch=2, size=48, steps=16, preset="pixel", progress=False)
+    # same seeds (0, 1) for both: only the diversity term pushes the rows' Gram matrices apart
+    similarity = lambda r: float(evaluate(lite0, O.diversity("blocks.6"), r.images).sum())  # noqa: E731
+    assert similarity(diverse) < similarity(near) - 0.05
