@@ -213,3 +213,38 @@ def test_training_checkpoints_and_resumes(lite0, sample_photos, tmp_path):
     assert img.shape == (2, 3, 32, 32) and 0 <= float(img.min()) and float(img.max()) <= 1
     train, held = holdout_split(paths, 0.25)
     assert set(train).isdisjoint(held) and holdout_split(paths, 0.25) == (train, held)
+
+
+def test_learning_rate_is_constant_then_decays_to_a_tenth(tmp_path):
+    from neuronscope.generators.train import TrainConfig, Trainer
+
+    t = Trainer.__new__(Trainer)
+    t.cfg = TrainConfig(lr=1e-3, steps=100, lr_decay_fraction=0.3)
+    t.elapsed = 0.0
+    lrs = []
+    for s in (0, 50, 70, 85, 100):
+        t.step = s
+        lrs.append(t.learning_rate())
+    assert lrs[:3] == [1e-3, 1e-3, 1e-3]
+    assert abs(lrs[3] - 1e-3 * (1 - 0.9 * 0.5)) < 1e-9 and abs(lrs[4] - 1e-4) < 1e-9
+
+
+def test_cli_reports_a_missing_generator_file_without_traceback(tmp_path, capsys):
+    from neuronscope.cli import main
+
+    code = main(["dgn", "efficientnet_lite0", "class:9", "--generator", str(tmp_path / "none.pt"), "--out", str(tmp_path / "o")])
+    assert code == 2
+    assert "generator file not found" in capsys.readouterr().err
+
+
+def test_shipped_lite0_generator_loads_with_its_record():
+    from neuronscope.generators.shipped import load_shipped, shipped_info
+
+    g = load_shipped()
+    info = shipped_info()
+    assert g.spec.model == "efficientnet_lite0" and g.code_dim == info["code"]["dim"] == 5120
+    assert info["photos"]["manifest_sha256"] == g.meta["manifest_sha256"]
+    assert set(info["photos"]["train"]).isdisjoint(info["photos"]["heldout"])
+    img = g(g.random_codes(2, seed=0))
+    assert img.shape == (2, 3, 64, 64) and float(img.std()) > 0.01
+    assert g.dae is not None
