@@ -14,7 +14,8 @@ Side by side, in one run, on EfficientNet-Lite0 at 224 px, same number of steps:
   the runs are interleaved and repeated, and medians are reported. Two rates are
   given: the whole render call (setup included) and the steady state (median
   step time after step 18, i.e. after neuronscope's 17 ReLU-redirection steps).
-  Wall time and CPU time are both recorded, because the machine is shared.
+  Wall time and CPU time (of the process, all threads) are both recorded,
+  because the machine is shared: other work inflates wall time, not CPU time.
 * **peak memory**: ``ru_maxrss`` of each render subprocess (and its RSS after
   loading the model, before rendering).
 * **quality**: the 16 classes of ``benchmarks/classes.py`` rendered with each
@@ -89,7 +90,7 @@ def _render_child(spec: dict) -> dict:
         from neuronscope.optim import render
 
         def callback(step, images, values):
-            stamps.append(time.perf_counter())
+            stamps.append((time.perf_counter(), time.process_time()))
 
         res = render(model, [O.class_logit(k) for k in ks], size=size, steps=steps, preset="lucid",
                      seed=[i // 16 for i in range(len(ks))], progress=False, callback=callback,
@@ -102,7 +103,8 @@ def _render_child(spec: dict) -> dict:
         B = len(ks)
         obj = lucent.objectives.Objective.sum(
             [lucent.objectives.channel("net_fc", k, batch=i) for i, k in enumerate(ks)])
-        timed = lucent.objectives.Objective(lambda T: (stamps.append(time.perf_counter()), obj(T))[1])
+        timed = lucent.objectives.Objective(
+            lambda T: (stamps.append((time.perf_counter(), time.process_time())), obj(T))[1])
         out = lucent.render.render_vis(model, timed, lambda: lucent.param.image(size, batch=B),
                                        thresholds=(steps,), preprocess=False, progress=False, show_image=False)
         images = out[-1]
@@ -118,14 +120,15 @@ def _render_child(spec: dict) -> dict:
             path = folder / f"{spec['tool']}_{k:04d}_{i}.png"
             Image.fromarray((np.clip(img, 0, 1) * 255 + 0.5).astype(np.uint8)).save(path)
             saved.append({"class": k, "path": str(path)})
-    gaps = [b - a for a, b in zip(stamps, stamps[1:])]
+    gaps = [(b[0] - a[0], b[1] - a[1]) for a, b in zip(stamps, stamps[1:])]
     steady = gaps[STEADY_FROM - 1:] if len(gaps) >= STEADY_FROM else []
     B = len(ks)
     return {
         "tool": spec["tool"], "batch": B, "steps": steps, "size": size, "threads": spec["threads"],
         "wall_s": round(wall, 3), "cpu_s": round(cpu, 3),
         "rate_call": round(B * steps / wall, 4), "rate_call_cpu": round(B * steps / cpu, 4),
-        "rate_steady": round(B / statistics.median(steady), 4) if steady else None,
+        "rate_steady": round(B / statistics.median(g[0] for g in steady), 4) if steady else None,
+        "rate_steady_cpu": round(B / statistics.median(g[1] for g in steady), 4) if steady else None,
         "steady_steps": len(steady),
         "rss_before_mb": rss_before, "peak_rss_mb": _peak_rss_mb(),
         "images": saved, **extra,
@@ -218,21 +221,23 @@ def _quality(judged: dict, runs: list[dict]) -> dict:
 
 def _table(record: dict) -> str:
     sp = record["speed"]
-    lines = ["| targets | tool | img·steps/s (call, wall) | steady, wall | call, CPU time | peak RSS MB | "
-             "neuronscope / Lucent (call, wall) | (steady, wall) | (call, CPU) |",
-             "|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| targets | tool | img·steps/s: call, wall | steady, wall | call, CPU | steady, CPU | peak RSS MB | "
+             "ratio to Lucent: call, wall | steady, wall | call, CPU | steady, CPU |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    keys = ("rate_call", "rate_steady", "rate_call_cpu", "rate_steady_cpu")
     for B, per in sp.items():
         lu = per.get("lucent", {})
         for tool, s in per.items():
             def ratio(key):
                 a, b = s.get(key), lu.get(key)
                 return f"{a / b:.2f}x" if tool != "lucent" and a and b else ""
-            lines.append(f"| {B} | {TOOLS[tool]} | {s['rate_call']} | {s['rate_steady']} | {s['rate_call_cpu']} | "
-                         f"{s['peak_rss_mb']} | {ratio('rate_call')} | {ratio('rate_steady')} | {ratio('rate_call_cpu')} |")
-        if "lucent" in per and "1" in sp and "lucent" in sp["1"]:
+            rates = " | ".join(str(s.get(k)) for k in keys)
+            ratios = " | ".join(ratio(k) for k in keys)
+            lines.append(f"| {B} | {TOOLS[tool]} | {rates} | {s['peak_rss_mb']} | {ratios} |")
+        if "lucent" in per and "1" in sp and "lucent" in sp["1"] and B != "1":
             seq = sp["1"]["lucent"]
-            lines.append(f"| {B} | Lucent sequential (= its 1-target rate) | {seq['rate_call']} | {seq['rate_steady']} | "
-                         f"{seq['rate_call_cpu']} | {seq['peak_rss_mb']} | | | |")
+            rates = " | ".join(str(seq.get(k)) for k in keys)
+            lines.append(f"| {B} | Lucent sequential (= its 1-target rate) | {rates} | {seq['peak_rss_mb']} | | | | |")
     q = record.get("quality", {})
     if q:
         lines += ["", f"Quality on {record['n_classes']} classes, {record['quality_steps']} steps, 224 px "
@@ -333,12 +338,14 @@ def main(argv: list[str] | None = None) -> dict:
                 continue
             speed.setdefault(str(B), {})[tool] = {
                 key: _median([r[key] for r in rs])
-                for key in ("rate_call", "rate_steady", "rate_call_cpu", "peak_rss_mb", "rss_before_mb", "wall_s")
+                for key in ("rate_call", "rate_steady", "rate_call_cpu", "rate_steady_cpu", "peak_rss_mb",
+                            "rss_before_mb", "wall_s")
             } | {"runs": len(rs)}
     full = {}
     for tool in ("ns", "lucent"):
         rs = [r for r in quality_runs if r["tool"] == tool]
-        full[tool] = {key: _median([r[key] for r in rs]) for key in ("rate_call", "rate_steady", "rate_call_cpu")}
+        full[tool] = {key: _median([r[key] for r in rs])
+                      for key in ("rate_call", "rate_steady", "rate_call_cpu", "rate_steady_cpu")}
     record = {
         "claim": "neuronscope vs torch-lucent 0.1.8 on Lite0 class logits: speed, peak memory, judged quality",
         "model": "efficientnet_lite0", "size": args.size, "threads": args.threads,
@@ -378,12 +385,13 @@ def _summary(record: dict) -> dict:
     s = {}
     eight = record["speed"].get("8", {})
     if "ns" in eight and "lucent" in eight:
-        for key in ("rate_call", "rate_steady", "rate_call_cpu"):
+        for key in ("rate_call", "rate_steady", "rate_call_cpu", "rate_steady_cpu"):
             a, b = eight["ns"][key], eight["lucent"][key]
             s[f"speedup_8_targets_{key}"] = round(a / b, 2) if a and b else None
     full = record["speed_full_length_8_targets"]
-    if full.get("ns", {}).get("rate_call") and full.get("lucent", {}).get("rate_call"):
-        s["speedup_8_targets_full_length_call"] = round(full["ns"]["rate_call"] / full["lucent"]["rate_call"], 2)
+    for key in ("rate_call", "rate_call_cpu"):
+        if full.get("ns", {}).get(key) and full.get("lucent", {}).get(key):
+            s[f"speedup_8_targets_full_length_{key}"] = round(full["ns"][key] / full["lucent"][key], 2)
     q = record["quality"]
     if "ns" in q and "lucent" in q:
         s["lite2_top1_neuronscope"] = q["ns"]["efficientnet_lite2"]["top1"]
