@@ -40,13 +40,24 @@ from classes import CLASSES  # noqa: E402
 RESULTS = HERE / "results"
 
 
-def stage_pixel(args, model):
+def stage_pixel(args, model, cached=None):
+    """Renders every class; rows of a cached run for the same classes are reused (rows are independent)."""
     from neuronscope.optim import objectives as O
     from neuronscope.optim import render
 
-    res = render(model, [O.class_logit(k) for k in CLASSES], size=128, steps=args.pixel_steps, preset="lucid",
-                 seed=args.seed, progress=not args.quiet)
-    return {"images": res.images, "classes": list(CLASSES), "group": list(range(len(CLASSES))), "seconds": res.seconds}
+    have = {}
+    if cached is not None and cached.get("pixel_steps") == args.pixel_steps:
+        have = {k: im for k, im in zip(cached["classes"], cached["images"])}
+    todo = [k for k in CLASSES if k not in have]
+    seconds = cached.get("seconds", 0.0) if have else 0.0
+    if todo:
+        res = render(model, [O.class_logit(k) for k in todo], size=128, steps=args.pixel_steps, preset="lucid",
+                     seed=args.seed, progress=not args.quiet)
+        have.update(zip(todo, res.images))
+        seconds += res.seconds
+    images = torch.stack([have[k] for k in CLASSES])
+    return {"images": images, "classes": list(CLASSES), "group": list(range(len(CLASSES))), "seconds": seconds,
+            "pixel_steps": args.pixel_steps, "rendered_now": todo}
 
 
 def stage_dgn(args, model, gen):
@@ -90,12 +101,13 @@ def generate(args):
     gen = None
     for name in args.methods:
         p = cache / f"{name}.pt"
-        if p.exists():
+        cached = torch.load(p, weights_only=False) if p.exists() else None
+        if cached is not None and sorted(set(cached["classes"])) == sorted(CLASSES):
             print(f"{name}: cached in {p}")
             continue
         print(f"{name}: generating", flush=True)
         if name == "pixel":
-            out = stage_pixel(args, model)
+            out = stage_pixel(args, model, cached)  # reuses the rows of classes already rendered
         else:
             gen = gen or load_generator(args.generator, model.name)
             out = stage_dgn(args, model, gen) if name == "dgn-am" else stage_ppgn(args, model, gen)
