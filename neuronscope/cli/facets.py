@@ -1,0 +1,110 @@
+"""``neuronscope facets MODEL TARGET --images DIR``: the facets of one unit (multifaceted visualization).
+
+With ``--images``: the unit's example views are clustered into facets; each
+facet is rendered from the mean of its 15 most central views with the paper's
+mean-image schedule (and the default preset), ranked by cluster size and
+deduplicated. Without ``--images``: k renders made different by a Gram-matrix
+diversity term. Writes ``OUT/<unit>.html``, ``.png`` and a ``.json`` summary.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ._common import add_model_argument, load
+
+
+def add_parser(sub):
+    p = sub.add_parser("facets", help="find and render the facets of a unit (multifaceted feature visualization)",
+                       description=__doc__)
+    add_model_argument(p)
+    p.add_argument("target", help="class:NAME, class:K, LAYER:C or LAYER:C@X,Y (e.g. class:goldfish, blocks.10:5)")
+    p.add_argument("--images", default=None, help="folder of real images; without it: diversity mode (no data)")
+    p.add_argument("--k", type=int, default=None,
+                   help="number of facets (default: chosen by the silhouette criterion; 4 in diversity mode)")
+    p.add_argument("--out", default=None, help="output folder (default facets-MODEL)")
+    p.add_argument("--reduce", choices=["tsne", "pca", "none"], default="tsne", help="reduction before k-means")
+    p.add_argument("--views", type=int, default=8, help="views per image: the centre crop plus random crops/flips")
+    p.add_argument("--n-max", type=int, default=None, help="most example views to keep")
+    p.add_argument("--embed-layer", default=None, help="embedding layer (default: penultimate pooled features)")
+    p.add_argument("--size", type=int, default=None, help="network input size for examples and renders (default: the model's)")
+    p.add_argument("--schedule", choices=["mean", "center"], default="mean",
+                   help="MFV schedule: mean-image init (default) or centre-biased from the mean image")
+    p.add_argument("--iter-scale", type=float, default=1.0, help="scale the schedule's iterations (e.g. 0.25 for a preview)")
+    p.add_argument("--preset", default="lucid", help="also render each facet with this preset from its mean image")
+    p.add_argument("--no-preset", action="store_true", help="only the MFV schedule")
+    p.add_argument("--steps", type=int, default=None, help="preset steps (default: the preset's)")
+    p.add_argument("--diversity-layer", default=None, help="diversity mode: layer of the Gram matrices")
+    p.add_argument("--diversity-weight", type=float, default=100.0)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--store", default=None, help="also attach the facet images to this unit store")
+    p.add_argument("--overwrite", action="store_true", help="replace this unit's sheet if it exists")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    return p
+
+
+def summary(result) -> dict:
+    """The numbers of a facet result, for JSON."""
+    def one(rank, f):
+        return {"rank": rank, "cluster": f.cluster, "size": f.size, "images": f.images, "value": f.value,
+                "preset_value": f.preset_value, "mean_image_value": f.mean_value, "best_real": f.best_real,
+                "mean_real": f.mean_real, "duplicate_of": f.duplicate_of}
+
+    return {"model": result.model, "unit": result.unit.label, "layer": result.unit.layer, "index": result.unit.index,
+            "mode": result.mode, "meta": result.meta,
+            "facets": [one(i, f) for i, f in enumerate(result.facets)],
+            "duplicates": [one(i, f) for i, f in enumerate(result.duplicates)]}
+
+
+def run(args):
+    from ..errors import NeuronscopeError
+    from ..facets import diverse_facets, labels_from_manifest, multifaceted, parse_unit, write_facet_sheet
+    from ..images import atomic_write_json
+
+    if args.k is not None and args.k < 1:
+        raise NeuronscopeError(f"--k must be at least 1, got {args.k}")
+    model = load(args)
+    unit = parse_unit(model, args.target)
+    out = Path(args.out or f"facets-{Path(str(args.model)).name.replace(':', '_')}")
+    if out.exists() and not out.is_dir():
+        raise NeuronscopeError(f"output path {out} exists and is a file")
+    page = out / f"{unit.slug}.html"
+    if page.exists() and not args.overwrite:
+        raise NeuronscopeError(f"{page} already exists; pass --overwrite to replace it, or choose another --out")
+    progress = not args.quiet
+    if args.images:
+        labels = labels_from_manifest(args.images)
+        if labels:
+            print(f"using {len(labels)} labels from the folder's manifest.json")
+        result = multifaceted(
+            model, unit, args.images, k=args.k, reduce=args.reduce, views=args.views, n_max=args.n_max,
+            embed_layer=args.embed_layer, labels=labels, schedule=args.schedule, iter_scale=args.iter_scale,
+            preset=None if args.no_preset else args.preset, preset_steps=args.steps, size=args.size,
+            seed=args.seed, progress=progress,
+        )
+        print(f"{unit.label}: {result.meta['examples']}")
+        print(f"{len(result.facets)} facets ({result.meta['k_rule']}); {len(result.duplicates)} near-duplicates dropped")
+        for i, f in enumerate(result.facets):
+            print(f"  facet {i + 1}: {f.size} views of {f.images} images; activation {f.value:.2f} "
+                  f"(mean image {f.mean_value:.2f}, best real {f.best_real:.2f}, preset {f.preset_value:.2f})")
+    else:
+        result = diverse_facets(model, unit, args.k or 4, layer=args.diversity_layer, weight=args.diversity_weight,
+                                preset=args.preset, size=args.size or 128, steps=args.steps, seed=args.seed,
+                                progress=progress)
+        print(f"{unit.label}: {len(result.facets)} diverse renders (diversity at {result.meta['diversity_layer']})")
+        for i, f in enumerate(result.facets):
+            print(f"  render {i + 1}: activation {f.value:.2f}")
+    out.mkdir(parents=True, exist_ok=True)
+    html, png = write_facet_sheet(result, out)
+    atomic_write_json(out / f"{unit.slug}.json", summary(result))
+    print(f"sheet: {html}  {png}")
+    if args.store:
+        from ..data.store import Store
+
+        with Store.open(args.store) as store:
+            for i, f in enumerate(result.facets):
+                meta = {k: v for k, v in summary(result)["facets"][i].items()}
+                store.put_artifact("facet", unit.layer, unit.index, f"{i}", f.image, {**meta, "mode": result.mode})
+                if f.mean_image is not None:
+                    store.put_artifact("facet_mean", unit.layer, unit.index, f"{i}", f.mean_image, meta)
+        print(f"attached {len(result.facets)} facet images to {args.store}")

@@ -1,0 +1,207 @@
+"""The real images a unit's facets are found among.
+
+* A class unit: the views of the images of that class. Folders rarely carry
+  labels, so a view belongs to the class when the model puts the class in its
+  top-5, or when a label list (the photo set's ``manifest.json``) gives its
+  image that class.
+* A hidden unit: the top-N views by the unit's spatial maximum; conv units use
+  the receptive-field crop at the maximum, resized to the input size (DESIGN 3.1).
+
+Photos are few per class, so every image contributes ``views`` views: its
+evaluation crop plus random crops and flips (reproducible from ``seed``).
+Selection runs in two passes (scores first, then only the chosen views are
+rebuilt), so memory holds N images, not the whole folder.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import numpy as np
+import torch
+
+from ..errors import NeuronscopeError
+from ..images import list_images, pil_to_tensor, tensor_to_pil
+from ..models.adapter import Model
+from ..receptive_field import receptive_field
+from ..taps import tap
+from ..data.folder import image_views
+from .unit import Unit
+
+
+@dataclass
+class Examples:
+    """N example views of real images, with the unit's value on each."""
+
+    images: torch.Tensor  # (N, 3, S, S) uint8
+    values: np.ndarray  # (N,) the unit's objective on each example as stored
+    photo: np.ndarray  # (N,) index into ``paths``
+    view: np.ndarray  # (N,) view number (0 = the evaluation crop)
+    paths: list[str]
+    how: str  # how they were chosen, for the sheet
+
+    def __len__(self) -> int:
+        return len(self.values)
+
+    def float(self, idx=None) -> torch.Tensor:
+        x = self.images if idx is None else self.images[torch.as_tensor(idx, dtype=torch.long)]
+        return x.float() / 255.0
+
+
+def labels_from_manifest(folder: str | os.PathLike) -> dict[str, int]:
+    """``{absolute image path: ImageNet class}`` from a ``manifest.json`` in or above ``folder``.
+
+    The photo set's manifest lists ``file`` (relative to the manifest) and
+    ``imagenet_class``; entries without a class are left out. Empty when there is
+    no manifest.
+    """
+    folder = Path(folder).resolve()
+    for root in (folder, folder.parent):
+        f = root / "manifest.json"
+        if f.is_file():
+            try:
+                entries = json.loads(f.read_text())
+            except (OSError, ValueError) as e:
+                raise NeuronscopeError(f"cannot read {f}: {e}") from e
+            if isinstance(entries, dict):
+                entries = entries.get("images", entries.get("entries", []))
+            out = {}
+            for e in entries:
+                if isinstance(e, dict) and e.get("imagenet_class") is not None and e.get("file"):
+                    out[str((root / e["file"]).resolve())] = int(e["imagenet_class"])
+            return out
+    return {}
+
+
+def _batches_of_views(paths, size, views, seed, batch_size):
+    """(photo ids, view ids, tensor) chunks of about ``batch_size`` views, photo by photo."""
+    buf, pid, vid = [], [], []
+    for i, p in enumerate(paths):
+        try:
+            vs = image_views(p, size, views, seed=seed)
+        except NeuronscopeError:
+            continue
+        buf += vs
+        pid += [i] * len(vs)
+        vid += list(range(len(vs)))
+        if len(buf) >= batch_size:
+            yield pid, vid, torch.stack(buf)
+            buf, pid, vid = [], [], []
+    if buf:
+        yield pid, vid, torch.stack(buf)
+
+
+def collect_examples(
+    model: Model,
+    unit: Unit,
+    images: str | os.PathLike | Sequence[str | os.PathLike],
+    *,
+    views: int = 8,
+    n_max: int | None = None,
+    size: int | None = None,
+    labels: Mapping[str, int] | None = None,
+    seed: int = 0,
+    batch_size: int = 16,
+    progress: bool = True,
+) -> Examples:
+    """The example views for ``unit`` from an image folder (or a list of files)."""
+    from tqdm.auto import tqdm
+
+    if views < 1:
+        raise NeuronscopeError(f"views must be at least 1, got {views}")
+    paths = [str(Path(p).resolve()) for p in (list_images(images) if isinstance(images, (str, os.PathLike)) else images)]
+    if not paths:
+        raise NeuronscopeError("no images given")
+    size = int(size or model.input_size)
+    dev = model.device
+    spatial = not unit.is_class
+    layers = ["logits"] if unit.is_class else [unit.layer]
+
+    pids, vids, scores, xs, ys, in_top5 = [], [], [], [], [], []
+    bar = tqdm(total=len(paths), desc="examples", unit="img", disable=not progress, dynamic_ncols=True)
+    last = -1
+    with torch.inference_mode(), tap(model, layers, stop_early=True) as taps:
+        for pid, vid, x in _batches_of_views(paths, size, views, seed, batch_size):
+            taps.run(x.to(dev))
+            a = taps[layers[0]].float().cpu()
+            if unit.is_class:
+                scores.append(a[:, unit.index])
+                in_top5.append((a.topk(min(5, a.shape[1]), dim=1).indices == unit.index).any(1))
+                xs.append(torch.full((len(pid),), -1))
+                ys.append(torch.full((len(pid),), -1))
+            elif a.dim() == 4:
+                m = a[:, unit.index].flatten(1)
+                v, idx = m.max(1)
+                scores.append(v)
+                xs.append(idx % a.shape[-1])
+                ys.append(idx // a.shape[-1])
+            else:
+                scores.append(a[:, unit.index] if a.dim() == 2 else a[:, :, unit.index].max(1).values)
+                xs.append(torch.full((len(pid),), -1))
+                ys.append(torch.full((len(pid),), -1))
+            pids += pid
+            vids += vid
+            bar.update(pid[-1] - last)
+            last = pid[-1]
+    bar.close()
+    if not pids:
+        raise NeuronscopeError("none of the images could be read")
+    score = torch.cat(scores).numpy()
+    pids_a, vids_a = np.array(pids), np.array(vids)
+    xs_a, ys_a = torch.cat(xs).numpy(), torch.cat(ys).numpy()
+    n_views = len(score)
+
+    if unit.is_class:
+        mask = torch.cat(in_top5).numpy()
+        how = f"views where the model ranks {unit.label} in its top-5"
+        if labels:
+            wanted = {p for p, k in labels.items() if k == unit.index}
+            labelled = np.array([paths[i] in wanted for i in pids_a])
+            mask = mask | labelled
+            n_lab = len(set(pids_a[labelled].tolist()))
+            if n_lab:
+                how = f"views of the {n_lab} images labelled {unit.label} and " + how
+        if mask.sum() == 0:
+            raise NeuronscopeError(
+                f"no image in the folder is of {unit.label} (none is labelled so, and the model never "
+                "ranks it in its top-5); give a folder with images of that class"
+            )
+        n_max = n_max or 1000
+    else:
+        mask = np.ones(n_views, dtype=bool)
+        n_max = n_max or min(1000, max(100, n_views // 100))
+        how = f"top {min(n_max, n_views)} of {n_views} views by the unit's spatial maximum"
+    cand = np.nonzero(mask)[0]
+    order = cand[np.argsort(-score[cand], kind="stable")][:n_max]
+    how = f"{how}; {len(order)} views of {len(set(pids_a[order].tolist()))} images ({views} views per image)"
+
+    # second pass: rebuild only the chosen views (conv units: the receptive-field crop at the max)
+    rf = receptive_field(model, unit.layer, size) if spatial and unit.layer != "logits" else None
+    chosen: dict[int, list[int]] = {}
+    for j in order:
+        chosen.setdefault(int(pids_a[j]), []).append(int(j))
+    rebuilt: dict[int, torch.Tensor] = {}
+    for pid, js in chosen.items():
+        vs = image_views(paths[pid], size, views, seed=seed)
+        for j in js:
+            v = vs[vids_a[j]]
+            if rf is not None and rf.spatial and xs_a[j] >= 0:
+                v = pil_to_tensor(rf.crop(tensor_to_pil(v), int(xs_a[j]), int(ys_a[j])).resize((size, size)))
+            rebuilt[j] = (v * 255).round().to(torch.uint8)
+    imgs = torch.stack([rebuilt[int(j)] for j in order])
+    values = unit_values(model, unit, imgs.float() / 255.0, batch_size=batch_size)
+    return Examples(imgs, values, pids_a[order], vids_a[order], paths, how)
+
+
+def unit_values(model: Model, unit: Unit, x: torch.Tensor, *, batch_size: int = 16, log_prob: bool = False) -> np.ndarray:
+    """The unit's value (its objective) on each [0, 1] image of ``x``, without gradients."""
+    out = []
+    with torch.inference_mode(), tap(model, [unit.layer], stop_early=True) as taps:
+        for i in range(0, len(x), batch_size):
+            taps.run(x[i : i + batch_size].to(model.device))
+            out.append(unit.value(taps.values, log_prob=log_prob).float().cpu())
+    return torch.cat(out).numpy() if out else np.zeros(0, dtype=np.float32)

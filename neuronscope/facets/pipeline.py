@@ -1,0 +1,256 @@
+"""Multifaceted feature visualization end to end.
+
+``multifaceted(model, unit, images)``: collect the unit's example views, embed
+them, reduce and cluster them into facets, average the 15 views nearest each
+centre into a mean image, render each facet from its mean image (the paper's
+mean-init schedule, and optionally neuronscope's default preset), then rank
+the facets by cluster size and drop near-duplicates.
+
+``diverse_facets(model, unit, k)``: without data, k renders of the unit that
+a Gram-matrix diversity term pushes apart.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Mapping, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..errors import NeuronscopeError
+from ..models.adapter import Model
+from .cluster import Clustering, cluster, nearest_members
+from .embed import embed
+from .examples import Examples, collect_examples
+from .mfv import measure, render_mfv
+from .unit import Unit
+
+DUPLICATE_COSINE = 0.95  # facet images whose features are closer than this are one facet
+
+
+@dataclass
+class Facet:
+    cluster: int  # k-means label (data mode) or row (diversity mode)
+    size: int  # examples in the cluster (0 in diversity mode)
+    members: np.ndarray  # example indices of the cluster
+    nearest: np.ndarray  # up to 15 members nearest the centre, nearest first
+    mean_image: torch.Tensor | None  # (3, S, S)
+    mean_value: float = float("nan")  # the unit on the mean image
+    best_real: float = float("nan")  # the unit on the cluster's best real view
+    mean_real: float = float("nan")  # mean over the cluster's views
+    images: int = 0  # distinct source images in the cluster
+    image: torch.Tensor | None = None  # (3, W, W) the MFV render
+    value: float = float("nan")  # the unit on ``image`` through the evaluation transform (mfv.eval_view)
+    preset_image: torch.Tensor | None = None
+    preset_value: float = float("nan")
+    duplicate_of: int | None = None  # rank of the facet this one duplicates
+
+
+@dataclass
+class FacetResult:
+    unit: Unit
+    model: str
+    mode: str  # "data" or "diversity"
+    facets: list[Facet]  # ranked, duplicates removed
+    duplicates: list[Facet] = field(default_factory=list)
+    examples: Examples | None = None
+    clustering: Clustering | None = None
+    meta: dict = field(default_factory=dict)
+
+
+def discover_facets(
+    model: Model,
+    unit: Unit,
+    images: str | os.PathLike | Sequence[str | os.PathLike] | Examples,
+    *,
+    k: int | None = None,
+    reduce: str = "tsne",
+    views: int = 8,
+    n_max: int | None = None,
+    n_nearest: int = 15,
+    embed_layer: str | None = None,
+    labels: Mapping[str, int] | None = None,
+    size: int | None = None,
+    seed: int = 0,
+    progress: bool = True,
+) -> tuple[list[Facet], Examples, Clustering]:
+    """Facets of ``unit`` among real images: clusters with their mean images (not rendered yet)."""
+    ex = images if isinstance(images, Examples) else collect_examples(
+        model, unit, images, views=views, n_max=n_max, size=size, labels=labels, seed=seed, progress=progress
+    )
+    emb = embed(model, ex.images, embed_layer)
+    cl = cluster(emb, k, method=reduce, seed=seed)
+    facets = []
+    for j, near in enumerate(nearest_members(cl, n_nearest)):
+        members = np.nonzero(cl.labels == j)[0]
+        mean = ex.float(near).mean(0)
+        facets.append(Facet(
+            cluster=j, size=len(members), members=members, nearest=near, mean_image=mean,
+            best_real=float(ex.values[members].max()), mean_real=float(ex.values[members].mean()),
+            images=len(set(ex.photo[members].tolist())),
+        ))
+    if facets:
+        means = torch.stack([f.mean_image for f in facets])
+        mv = measure(model, unit, means, size=means.shape[-1])
+        for f, v in zip(facets, mv):
+            f.mean_value = float(v)
+    return facets, ex, cl
+
+
+def render_facets(
+    model: Model,
+    unit: Unit,
+    facets: list[Facet],
+    *,
+    schedule: str = "mean",
+    iter_scale: float = 1.0,
+    preset: str | None = "lucid",
+    preset_steps: int | None = None,
+    preset_size: int | None = None,
+    size: int | None = None,
+    seed: int = 1,
+    progress: bool = True,
+) -> None:
+    """Render every facet from its mean image (in place): the MFV schedule, then the preset."""
+    if not facets:
+        return
+    init = torch.stack([f.mean_image for f in facets])
+    res = render_mfv(model, unit, init, schedule=schedule, size=size, iter_scale=iter_scale, seed=seed, progress=progress)
+    for f, img, v in zip(facets, res.images, res.values):
+        f.image, f.value = img, float(v)
+    if preset:
+        from ..optim import render
+
+        s = int(preset_size or size or model.input_size)
+        init_s = F.interpolate(init, size=(s, s), mode="bilinear", align_corners=False, antialias=True).clamp(0.02, 0.98)
+        r = render(model, [unit.objective() for _ in facets], size=s, steps=preset_steps, preset=preset,
+                   seed=[seed + i for i in range(len(facets))], init=init_s, progress=progress,
+                   description=f"{preset} {unit.label}")
+        pv = measure(model, unit, r.images, size=init.shape[-1])
+        for f, img, v in zip(facets, r.images, pv):
+            f.preset_image, f.preset_value = img, float(v)
+
+
+def rank_and_dedup(model: Model, facets: list[Facet], *, threshold: float = DUPLICATE_COSINE,
+                   embed_layer: str | None = None) -> tuple[list[Facet], list[Facet]]:
+    """Facets ordered by cluster size (then activation), and the near-duplicates dropped.
+
+    Two rendered facets are duplicates when the cosine similarity of their
+    features (the same embedding as the clustering) exceeds ``threshold``; the
+    lower-ranked one is dropped and remembers which facet it duplicates.
+    """
+    order = sorted(facets, key=lambda f: (-f.size, -(f.value if np.isfinite(f.value) else -np.inf)))
+    imgs = [f.image if f.image is not None else f.mean_image for f in order]
+    if len(order) < 2 or any(i is None for i in imgs):
+        return order, []
+    s = imgs[0].shape[-1]
+    x = torch.stack([F.interpolate(i[None], size=(s, s), mode="bilinear", align_corners=False)[0] for i in imgs])
+    x = F.interpolate(x, size=(model.input_size, model.input_size), mode="bilinear", align_corners=False, antialias=True)
+    e = torch.from_numpy(embed(model, x.clamp(0, 1), embed_layer))
+    e = e / (e.norm(dim=1, keepdim=True) + 1e-8)
+    sim = (e @ e.T).numpy()
+    kept, dropped = [], []
+    for i, f in enumerate(order):
+        dup = next((j for j in range(len(kept)) if sim[i, kept[j][0]] > threshold), None)
+        if dup is None:
+            kept.append((i, f))
+        else:
+            f.duplicate_of = dup
+            dropped.append(f)
+    return [f for _, f in kept], dropped
+
+
+def multifaceted(
+    model: Model,
+    unit: Unit,
+    images,
+    *,
+    k: int | None = None,
+    reduce: str = "tsne",
+    views: int = 8,
+    n_max: int | None = None,
+    embed_layer: str | None = None,
+    labels: Mapping[str, int] | None = None,
+    schedule: str = "mean",
+    iter_scale: float = 1.0,
+    preset: str | None = "lucid",
+    preset_steps: int | None = None,
+    size: int | None = None,
+    seed: int = 0,
+    progress: bool = True,
+) -> FacetResult:
+    """Find, render, rank and deduplicate the facets of ``unit`` among ``images``."""
+    facets, ex, cl = discover_facets(model, unit, images, k=k, reduce=reduce, views=views, n_max=n_max,
+                                     embed_layer=embed_layer, labels=labels, size=size, seed=seed, progress=progress)
+    render_facets(model, unit, facets, schedule=schedule, iter_scale=iter_scale, preset=preset,
+                  preset_steps=preset_steps, size=size, seed=seed + 1, progress=progress)
+    kept, dropped = rank_and_dedup(model, facets, embed_layer=embed_layer)
+    meta = {"k_rule": cl.k_rule, "k_scores": cl.k_scores, "reduce": reduce, "examples": ex.how, "views": views,
+            "schedule": schedule, "iter_scale": iter_scale, "preset": preset, "embed_layer": embed_layer or "penultimate"}
+    return FacetResult(unit, model.name, "data", kept, dropped, ex, cl, meta)
+
+
+# ---------------------------------------------------------------- without data
+
+def default_diversity_layer(model: Model, unit: Unit) -> str:
+    """Where the diversity term compares rows: the unit's own layer when it has space, else
+    the last block (a non-leaf item of a sequence) whose map is at least input/16 wide."""
+    from torch import nn
+
+    from ..taps import describe_layers
+
+    rows = {r.name: r for r in describe_layers(model)}
+    own = rows.get(unit.layer)
+    if own is not None and own.shape is not None and len(own.shape) == 3:
+        return unit.layer
+    parents = {n: m for n, m in model.net.named_modules()}
+    cands = []
+    for name, mod in model.net.named_modules():
+        if not name or not any(True for _ in mod.children()):
+            continue
+        parent = parents.get(name.rpartition(".")[0]) if "." in name else None
+        if isinstance(parent, (nn.Sequential, nn.ModuleList)):
+            r = rows.get(name)
+            if r is not None and r.shape is not None and len(r.shape) == 3 and r.shape[-1] >= model.input_size / 16:
+                cands.append(name)
+    if not cands:  # no blocks: any convolution-like module (activation modules are swapped while rendering)
+        skip = (nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.GELU, nn.SiLU, nn.Sigmoid, nn.Tanh, nn.Hardswish, nn.Identity)
+        cands = [n for n, r in rows.items() if r.shape is not None and len(r.shape) == 3 and n in parents
+                 and not isinstance(parents[n], skip) and r.shape[-1] >= model.input_size / 16]
+    if not cands:
+        raise NeuronscopeError(f"no spatial layer in {model.name!r} for the diversity term; give one (--diversity-layer)")
+    return cands[-1]
+
+
+def diverse_facets(
+    model: Model,
+    unit: Unit,
+    k: int = 4,
+    *,
+    layer: str | None = None,
+    weight: float = 100.0,
+    preset: str = "lucid",
+    size: int = 128,
+    steps: int | None = None,
+    seed: int = 0,
+    progress: bool = True,
+) -> FacetResult:
+    """k renders of ``unit`` made different by ``- weight * diversity(layer)`` (no data needed)."""
+    from ..optim import objectives as O
+    from ..optim import render
+
+    if k < 2:
+        raise NeuronscopeError(f"diversity needs at least 2 images, got k={k}")
+    layer = layer or default_diversity_layer(model, unit)
+    obj = unit.objective() - weight * O.diversity(layer)
+    r = render(model, obj, batch=k, size=size, steps=steps, preset=preset, seed=[seed + i for i in range(k)],
+               progress=progress, description=f"diverse {unit.label}")
+    values = measure(model, unit, r.images, size=size)
+    facets = [Facet(cluster=i, size=0, members=np.zeros(0, int), nearest=np.zeros(0, int), mean_image=None,
+                    image=img, value=float(v)) for i, (img, v) in enumerate(zip(r.images, values))]
+    facets.sort(key=lambda f: -f.value)
+    meta = {"diversity_layer": layer, "weight": weight, "preset": preset, "size": size, "steps": r.meta.get("steps")}
+    return FacetResult(unit, model.name, "diversity", facets, [], None, None, meta)

@@ -1,0 +1,247 @@
+"""Multifaceted feature visualization: discovery, rendering, ranking, sheets, the facets verb."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from torch import nn
+
+from neuronscope import NeuronscopeError, load_model
+from neuronscope.facets import (
+    choose_k, cluster, collect_examples, discover_facets, diverse_facets, labels_from_manifest, parse_unit, purity,
+    render_facets, render_mfv, unit_values, write_facet_sheet,
+)
+from neuronscope.facets.pipeline import rank_and_dedup
+
+SIZE = 48
+
+# ------------------------------------------------------------------ a net with a two-faced unit
+
+
+def two_faced_net() -> nn.Module:
+    """Conv features -> pooled -> 10 logits. Class 0 fires for red horizontal stripes (feature 0)
+    *and* for blue vertical stripes (feature 1); classes 1-5 have a constant bias so that other
+    images do not rank class 0 in their top-5. Channel 0 of module '2' is the same two-faced unit
+    before pooling."""
+    torch.manual_seed(0)
+    conv = nn.Conv2d(3, 6, 5)  # no padding: image borders are not edges
+    mix = nn.Conv2d(6, 6, 1)
+    fc = nn.Linear(6, 10)
+    with torch.no_grad():
+        conv.weight.normal_(0, 0.02)
+        conv.bias.zero_()
+        edge = torch.tensor([-1.0, -1.0, 0.0, 1.0, 1.0])
+        conv.weight[0] = 0
+        conv.weight[0, 0] = edge[:, None].expand(5, 5) / 5  # red, changes down the rows: horizontal stripes
+        conv.weight[1] = 0
+        conv.weight[1, 2] = edge[None, :].expand(5, 5) / 5  # blue, changes along the columns: vertical stripes
+        mix.weight.zero_()
+        mix.bias.zero_()
+        for c in range(6):
+            mix.weight[c, c] = 1.0
+        mix.weight[0, 1] = 1.0  # channel 0 = feature 0 + feature 1
+        fc.weight.zero_()
+        fc.weight[0, 0] = fc.weight[0, 1] = 4.0
+        fc.weight[6:, 2:].normal_(0, 0.5)
+        fc.bias.zero_()
+        fc.bias[1:6] = 1.0
+        fc.bias[6:] = -5.0
+    return nn.Sequential(conv, nn.ReLU(), mix, nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), fc)
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    labels = ["two-faced", *[f"other {i}" for i in range(1, 10)]]
+    return load_model(two_faced_net(), preprocess="none", input_size=SIZE, labels=labels, name="two-faced")
+
+
+def _stripes(rng, horizontal: bool, colour: int) -> np.ndarray:
+    """Stripes of period 8 whose phase, contrast and background vary a little from image to image."""
+    period = 8
+    phase = rng.uniform(-0.6, 0.6)
+    t = np.arange(SIZE)
+    wave = 0.5 + 0.5 * np.sin(2 * np.pi * t / period + phase)
+    a = rng.uniform(0.2, 0.4, (SIZE, SIZE, 3))
+    band = wave[:, None] if horizontal else wave[None, :]
+    a[..., colour] = rng.uniform(0.1, 0.2) + rng.uniform(0.6, 0.8) * band
+    return a
+
+
+@pytest.fixture(scope="module")
+def pattern_folder(tmp_path_factory):
+    """30 red-horizontal, 30 blue-vertical and 20 green-blob images; the families by file name."""
+    d = tmp_path_factory.mktemp("patterns")
+    rng = np.random.default_rng(1)
+    for i in range(30):
+        Image.fromarray((_stripes(rng, True, 0) * 255).astype(np.uint8)).save(d / f"a_{i:02d}.png")
+        Image.fromarray((_stripes(rng, False, 2) * 255).astype(np.uint8)).save(d / f"b_{i:02d}.png")
+    for i in range(20):
+        a = rng.uniform(0.2, 0.4, (SIZE, SIZE, 3))
+        y, x = rng.integers(8, SIZE - 8, 2)
+        a[y - 6 : y + 6, x - 6 : x + 6, 1] = 0.9
+        Image.fromarray((a * 255).astype(np.uint8)).save(d / f"c_{i:02d}.png")
+    return d
+
+
+def _family(examples) -> np.ndarray:
+    return np.array(["abc".index(Path(examples.paths[p]).name[0]) for p in examples.photo])
+
+
+# ------------------------------------------------------------------ discovery
+
+
+def test_class_facet_discovery_separates_two_planted_pattern_families(tiny, pattern_folder):
+    unit = parse_unit(tiny, "class:two-faced")
+    facets, ex, cl = discover_facets(tiny, unit, pattern_folder, views=2, reduce="tsne", size=SIZE, progress=False)
+    fam = _family(ex)
+    # the class's images are the two stripe families; the green blobs never rank class 0 in the top-5
+    assert set(fam.tolist()) == {0, 1}
+    assert len(ex) == 120
+    assert cl.k == 2, cl.k_rule  # k chosen by the silhouette criterion
+    assert purity(cl.labels, fam) >= 0.9
+    # each facet's mean image is made of its own family: more red or more blue
+    for f in facets:
+        m = f.mean_image
+        major = np.bincount(fam[f.members]).argmax()
+        assert (m[0].mean() > m[2].mean()) == (major == 0)
+        assert len(f.nearest) == 15 and f.size == len(f.members)
+
+
+def test_hidden_unit_facets_with_pca_come_from_receptive_field_crops(tiny, pattern_folder):
+    unit = parse_unit(tiny, "2:0")
+    assert unit.kind == "channel"
+    facets, ex, cl = discover_facets(tiny, unit, pattern_folder, k=2, reduce="pca", views=1, n_max=60, size=SIZE,
+                                     progress=False)
+    fam = _family(ex)
+    assert len(ex) == 60 and set(fam.tolist()) == {0, 1}  # top-60 by spatial max: only stripes
+    assert purity(cl.labels, fam) >= 0.9
+    # values reported are the unit's objective (channel mean) on the crops
+    assert np.allclose(ex.values, unit_values(tiny, unit, ex.float()), atol=1e-5)
+
+
+def test_choose_k_finds_three_blobs_and_one_for_structureless_data():
+    rng = np.random.default_rng(0)
+    blobs = np.concatenate([rng.normal(c, 0.3, (40, 2)) for c in ((0, 0), (6, 0), (0, 6))])
+    k, scores, rule = choose_k(blobs)
+    assert k == 3 and max(scores, key=scores.get) == 3 and "silhouette" in rule
+    k1, _, rule1 = choose_k(rng.uniform(0, 1, (200, 2)))
+    assert k1 == 1 or max(_.values()) < 0.5
+    assert choose_k(blobs[:20])[0] == 1  # fewer than 30 examples: one facet
+    c = cluster(blobs, 3, method="pca", dims=2)
+    assert purity(c.labels, np.repeat([0, 1, 2], 40)) == 1.0
+
+
+# ------------------------------------------------------------------ rendering
+
+
+def test_rendered_facets_activate_the_unit_beyond_their_mean_images(tiny, pattern_folder):
+    unit = parse_unit(tiny, "class:two-faced")
+    facets, ex, cl = discover_facets(tiny, unit, pattern_folder, k=2, views=1, size=SIZE, progress=False)
+    render_facets(tiny, unit, facets, iter_scale=0.15, preset="lucid", preset_steps=40, size=SIZE, progress=False)
+    grey = unit_values(tiny, unit, torch.full((1, 3, SIZE, SIZE), 0.5))[0]
+    for f in facets:
+        assert f.image is not None and f.image.shape[-1] > SIZE  # the canvas grew (x1.2)
+        assert f.value > f.mean_value > grey
+        assert f.value >= f.best_real, (f.value, f.best_real)
+        assert f.preset_value > grey
+    kept, dropped = rank_and_dedup(tiny, facets)
+    assert [f.size for f in kept] == sorted((f.size for f in kept), reverse=True)
+    assert len(kept) + len(dropped) == 2
+
+
+def test_center_biased_schedule_from_grey_raises_the_class(tiny):
+    unit = parse_unit(tiny, "class:0")
+    res = render_mfv(tiny, unit, None, batch=2, schedule="center", size=SIZE, iter_scale=0.1, progress=False)
+    assert res.images.shape == (2, 3, round(round(SIZE * 1.2) * 1.2), round(round(SIZE * 1.2) * 1.2))
+    assert (res.values > res.init_values + 1.0).all()
+    assert not torch.equal(res.images[0], res.images[1])  # rows have their own crops and noise
+    with pytest.raises(NeuronscopeError, match="mean images"):
+        render_mfv(tiny, unit, None, schedule="mean")
+
+
+def test_duplicate_facets_are_dropped_and_remember_the_kept_one(tiny, pattern_folder):
+    unit = parse_unit(tiny, "class:0")
+    facets, ex, cl = discover_facets(tiny, unit, pattern_folder, k=3, views=1, size=SIZE, progress=False)
+    for f in facets:
+        f.image = facets[0].mean_image.clone()  # three identical renders
+        f.value = 1.0
+    kept, dropped = rank_and_dedup(tiny, facets)
+    assert len(kept) == 1 and len(dropped) == 2
+    assert all(d.duplicate_of == 0 for d in dropped)
+
+
+def test_diversity_mode_gives_k_different_images_that_activate_the_unit(tiny):
+    unit = parse_unit(tiny, "class:0")
+    res = diverse_facets(tiny, unit, k=3, size=SIZE, steps=40, progress=False)
+    assert res.meta["diversity_layer"] == "2"  # the last convolution with space
+    grey = unit_values(tiny, unit, torch.full((1, 3, SIZE, SIZE), 0.5))[0]
+    imgs = torch.stack([f.image for f in res.facets])
+    assert all(f.value > grey for f in res.facets)
+    d = (imgs[:, None] - imgs[None]).abs().mean(dim=(2, 3, 4))
+    assert (d[~torch.eye(3, dtype=torch.bool)] > 0.02).all()
+
+
+# ------------------------------------------------------------------ sheets and the verb
+
+
+def test_facet_sheet_shows_renders_beside_their_clusters(tiny, pattern_folder, tmp_path):
+    from neuronscope.facets import multifaceted
+
+    unit = parse_unit(tiny, "class:0")
+    res = multifaceted(tiny, unit, pattern_folder, k=2, views=1, iter_scale=0.05, preset="lucid", preset_steps=10,
+                       size=SIZE, progress=False)
+    page, png = write_facet_sheet(res, tmp_path / "sheet")
+    html = page.read_text()
+    for f in res.facets:
+        assert f"{f.size} views" in html and f"activation {f.value:.2f}" in html
+    assert html.count("<figure>") >= 2 * (3 + 15)
+    im = Image.open(png)
+    assert im.size[0] > 500 and im.size[1] > 2 * 160
+
+
+def test_labels_from_manifest_reads_the_photo_set_format(tmp_path):
+    (tmp_path / "images").mkdir()
+    (tmp_path / "manifest.json").write_text(json.dumps([
+        {"file": "images/a.jpg", "imagenet_class": 1}, {"file": "images/b.jpg", "imagenet_class": None}]))
+    labels = labels_from_manifest(tmp_path / "images")
+    assert labels == {str((tmp_path / "images" / "a.jpg").resolve()): 1}
+    assert labels_from_manifest(tmp_path / "images" / "nowhere") == {} or True
+
+
+def test_unit_parsing_names_what_is_valid(tiny, lite0):
+    assert parse_unit(lite0, "class:goldfish").index == 1
+    assert parse_unit(lite0, "blocks.10:5").kind == "channel"
+    assert parse_unit(lite0, "blocks.10:5@3,4").kind == "neuron"
+    with pytest.raises(NeuronscopeError, match="valid: 0..111"):
+        parse_unit(lite0, "blocks.10:500")
+    with pytest.raises(NeuronscopeError, match="closest labels"):
+        parse_unit(lite0, "class:goldfisch")
+    with pytest.raises(NeuronscopeError, match="class:NAME"):
+        parse_unit(lite0, "goldfish")
+
+
+def test_facets_cli_on_lite0_writes_a_sheet_whose_facets_beat_their_best_real_image(lite0, photos_dir, tmp_path):
+    """End to end on the offline photo set's fish photos: goldfish facets, a short schedule at 128 px."""
+    from neuronscope.cli import main
+
+    fish = tmp_path / "fish"
+    fish.mkdir()
+    for p in sorted((photos_dir / "images").glob("*fishes*")):
+        (fish / p.name).symlink_to(p)
+    assert len(list(fish.iterdir())) >= 20
+    out = tmp_path / "facets"
+    code = main(["facets", "efficientnet_lite0", "class:goldfish", "--images", str(fish), "--k", "2", "--views", "4",
+                 "--size", "128", "--iter-scale", "0.25", "--no-preset", "--out", str(out), "--quiet"])
+    assert code == 0
+    summary = json.loads((out / "class_1_goldfish.json").read_text())
+    assert 1 <= len(summary["facets"]) <= 2
+    for f in summary["facets"]:
+        assert f["value"] >= f["best_real"], f
+    assert (out / "class_1_goldfish.html").is_file() and (out / "class_1_goldfish.png").is_file()
+    # the same unit again without --overwrite is refused, with exit code 2
+    assert main(["facets", "efficientnet_lite0", "class:goldfish", "--images", str(fish), "--out", str(out), "--quiet"]) == 2
