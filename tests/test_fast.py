@@ -41,8 +41,9 @@ def test_folding_is_exact_algebra_in_float64(lite0, x):
     original = copy.deepcopy(lite0).double()
     fast, info = build_fast_model(lite0)
     assert len(info.folded) == 49 and info.channels_last and not info.reason
-    ref, gref = _values_and_grad(original, x.double())
-    got, g = _values_and_grad(fast.double(), x.double())
+    small = x[:1, :, :41, :37].double()  # float64 convolutions are slow on CPU
+    ref, gref = _values_and_grad(original, small)
+    got, g = _values_and_grad(fast.double(), small)
     # the folded weights are stored in float32, so ~1e-7 of rounding remains
     for name in TAPS:
         assert _rel(got[name], ref[name]) < 1e-6, name
@@ -182,11 +183,11 @@ def test_render_through_the_fast_copy_matches_the_plain_render(lite0):
     reach about the same objective, not bit-equal images.
     """
     objs = [O.class_logit(1), O.channel("blocks.10", 3)]
-    kw = dict(size=64, preset="lucid", progress=False)
+    kw = dict(size=48, preset="lucid", progress=False)
     one_plain, one_fast = render(lite0, objs, steps=1, fast=False, **kw), render(lite0, objs, steps=1, fast=True, **kw)
     assert one_fast.meta["fast"]["folded"] == 49 and one_plain.meta["fast"] is None
     assert _rel(torch.as_tensor(one_fast.trace), torch.as_tensor(one_plain.trace)) < 1e-5
-    plain, quick = render(lite0, objs, steps=24, fast=False, **kw), render(lite0, objs, steps=24, fast=True, **kw)
+    plain, quick = render(lite0, objs, steps=20, fast=False, **kw), render(lite0, objs, steps=20, fast=True, **kw)
     assert ((quick.values - plain.values).abs() <= 0.15 * plain.values.abs()).all(), (quick.values, plain.values)
     assert (quick.values > torch.as_tensor(quick.trace[0]) + 1).all()
 
