@@ -11,6 +11,8 @@ Screenshots go to ``artifacts/`` (gitignored).
 
 from __future__ import annotations
 
+import re
+
 import functools
 import http.server
 import threading
@@ -200,7 +202,9 @@ def test_crawler_notices_a_missing_picture_and_a_dead_link(site, browser, tmp_pa
 
     broken = tmp_path / "broken"
     shutil.copytree(site, broken)
-    picture = next(p for p in (broken / "store" / "units" / "head").glob("00000-*.png") if "-d" not in p.name)
+    # main picture: <unit>-<hex token>.png; diversity renders add -d<i> (a token may itself start with "d")
+    picture = next(p for p in (broken / "store" / "units" / "head").glob("00000-*.png")
+                   if re.fullmatch(r"\d{5}-[0-9a-f]+\.png", p.name))
     picture.unlink()
     (broken / "units" / "head" / "00001.html").unlink()
     origin = broken.resolve().as_uri() + "/"
