@@ -116,7 +116,7 @@ def write_facet_sheet(result: FacetResult, out: str | Path, name: str | None = N
         sections.append(Section("Near-duplicates dropped", "", [
             Figure(f.image, f"{f.size} views; duplicates facet {f.duplicate_of + 1}\nactivation {_fmt(f.value)}", CELL, f"dup{i}")
             for i, f in enumerate(result.duplicates) if f.image is not None]))
-    sheet = caption_block(stack(rows, direction="vertical", gap=10), [title], font_size=15)
+    sheet = caption_block(stack(rows, direction="vertical", gap=10), [title.replace("—", "-")], font_size=15)
     png = save_png(sheet, out / f"{name}.png")
     sections[0].html = f"<p>The whole sheet as one picture: <a href='{html.escape(png.name)}'>{html.escape(png.name)}</a></p>"
     page = write_html_page(out / f"{name}.html", title, sections)
