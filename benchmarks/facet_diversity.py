@@ -1,0 +1,210 @@
+"""Claim: multifaceted renders of a class are more diverse than plain random-seed renders, at equal judge accuracy.
+
+For each class (default: goldfish, palace, hammer — classes the offline photo set covers):
+
+1. **facets** — ``multifaceted`` on the offline photo set with EfficientNet-Lite0:
+   K facets (K by the silhouette criterion), each rendered from its mean image with
+   (a) the paper's mean-image schedule (``mfv``) and (b) the lucid preset (``facet-lucid``);
+2. **seeds** — K plain renders of the same class logit with the lucid preset from
+   K random seeds (no data, no diversity term).
+
+Only after all rendering, a separate process loads the held-out judge J1 =
+EfficientNet-Lite1 (240 px; never seen by the renders) and computes, per image, its
+pooled penultimate features and whether the class is in J1's top-5 (the image goes
+through the evaluation transform: resize to 240/0.875, centre crop). Per method:
+
+* accuracy = share of images with the class in J1's top-5;
+* D = mean pairwise (1 - cosine) of J1 features over the images that pass (needs 2);
+* D_eff = D * passed / K (DESIGN 7).
+
+Writes ``benchmarks/results/facet_diversity.json`` and a picture of every image,
+``benchmarks/results/facet_diversity.png``.
+
+    python benchmarks/facet_diversity.py [--classes goldfish palace hammer] [--size 160] [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+HERE = Path(__file__).resolve().parent
+RESULTS = HERE / "results" / "facet_diversity.json"
+PICTURE = HERE / "results" / "facet_diversity.png"
+METHODS = ("mfv", "facet-lucid", "seeds")
+
+
+def load_average():
+    try:
+        return [round(v, 2) for v in os.getloadavg()]
+    except OSError:
+        return None
+
+
+# ---------------------------------------------------------------- rendering (Lite0 only)
+
+def render_all(classes, images: str, size: int, views: int, iter_scale: float, steps: int | None, out: Path) -> dict:
+    from neuronscope import load_model
+    from neuronscope.facets import labels_from_manifest, multifaceted, parse_unit
+    from neuronscope.optim import render
+
+    model = load_model("efficientnet_lite0", device="cpu")
+    labels = labels_from_manifest(images)
+    info = {}
+    for name in classes:
+        unit = parse_unit(model, f"class:{name}")
+        t = time.perf_counter()
+        res = multifaceted(model, unit, images, views=views, labels=labels, size=size, iter_scale=iter_scale,
+                           preset="lucid", preset_steps=steps, progress=False)
+        k = len(res.facets)
+        t_facets = time.perf_counter() - t
+        t = time.perf_counter()
+        seeds = render(model, [unit.objective() for _ in range(k)], size=size, steps=steps, preset="lucid",
+                       seed=[1000 + i for i in range(k)], progress=False)
+        t_seeds = time.perf_counter() - t
+        imgs = {
+            "mfv": torch.stack([f.image for f in res.facets]),
+            "facet-lucid": torch.stack([f.preset_image for f in res.facets]),
+            "seeds": seeds.images,
+        }
+        for method, x in imgs.items():
+            np.save(out / f"{unit.index}_{method}.npy", x.numpy())
+        info[name] = {"class": unit.index, "label": unit.label, "k": k, "k_rule": res.meta["k_rule"],
+                      "examples": res.meta["examples"], "duplicates_dropped": len(res.duplicates),
+                      "lite0_value": {"mfv": [f.value for f in res.facets],
+                                      "facet-lucid": [f.preset_value for f in res.facets],
+                                      "best_real": [f.best_real for f in res.facets]},
+                      "seconds": {"facets": round(t_facets, 1), "seeds": round(t_seeds, 1)}}
+        print(f"{unit.label}: {k} facets ({res.meta['k_rule']}) in {t_facets:.0f} s; {k} seed renders in {t_seeds:.0f} s",
+              flush=True)
+    return info
+
+
+# ---------------------------------------------------------------- judging (Lite1, separate process)
+
+def judge(folder: Path) -> None:
+    """Run in a fresh process: J1 features and top-5 membership for every saved image."""
+    from neuronscope import load_model
+    from neuronscope.facets.embed import embed
+    from neuronscope.facets.mfv import eval_view
+
+    j1 = load_model("efficientnet_lite1", device="cpu")
+    out = {}
+    for f in sorted(folder.glob("*.npy")):
+        k = int(f.stem.split("_", 1)[0])
+        x = eval_view(j1, torch.from_numpy(np.load(f)))
+        feats = embed(j1, x)
+        with torch.inference_mode():
+            top5 = j1(x).topk(5, dim=1).indices
+        out[f.stem] = {"features": feats.tolist(), "top5": (top5 == k).any(1).tolist()}
+    (folder / "judge.json").write_text(json.dumps(out))
+
+
+def diversity(feats: np.ndarray) -> float:
+    if len(feats) < 2:
+        return float("nan")
+    e = feats / (np.linalg.norm(feats, axis=1, keepdims=True) + 1e-8)
+    sim = e @ e.T
+    iu = np.triu_indices(len(e), 1)
+    return float(np.mean(1.0 - sim[iu]))
+
+
+def picture(folder: Path, info: dict) -> None:
+    from PIL import Image
+
+    from neuronscope.images import save_png
+    from neuronscope.sheets import as_pil, caption_block, stack
+
+    rows = []
+    for name, c in info.items():
+        for method in METHODS:
+            x = np.load(folder / f"{c['class']}_{method}.npy")
+            tiles = [as_pil(torch.from_numpy(i)).resize((96, 96), Image.LANCZOS) for i in x]
+            rows.append(caption_block(stack(tiles, gap=2), [f"{c['label']} - {method}"]))
+    save_png(stack(rows, direction="vertical", gap=4), PICTURE)
+
+
+def main(argv: list[str] | None = None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--classes", nargs="+", default=["goldfish", "palace", "hammer"])
+    ap.add_argument("--images", default=None, help="image folder (default: the offline photo set)")
+    ap.add_argument("--size", type=int, default=160, help="render and example size in px")
+    ap.add_argument("--views", type=int, default=6)
+    ap.add_argument("--iter-scale", type=float, default=1.0)
+    ap.add_argument("--steps", type=int, default=None, help="lucid steps (default the preset's 512)")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--quick", action="store_true", help="one class, short schedules")
+    ap.add_argument("--judge", default=None, help=argparse.SUPPRESS)  # internal: the judge process
+    args = ap.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    if args.judge:
+        judge(Path(args.judge))
+        return {}
+    if args.images is None:
+        from neuronscope.photoset import ensure_photoset
+
+        args.images = str(Path(ensure_photoset()) / "images")
+    if args.quick:
+        args.classes, args.iter_scale, args.steps, args.size = args.classes[:1], 0.2, 96, 128
+    load = load_average()
+    t0 = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="ns_facet_div_") as tmp:
+        folder = Path(tmp)
+        info = render_all(args.classes, args.images, args.size, args.views, args.iter_scale, args.steps, folder)
+        subprocess.run([sys.executable, __file__, "--judge", str(folder), "--threads", str(args.threads)], check=True)
+        verdicts = json.loads((folder / "judge.json").read_text())
+        picture(folder, info)
+    per_class, totals = {}, {m: {"passed": 0, "images": 0, "D": []} for m in METHODS}
+    for name, c in info.items():
+        row = dict(c)
+        for m in METHODS:
+            v = verdicts[f"{c['class']}_{m}"]
+            ok = np.array(v["top5"], dtype=bool)
+            feats = np.array(v["features"])
+            d = diversity(feats[ok])
+            row[m] = {"images": len(ok), "passed": int(ok.sum()), "accuracy": round(float(ok.mean()), 3),
+                      "D": None if np.isnan(d) else round(d, 4),
+                      "D_eff": None if np.isnan(d) else round(d * ok.sum() / len(ok), 4),
+                      "D_all": round(diversity(feats), 4)}
+            totals[m]["passed"] += int(ok.sum())
+            totals[m]["images"] += len(ok)
+            if not np.isnan(d):
+                totals[m]["D"].append(d)
+        per_class[name] = row
+        print(f"{c['label']} (K={c['k']}): " + "; ".join(
+            f"{m}: top-5 {row[m]['passed']}/{row[m]['images']}, D {row[m]['D']}, D_all {row[m]['D_all']}" for m in METHODS),
+            flush=True)
+    summary = {m: {"judge_top5_accuracy": round(t["passed"] / max(1, t["images"]), 3),
+                   "mean_D_over_classes": round(float(np.mean(t["D"])), 4) if t["D"] else None,
+                   "classes_with_D": len(t["D"])} for m, t in totals.items()}
+    from neuronscope import __version__
+    from neuronscope.images import atomic_write_json
+
+    result = {
+        "claim": "facet renders are more diverse in a held-out judge's (Lite1) feature space than K random-seed "
+                 "renders of the same class, counting only images the judge puts the class in its top-5",
+        "neuronscope": __version__, "torch": torch.__version__, "model": "efficientnet_lite0",
+        "judge": "efficientnet_lite1 (loaded in a separate process after all rendering)",
+        "settings": {"size": args.size, "views": args.views, "iter_scale": args.iter_scale,
+                     "lucid_steps": args.steps or 512, "threads": args.threads, "classes": args.classes},
+        "load_average_start": load, "load_average_end": load_average(),
+        "seconds": round(time.perf_counter() - t0, 1), "per_class": per_class, "summary": summary,
+        "picture": str(PICTURE.name),
+    }
+    atomic_write_json(RESULTS, result)
+    print(json.dumps(summary, indent=1))
+    print(f"wrote {RESULTS} and {PICTURE}")
+    return result
+
+
+if __name__ == "__main__":
+    main()
