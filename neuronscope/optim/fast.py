@@ -37,6 +37,7 @@ from torch import nn
 
 from ..models import Model
 from ..taps import parse_address
+from .fast_conv import FastConv2d
 
 
 @dataclass
@@ -45,12 +46,15 @@ class FastInfo:
 
     folded: list[str] = field(default_factory=list)  # conv addresses that absorbed their BatchNorm
     kept: list[str] = field(default_factory=list)  # conv+BN pairs left alone because the conv is tapped
+    input_grad_convs: int = 0  # convolutions running the fast input-gradient backward (fast_conv.py)
     channels_last: bool = False
+    dtype: str = "float32"  # what the copy computes in (bfloat16 on CPUs with native bf16, see precision)
     reason: str = ""  # why nothing was folded, when nothing was
     seconds: float = 0.0
 
     def as_dict(self) -> dict:
-        return {"folded": len(self.folded), "kept": self.kept, "channels_last": self.channels_last,
+        return {"folded": len(self.folded), "kept": self.kept, "input_grad_convs": self.input_grad_convs, "channels_last": self.channels_last,
+                "dtype": self.dtype,
                 "reason": self.reason, "seconds": round(self.seconds, 3)}
 
 
@@ -108,27 +112,6 @@ def _folded(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> tuple[torch.Tensor, torch.Te
     return w.to(dtype), b.to(dtype)
 
 
-class SameConv2d(nn.Module):
-    """TensorFlow 'SAME' padding convolution with a bias (the folded form of neuronscope's Conv2dSame)."""
-
-    def __init__(self, weight: torch.Tensor, bias: torch.Tensor, stride: int, groups: int):
-        super().__init__()
-        self.weight = nn.Parameter(weight, requires_grad=False)
-        self.bias = nn.Parameter(bias, requires_grad=False)
-        self.stride, self.groups = stride, groups
-        self.k = weight.shape[-1]
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        k, s = self.k, self.stride
-        if s == 1 and k % 2 == 1:
-            return F.conv2d(x, self.weight, self.bias, 1, k // 2, 1, self.groups)
-        pads = []
-        for size in (x.shape[-1], x.shape[-2]):
-            total = max((math.ceil(size / s) - 1) * s + k - size, 0)
-            pads += [total // 2, total - total // 2]
-        return F.conv2d(F.pad(x, pads), self.weight, self.bias, s, 0, 1, self.groups)
-
-
 class BiasAfter(nn.Module):
     """``conv(x) + bias`` for a convolution whose forward ignores ``self.bias`` (the slow but safe form)."""
 
@@ -139,6 +122,21 @@ class BiasAfter(nn.Module):
 
     def forward(self, x):
         return self.conv(x) + self.bias
+
+
+def _fast_equivalent(conv: nn.Module, weight=None, bias=None) -> FastConv2d | None:
+    """A :class:`FastConv2d` for a convolution whose forward is known (plain ``nn.Conv2d``, ``Conv2dSame``)."""
+    from ..models.efficientnet_lite import Conv2dSame
+
+    if not isinstance(conv, nn.Conv2d) or tuple(conv.dilation) != (1, 1) or conv.padding_mode != "zeros":
+        return None
+    w = conv.weight if weight is None else weight
+    b = conv.bias if bias is None else bias
+    if type(conv) is Conv2dSame:
+        return FastConv2d(w, b, conv.stride, "tf_same", conv.groups)
+    if type(conv) is nn.Conv2d and not isinstance(conv.padding, str):
+        return FastConv2d(w, b, conv.stride, tuple(conv.padding), conv.groups)
+    return None
 
 
 def _probe_input(conv: nn.Conv2d) -> torch.Tensor:
@@ -164,16 +162,14 @@ def _fold_into(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> nn.Module | None:
     the folded conv followed by a bias add (a forward that ignores ``self.bias``).
     None when no candidate reproduces the pair.
     """
-    from ..models.efficientnet_lite import Conv2dSame
-
     w, b = _folded(conv, bn)
     reference = nn.Sequential(conv, bn)
     x = _probe_input(conv)
 
     def candidates():
-        if type(conv) is Conv2dSame and conv.stride[0] == conv.stride[1] \
-                and conv.kernel_size[0] == conv.kernel_size[1]:
-            yield SameConv2d(w.clone(), b.clone(), conv.stride[0], conv.groups)
+        fast = _fast_equivalent(conv, w, b)
+        if fast is not None:
+            yield fast
         plain = copy.deepcopy(conv)
         plain.weight = nn.Parameter(w.clone(), requires_grad=False)
         plain.bias = nn.Parameter(b.clone(), requires_grad=False)
@@ -238,6 +234,26 @@ def fold_batchnorm(net: nn.Module, keep: Iterable[str] = ()) -> FastInfo:
     return info
 
 
+def swap_convs(net: nn.Module) -> int:
+    """Replace the remaining plain convolutions of ``net`` by :class:`FastConv2d` *in place*.
+
+    Skips convolutions carrying hooks and any whose replacement does not
+    reproduce it on a probe input. Returns how many run the fast backward now.
+    """
+    count = 0
+    for name, m in list(net.named_modules()):
+        if isinstance(m, FastConv2d):
+            count += 1
+            continue
+        if not name or not isinstance(m, nn.Conv2d) or _has_hooks(m) or m.weight.requires_grad:
+            continue
+        fast = _fast_equivalent(m)
+        if fast is not None and _same_function(m, fast, _probe_input(m)):
+            _set(net, name, fast)
+            count += 1
+    return count
+
+
 # ---------------------------------------------------------------- the fast copy
 
 class ChannelsLast(nn.Module):
@@ -245,6 +261,45 @@ class ChannelsLast(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x.contiguous(memory_format=torch.channels_last) if x.dim() == 4 else x
+
+
+class ToDtype(nn.Module):
+    """Casts the (preprocessed) batch to the network's dtype; the gradient flows back in float32."""
+
+    def __init__(self, dtype: torch.dtype):
+        super().__init__()
+        self.dtype = dtype
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.to(self.dtype)
+
+    def extra_repr(self) -> str:
+        return str(self.dtype)
+
+
+def native_bf16(device: torch.device | str = "cpu") -> bool:
+    """Whether the device computes bfloat16 natively (CPU: AVX512-BF16 or AMX; CUDA: compute capability 8+)."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    if device.type != "cpu":
+        return False
+    probes = [getattr(torch.cpu, name, None) for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported")]
+    return any(bool(p()) for p in probes if callable(p))
+
+
+PRECISIONS = ("auto", "float32", "bfloat16")
+
+
+def resolve_precision(precision: str, device: torch.device | str) -> torch.dtype:
+    """``auto``: bfloat16 where the device has native bf16 arithmetic, else float32."""
+    if precision not in PRECISIONS:
+        from ..errors import NeuronscopeError
+
+        raise NeuronscopeError(f"unknown precision {precision!r}; valid: {', '.join(PRECISIONS)}")
+    if precision == "auto":
+        return torch.bfloat16 if native_bf16(device) else torch.float32
+    return getattr(torch, precision)
 
 
 #: renders with fewer pixel-steps (rows x size^2 x steps) than this are not worth a copy (~2 s of work)
@@ -268,16 +323,20 @@ def _fingerprint(model: Model) -> tuple:
 
 
 def fast_model(model: Model, layers: Iterable[str] = (), *, fold: bool = True,
-               channels_last: bool | None = None) -> tuple[Model, FastInfo]:
+               channels_last: bool | None = None, precision: str = "float32") -> tuple[Model, FastInfo]:
     """A faster copy of ``model`` for optimizing images; ``layers`` are the addresses that will be tapped.
 
     ``channels_last=None`` uses it on CPU only (where it was measured to help).
     The copy has the same layer addresses, labels and preprocessing. It is cached
     per model and rebuilt whenever the model's weights or modules change (even
     in place), so edits such as ablating a channel are always seen.
+    ``precision``: ``float32``, ``bfloat16`` (weights and activations in bf16,
+    the input gradient returned in float32), or ``auto`` (bf16 where the device
+    has native bf16 arithmetic; see docs/render-speed.md for what it costs in accuracy).
     """
     if channels_last is None:
         channels_last = model.device.type == "cpu"
+    dtype = resolve_precision(precision, model.device)
     keep = frozenset(parse_address(a).path for a in layers)
     fingerprint = _fingerprint(model)
     entry = _CACHE.get(model)
@@ -285,17 +344,17 @@ def fast_model(model: Model, layers: Iterable[str] = (), *, fold: bool = True,
         entry = _CACHE[model] = {"fingerprint": fingerprint, "convs": None, "copies": {}}
     # only tapped convolutions that have a BatchNorm change the copy; other taps share it
     if entry["convs"] is not None:
-        key = (keep & entry["convs"], fold, channels_last)
+        key = (keep & entry["convs"], fold, channels_last, dtype)
         if key in entry["copies"]:
             return entry["copies"][key]
-    fast, info = build_fast_model(model, keep, fold=fold, channels_last=channels_last)
+    fast, info = build_fast_model(model, keep, fold=fold, channels_last=channels_last, dtype=dtype)
     entry["convs"] = frozenset(info.folded) | frozenset(info.kept)
-    entry["copies"][(keep & entry["convs"], fold, channels_last)] = (fast, info)
+    entry["copies"][(keep & entry["convs"], fold, channels_last, dtype)] = (fast, info)
     return fast, info
 
 
 def build_fast_model(model: Model, keep: Iterable[str] = (), *, fold: bool = True,
-                     channels_last: bool = True) -> tuple[Model, FastInfo]:
+                     channels_last: bool = True, dtype: torch.dtype = torch.float32) -> tuple[Model, FastInfo]:
     """The uncached :func:`fast_model`: a new copy, with ``keep`` the module paths that must stay exact."""
     start = time.perf_counter()
     try:
@@ -305,10 +364,15 @@ def build_fast_model(model: Model, keep: Iterable[str] = (), *, fold: bool = Tru
     for p in fast.parameters():
         p.requires_grad_(False)
     info = fold_batchnorm(fast.net, keep) if fold else FastInfo(reason="folding turned off")
+    info.input_grad_convs = swap_convs(fast.net)
     if channels_last:
         fast.net.to(memory_format=torch.channels_last)
         fast.preprocess = nn.Sequential(ChannelsLast(), fast.preprocess)
         info.channels_last = True
+    if dtype != torch.float32:
+        fast.net.to(dtype)
+        fast.preprocess = nn.Sequential(fast.preprocess, ToDtype(dtype))
+        info.dtype = str(dtype).replace("torch.", "")
     fast.eval()
     info.seconds = time.perf_counter() - start
     return fast, info

@@ -27,18 +27,25 @@ class _RedirectedClamp(torch.autograd.Function):
     def backward(ctx, g):
         (z,) = ctx.saved_tensors
         upper = ctx.upper
-        inside = z > 0 if upper is None else (z > 0) & (z < upper)
-        masked = g * inside
-        dead = masked.flatten(1).abs().sum(1) == 0  # rows with no gradient at all
+        # the ordinary ReLU/ReLU6 gradient, by the fused kernels autograd itself uses
+        if upper is None:
+            masked = torch.ops.aten.threshold_backward(g, z, 0.0)
+        else:
+            masked = torch.ops.aten.hardtanh_backward(g, z, 0.0, upper)
+        # rows with no gradient at all. amax and amin over each row are the cheapest test
+        # measured (a flattening copy of a channels-last tensor or a norm costs 5-15x more)
+        dims = tuple(range(1, g.dim()))
+        dead = (masked.amax(dim=dims) == 0) & (masked.amin(dim=dims) == 0)
         if not bool(dead.any()):
             return masked, None
+        rows = dead.nonzero().flatten()
         # gradient descent moves z by -g: block moves that go further out of range
-        outward = (z <= 0) & (g > 0)
+        gz, zz = g[rows], z[rows]
+        outward = (zz <= 0) & (gz > 0)
         if upper is not None:
-            outward |= (z >= upper) & (g < 0)
-        redirected = g.masked_fill(outward, 0.0)
-        shape = (-1,) + (1,) * (g.dim() - 1)
-        return torch.where(dead.view(shape), redirected, masked), None
+            outward |= (zz >= upper) & (gz < 0)
+        masked[rows] = gz.masked_fill(outward, 0.0)
+        return masked, None
 
 
 class RedirectedReLU(nn.Module):

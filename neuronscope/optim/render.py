@@ -14,6 +14,7 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 
+from ..allocator import roomy_heap
 from ..errors import NeuronscopeError
 from ..models import Model
 from ..taps import tap
@@ -86,6 +87,7 @@ def render(
     callback: Callable[[int, torch.Tensor, torch.Tensor], bool | None] | None = None,
     description: str = "render",
     fast: bool | None = None,
+    precision: str = "auto",
 ) -> RenderResult:
     """Synthesize the inputs that maximize ``objectives``.
 
@@ -99,7 +101,9 @@ def render(
     ``fast``: optimize through a faster copy of the model (BatchNorm folded into
     convolutions, channels-last on CPU; the same function up to float rounding, see
     :mod:`neuronscope.optim.fast`); ``None`` does so on CPU for renders big enough
-    to repay building the copy. The returned values use the model as given.
+    to repay building the copy. ``precision`` of that copy: ``auto`` (bfloat16 on
+    CPUs/GPUs with native bf16 arithmetic, else float32), ``float32`` or
+    ``bfloat16``. The returned values always use the model as given, in float32.
     """
     p = get_preset(preset)
     objective, rows = _rowwise_objective(objectives)
@@ -145,7 +149,7 @@ def render(
     layers = [n for n in objective.layers if n != "input"]
     if fast is None:
         fast = use_fast(dev, batch, size, steps)
-    net_model, fast_info = fast_model(model, layers) if fast else (model, None)
+    net_model, fast_info = fast_model(model, layers, precision=precision) if fast else (model, None)
 
     deepvis = p.optimizer == "deepvis"
     if deepvis and not isinstance(param, RawCaffeParam):
@@ -165,7 +169,7 @@ def render(
     redirect = None
     eta0 = None
     try:
-        with tap(net_model, layers, stop_early=True) as taps:
+        with roomy_heap(), tap(net_model, layers, stop_early=True) as taps:
             if p.redirect_steps >= 0:
                 redirect = redirected_relus(net_model.net)
                 redirect.__enter__()
@@ -177,7 +181,7 @@ def render(
                 x = tfm(image, gen)
                 if layers:
                     taps.run(x)
-                values = objective(taps.values, x)
+                values = objective(_float32(taps.values), x)
                 if not torch.isfinite(values).all():
                     raise NeuronscopeError(
                         f"the objective became NaN/inf at step {step}; lower the learning rate or check the model"
@@ -240,6 +244,12 @@ def render(
             "lr": lr or p.lr, "device": str(dev), "redirect_steps": p.redirect_steps, "keep": p.keep,
             "fast": fast_info.as_dict() if fast_info else None}
     return RenderResult(final, values, trace, snapshots, steps_run, seconds, meta)
+
+
+def _float32(values: dict) -> dict:
+    """Tapped tensors of a reduced-precision copy, as float32 (the objective is computed in float32)."""
+    return {k: v.float() if isinstance(v, torch.Tensor) and v.is_floating_point() and v.dtype != torch.float32
+            else v for k, v in values.items()}
 
 
 class _NoBar:
