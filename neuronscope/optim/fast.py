@@ -12,6 +12,10 @@ within a step or two. :func:`fast_model` returns such a rewrite:
   change what the tap sees. Pairs are found by tracing the network with
   ``torch.fx`` (convolutions and norms as leaves); a network that cannot be
   traced is simply not folded.
+* **input-gradient-only convolutions**: every remaining plain convolution
+  becomes a :class:`~neuronscope.optim.fast_conv.FastConv2d`, whose backward
+  computes the image gradient with forward convolutions (see that module).
+* **precision** (opt-in): ``bfloat16`` weights and activations.
 * **channels-last memory format** (on CPU): oneDNN's convolutions, depthwise
   ones especially, run faster on NHWC tensors, and folding removes the NCHW
   BatchNorm kernels that made the layout change costly.

@@ -87,7 +87,7 @@ def render(
     callback: Callable[[int, torch.Tensor, torch.Tensor], bool | None] | None = None,
     description: str = "render",
     fast: bool | None = None,
-    precision: str = "auto",
+    precision: str = "float32",
 ) -> RenderResult:
     """Synthesize the inputs that maximize ``objectives``.
 
@@ -101,9 +101,11 @@ def render(
     ``fast``: optimize through a faster copy of the model (BatchNorm folded into
     convolutions, channels-last on CPU; the same function up to float rounding, see
     :mod:`neuronscope.optim.fast`); ``None`` does so on CPU for renders big enough
-    to repay building the copy. ``precision`` of that copy: ``auto`` (bfloat16 on
-    CPUs/GPUs with native bf16 arithmetic, else float32), ``float32`` or
-    ``bfloat16``. The returned values always use the model as given, in float32.
+    to repay building the copy. ``precision`` of that copy: ``float32`` (default),
+    ``bfloat16`` (about 1.4x faster on CPUs with native bf16, but the input gradient
+    is only ~0.92 cosine-similar to float32's and judged quality dropped in
+    benchmarks/render_vs_lucent.py), or ``auto`` (bfloat16 where native, else float32).
+    The returned values always use the model as given, in float32.
     """
     p = get_preset(preset)
     objective, rows = _rowwise_objective(objectives)
