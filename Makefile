@@ -9,6 +9,9 @@ PIP := $(PY) -m pip -q --disable-pip-version-check
 STAMP := $(VENV)/.neuronscope-installed
 PHOTOS ?= $(HOME)/.cache/neuronscope/photos
 export NEURONSCOPE_PHOTOS := $(PHOTOS)
+# idle OpenMP threads sleep instead of spinning: on a shared or busy machine, spinning made
+# 2-thread runs 4-13x slower than 1-thread ones (docs/render-speed.md); must be set before torch loads
+export OMP_WAIT_POLICY ?= PASSIVE
 
 .PHONY: install demo test photos browser bench clean
 

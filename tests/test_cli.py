@@ -104,9 +104,12 @@ def test_classify_prints_top5_for_good_images_and_errors_for_bad(tmp_path, sampl
     for kind, g in good.items():
         lines = blocks[str(g.path)]
         assert len(lines) == 5 and all(label.match(line) for line in lines), (kind, lines)
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("neuronscope: error: ")]
+    assert len(errors) == len(bad)  # the reasons go to stderr, one line per file
     for kind, p in bad.items():
         lines = blocks[str(p)]
-        assert len(lines) == 1 and lines[0].startswith("error: ") and str(p) in lines[0], (kind, lines)
+        assert lines == ["error (see stderr)"], (kind, lines)
+        assert any(str(p) in e for e in errors), (kind, errors)
 
 
 def test_classify_top_option(capsys, sample_photos):

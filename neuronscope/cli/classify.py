@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 from ._common import add_model_argument
 
 
@@ -24,10 +26,12 @@ def run(args):
     model = load_model(args.model, device=args.device)
     failures = 0
     for path, result in classify_paths(model, args.images, top=args.top):
-        print(path)
+        print(path, flush=True)
         if isinstance(result, Exception):
             failures += 1
-            print(f"  error: {result}")
+            # stdout keeps one line per failed file so its blocks stay aligned; the reason goes to stderr
+            print("  error (see stderr)", flush=True)
+            print(f"neuronscope: error: {result}", file=sys.stderr, flush=True)
             continue
         for k, label, p in result:
             print(f"  {p:6.1%}  {label} ({k})")
