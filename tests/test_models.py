@@ -137,6 +137,9 @@ def test_class_index_by_name_synonym_and_index(lite0):
     assert lite0.class_index("espresso") == ESPRESSO
     assert lite0.class_index("tabby cat") == 281  # a synonym on the label line
     assert lite0.class_index("Tiger_Cat") == 282  # case and underscores forgiven
+    with pytest.raises(NeuronscopeError, match=r"ambiguous.*134: crane; 517: crane.*class:134"):
+        lite0.class_index("crane")  # the bird and the machine share the name
+    assert lite0.class_index("tank suit") == 639
     assert lite0.class_index(ESPRESSO) == ESPRESSO and lite0.class_index("967") == ESPRESSO
     assert lite0.label(282) == "tiger cat" and len(lite0.labels) == 1000
 

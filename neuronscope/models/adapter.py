@@ -157,11 +157,21 @@ class Model(nn.Module):
         from ..errors import closest
 
         want = str(name_or_index).strip().lower().replace("_", " ")
-        synonyms = {}
+        synonyms: dict[str, int] = {}
+        owners: dict[str, list[int]] = {}
         for i, line in enumerate(self.labels):
             for s in line.split(","):
-                synonyms.setdefault(s.strip().lower(), i)
+                name = s.strip().lower()
+                synonyms.setdefault(name, i)
+                if i not in owners.setdefault(name, []):
+                    owners[name].append(i)
         if want in synonyms:
+            if len(owners[want]) > 1:  # ImageNet has two 'crane's (bird, machine) and two 'maillot's
+                listed = "; ".join(f"{k}: {self.labels[k]}" for k in owners[want])
+                raise NeuronscopeError(
+                    f"class name {name_or_index!r} is ambiguous for {self.name}: it names classes {listed}; "
+                    f"give the index instead (e.g. class:{owners[want][0]})"
+                )
             return synonyms[want]
         hits = closest(want, synonyms)
         raise NeuronscopeError(
