@@ -160,9 +160,10 @@ def test_roomy_heap_nests_and_restores(monkeypatch):
         with allocator.roomy_heap():
             pass
         assert ("trim", 0) not in calls  # the inner block does not undo the outer one
-    assert calls[:3] == [(allocator.M_MMAP_THRESHOLD, 32 << 20), (allocator.M_TRIM_THRESHOLD, 2**31 - 1),
-                         (allocator.M_TOP_PAD, 256 << 20)]
-    assert calls[3:] == [(allocator.M_TRIM_THRESHOLD, 64 << 20), (allocator.M_TOP_PAD, 128 << 10), ("trim", 0)]
+    assert calls[:4] == [(allocator.M_MMAP_THRESHOLD, 32 << 20), (allocator.M_MMAP_MAX, 0),
+                         (allocator.M_TRIM_THRESHOLD, 2**31 - 1), (allocator.M_TOP_PAD, 256 << 20)]
+    assert calls[4:] == [(allocator.M_MMAP_MAX, 65536), (allocator.M_TRIM_THRESHOLD, 64 << 20),
+                         (allocator.M_TOP_PAD, 128 << 10), ("trim", 0)]
     calls.clear()
     monkeypatch.setenv("NEURONSCOPE_MALLOC_TUNING", "0")
     with allocator.roomy_heap() as on:
