@@ -11,7 +11,8 @@ from neuronscope.errors import NeuronscopeError
 from neuronscope.optim import objectives as O
 from neuronscope.optim import render
 from neuronscope.optim.fast import fast_model, native_bf16, resolve_precision
-from neuronscope.optim.fast_conv import FastConv2d, same_pads
+from neuronscope.models.efficientnet_lite import same_pads
+from neuronscope.optim.fast_conv import FastConv2d
 
 # (in, out, kernel, stride, groups, padding): pointwise, stem-like, depthwise 3x3/5x5 at stride 1/2,
 # grouped, even kernels, stride 3, and strided 1x1 (phases without taps)

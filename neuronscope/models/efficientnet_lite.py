@@ -58,6 +58,12 @@ def round_filters(channels: int, width: float, divisor: int = 8) -> int:
     return int(rounded)
 
 
+def same_pads(size: int, kernel: int, stride: int) -> tuple[int, int]:
+    """TensorFlow 'SAME' zero padding (before, after) of one axis: asymmetric for stride 2 on even sizes."""
+    total = max((math.ceil(size / stride) - 1) * stride + kernel - size, 0)
+    return total // 2, total - total // 2
+
+
 class Conv2dSame(nn.Conv2d):
     """A bias-free convolution with TensorFlow 'SAME' padding for any input size."""
 
@@ -68,12 +74,9 @@ class Conv2dSame(nn.Conv2d):
         k, s = self.kernel_size[0], self.stride[0]
         if s == 1 and k % 2 == 1:  # symmetric: let the convolution pad (no extra copy)
             return F.conv2d(x, self.weight, None, 1, k // 2, 1, self.groups)
-        pads = []
-        for size in (x.shape[-1], x.shape[-2]):
-            k, s = self.kernel_size[0], self.stride[0]
-            total = max((math.ceil(size / s) - 1) * s + k - size, 0)
-            pads += [total // 2, total - total // 2]
-        return F.conv2d(F.pad(x, pads), self.weight, None, self.stride, 0, 1, self.groups)
+        top, bottom = same_pads(x.shape[-2], k, s)
+        left, right = same_pads(x.shape[-1], k, s)
+        return F.conv2d(F.pad(x, (left, right, top, bottom)), self.weight, None, self.stride, 0, 1, self.groups)
 
 
 def _bn(channels: int) -> nn.BatchNorm2d:

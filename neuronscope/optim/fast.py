@@ -29,16 +29,15 @@ for what it buys.
 from __future__ import annotations
 
 import copy
-import math
 import time
 import weakref
 from dataclasses import dataclass, field
 from typing import Iterable
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
+from ..errors import NeuronscopeError
 from ..models import Model
 from ..taps import parse_address
 from .fast_conv import FastConv2d
@@ -57,9 +56,9 @@ class FastInfo:
     seconds: float = 0.0
 
     def as_dict(self) -> dict:
-        return {"folded": len(self.folded), "kept": self.kept, "input_grad_convs": self.input_grad_convs, "channels_last": self.channels_last,
-                "dtype": self.dtype,
-                "reason": self.reason, "seconds": round(self.seconds, 3)}
+        return {"folded": len(self.folded), "kept": self.kept, "input_grad_convs": self.input_grad_convs,
+                "channels_last": self.channels_last, "dtype": self.dtype, "reason": self.reason,
+                "seconds": round(self.seconds, 3)}
 
 
 # ---------------------------------------------------------------- finding conv -> BN pairs
@@ -298,8 +297,6 @@ PRECISIONS = ("auto", "float32", "bfloat16")
 def resolve_precision(precision: str, device: torch.device | str) -> torch.dtype:
     """``auto``: bfloat16 where the device has native bf16 arithmetic, else float32."""
     if precision not in PRECISIONS:
-        from ..errors import NeuronscopeError
-
         raise NeuronscopeError(f"unknown precision {precision!r}; valid: {', '.join(PRECISIONS)}")
     if precision == "auto":
         return torch.bfloat16 if native_bf16(device) else torch.float32

@@ -13,7 +13,7 @@ into s×s phases (polyphase form): input pixels ``(s·m + cy, s·n + cx)`` only
 receive the kernel taps congruent to their phase, so each phase is a small
 stride-1 convolution of the output gradient, written into every s-th pixel.
 No zero-stuffed upsampling, no backward primitive: 2-10x faster on those layers,
-identical to the autograd gradient up to float rounding (tests/test_fast.py).
+identical to the autograd gradient up to float rounding (tests/test_fast_conv.py).
 
 :class:`FastConv2d` is used by :mod:`neuronscope.optim.fast` in the render-time
 copy of a model, only for convolutions whose weights are frozen.
@@ -21,17 +21,11 @@ copy of a model, only for convolutions whose weights are frozen.
 
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-
-def same_pads(size: int, kernel: int, stride: int) -> tuple[int, int]:
-    """TensorFlow 'SAME' padding (before, after) of one axis."""
-    total = max((math.ceil(size / stride) - 1) * stride + kernel - size, 0)
-    return total // 2, total - total // 2
+from ..models.efficientnet_lite import same_pads
 
 
 def _transposed(weight: torch.Tensor, groups: int) -> torch.Tensor:
@@ -87,12 +81,6 @@ class FastConv2d(nn.Module):
         self.groups = groups
         self._kernels: dict = {}
 
-    @classmethod
-    def from_conv(cls, conv: nn.Conv2d, padding=None, weight=None, bias=None) -> "FastConv2d":
-        w = conv.weight if weight is None else weight
-        b = conv.bias if bias is None else bias
-        return cls(w, b, conv.stride, conv.padding if padding is None else padding, conv.groups)
-
     def extra_repr(self) -> str:
         return (f"{self.weight.shape[1] * self.groups}, {self.weight.shape[0]}, kernel={tuple(self.weight.shape[2:])}, "
                 f"stride={self.stride}, padding={self.padding!r}, groups={self.groups}")
@@ -146,30 +134,26 @@ class FastConv2d(nn.Module):
     def input_grad(self, g: torch.Tensor, shape, pads, channels_last: bool) -> torch.Tensor:
         n, cin, h, w = shape
         sh, sw = self.stride
-        phases = self._phase_kernels(pads[0], pads[2], g)
         fmt = torch.channels_last if channels_last else torch.contiguous_format
         g = g.contiguous(memory_format=fmt)
-        ho, wo = g.shape[-2:]
-        single = sh == 1 and sw == 1
-        out = None if single else torch.empty((n, cin, h, w), dtype=g.dtype, device=g.device, memory_format=fmt)
+        phases = self._phase_kernels(pads[0], pads[2], g)
+        if sh == sw == 1:  # one phase: the whole gradient is one convolution
+            _, _, k, sy, sx = phases[0]
+            return self._phase_grad(g, k, sy, sx, h, w)
+        out = torch.empty((n, cin, h, w), dtype=g.dtype, device=g.device, memory_format=fmt)
         for cy, cx, k, sy, sx in phases:
             mh, mw = -(-(h - cy) // sh), -(-(w - cx) // sw)  # input rows/cols of this phase
             if mh <= 0 or mw <= 0:
                 continue
-            if k is None:
-                out[:, :, cy::sh, cx::sw] = 0
-                continue
-            th, tw = k.shape[-2:]
-            # conv over g shifted by (sy, sx): pad before = -s, after so the output has (mh, mw)
-            top, left = -sy, -sx
-            bottom, right = mh + th - 1 - ho - top, mw + tw - 1 - wo - left
-            if top == bottom and left == right and top >= 0 and left >= 0:
-                part = F.conv2d(g, k, None, 1, (top, left), 1, self.groups)
-            else:
-                part = F.conv2d(F.pad(g, (left, right, top, bottom)), k, None, 1, 0, 1, self.groups)
-            if single:
-                return part
-            out[:, :, cy::sh, cx::sw] = part
-        if out is None:  # stride 1 with no taps cannot happen; keep the type checker honest
-            return torch.zeros(shape, dtype=g.dtype, device=g.device)
+            out[:, :, cy::sh, cx::sw] = 0 if k is None else self._phase_grad(g, k, sy, sx, mh, mw)
         return out
+
+    def _phase_grad(self, g: torch.Tensor, k: torch.Tensor, sy: int, sx: int, mh: int, mw: int) -> torch.Tensor:
+        """Stride-1 convolution of ``g`` shifted by (sy, sx), sized (mh, mw): one phase of the input gradient."""
+        th, tw = k.shape[-2:]
+        ho, wo = g.shape[-2:]
+        top, left = -sy, -sx
+        bottom, right = mh + th - 1 - ho - top, mw + tw - 1 - wo - left
+        if top == bottom >= 0 and left == right >= 0:
+            return F.conv2d(g, k, None, 1, (top, left), 1, self.groups)
+        return F.conv2d(F.pad(g, (left, right, top, bottom)), k, None, 1, 0, 1, self.groups)
