@@ -12,7 +12,7 @@ from neuronscope.models import Model, ModelInfo
 from neuronscope.optim import objectives as O
 from neuronscope.optim import render
 from neuronscope.optim.fast import build_fast_model, conv_bn_pairs, fast_model
-from neuronscope.taps import module_names, tap
+from neuronscope.taps import module_names, parse_address, tap
 
 TAPS = ["stem", "blocks.1.expand_act", "blocks.5.dw_bn", "blocks.10", "head", "logits"]
 
@@ -39,8 +39,10 @@ def x():
 
 def test_folding_is_exact_algebra_in_float64(lite0, x):
     original = copy.deepcopy(lite0).double()
-    fast, info = build_fast_model(lite0)
+    fast, info = build_fast_model(lite0, keep=[parse_address(a).path for a in TAPS])
     assert len(info.folded) == 49 and info.channels_last and not info.reason
+    # the tapped pre-activation BatchNorm keeps its ReLU6 apart; the other 32 activations are fused
+    assert len(info.fused_activations) == 32 and "blocks.5.dw_act" not in info.fused_activations
     small = x[:1, :, :41, :37].double()  # float64 convolutions are slow on CPU
     ref, gref = _values_and_grad(original, small)
     got, g = _values_and_grad(fast.double(), small)
@@ -67,9 +69,12 @@ def test_float32_copy_matches_values_and_its_gradient_is_no_less_accurate(lite0,
 
 
 def test_every_address_resolves_and_a_tapped_conv_keeps_its_batchnorm(lite0, x):
-    fast, info = fast_model(lite0, ["blocks.3.expand_conv"])
+    fast, info = fast_model(lite0, ["blocks.3.expand_conv", "blocks.4.expand_bn"])
     assert module_names(fast) == module_names(lite0)
     assert info.kept == ["blocks.3.expand_conv"] and len(info.folded) == 48
+    # a tapped pre-activation output keeps its activation apart; untapped pairs are fused
+    fused = set(info.fused_activations)
+    assert not fused & {"blocks.3.expand_act", "blocks.4.expand_act"} and "blocks.5.expand_act" in fused
     assert isinstance(fast.net.blocks[3].expand_bn, nn.BatchNorm2d)
     assert isinstance(fast.net.blocks[4].expand_bn, nn.Identity)
     layers = ["blocks.3.expand_conv", "blocks.4.expand_conv", "blocks.4.expand_bn"]
@@ -198,14 +203,15 @@ def test_render_hooks_and_relu_swaps_happen_on_the_copy_and_are_undone(lite0):
 
     def cb(step, images, values):
         seen[step] = ({n for n, m in copy_.net.named_modules() if m._forward_hooks},
-                      sum(type(m).__name__ == "RedirectedReLU" for m in copy_.net.modules()))
+                      sum(type(m).__name__ == "RedirectedReLU" or getattr(m, "redirect", False)
+                          for m in copy_.net.modules()))
 
     render(lite0, O.channel("blocks.4", 0) + O.class_logit(3), size=48, steps=2, preset="lucid", callback=cb,
            progress=False, fast=True, precision="float32")
     assert seen[0][0] == {"blocks.4"} and seen[0][1] > 10
     for m in (*lite0.modules(), *copy_.modules()):
         assert not (m._forward_hooks or m._forward_pre_hooks)
-        assert type(m).__name__ != "RedirectedReLU"
+        assert type(m).__name__ != "RedirectedReLU" and not getattr(m, "redirect", False)
 
 
 def test_automatic_choice_uses_the_copy_only_for_real_work_on_cpu(lite0):

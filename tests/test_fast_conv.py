@@ -22,12 +22,14 @@ CONFIGS = [(16, 24, 1, 1, 1, (0, 0)), (3, 8, 3, 2, 1, "tf_same"), (8, 8, 3, 2, 8
            (4, 4, 3, 3, 4, "tf_same"), (4, 4, 1, 2, 1, (0, 0))]
 
 
+@pytest.mark.parametrize("method", ["polyphase", "transposed"])
 @pytest.mark.parametrize("cin,cout,k,s,groups,pad", CONFIGS)
-def test_input_gradient_equals_autograd_in_float64(cin, cout, k, s, groups, pad):
+def test_input_gradient_equals_autograd_in_float64(cin, cout, k, s, groups, pad, method):
     g = torch.Generator().manual_seed(k * 10 + s)
     w = torch.randn(cout, cin // groups, k, k, generator=g, dtype=torch.float64)
     b = torch.randn(cout, generator=g, dtype=torch.float64)
     conv = FastConv2d(w, b, s, pad, groups)
+    conv.grad_method = method
     for h, wd in [(9, 7), (10, 10), (11, 8), (6, 5)]:
         for channels_last in (False, True):
             x = torch.randn(2, cin, h, wd, generator=g, dtype=torch.float64)
@@ -45,6 +47,61 @@ def test_input_gradient_equals_autograd_in_float64(cin, cout, k, s, groups, pad)
             assert (got - want).abs().max() < 1e-10, (h, wd, channels_last)
             if channels_last:
                 assert got.is_contiguous(memory_format=torch.channels_last)
+
+
+@pytest.mark.parametrize("act", ["relu", "relu6"])
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("redirect", [False, True])
+def test_fused_activation_equals_conv_then_activation(act, dtype, redirect):
+    """float64 runs the two-step path, float32 oneDNN's fused kernel: both give the values and the
+    (optionally redirected) gradient of the separate convolution and ReLU/ReLU6."""
+    from neuronscope.optim.redirect import RedirectedReLU
+
+    g = torch.Generator().manual_seed(7)
+    w = torch.randn(8, 1, 3, 3, generator=g, dtype=dtype).abs()  # positive, so a very negative row is dead
+    b = torch.randn(8, generator=g, dtype=dtype)
+    fused = FastConv2d(w, b, 2, "tf_same", 8, fused_activation=act)
+    plain = FastConv2d(w, b, 2, "tf_same", 8)
+    upper = 6.0 if act == "relu6" else None
+    activation = RedirectedReLU(upper) if redirect else (torch.nn.ReLU6() if upper else torch.nn.ReLU())
+    fused.redirect = redirect
+    x = (torch.randn(3, 8, 11, 10, generator=g, dtype=dtype) * 4).contiguous(memory_format=torch.channels_last)
+    x[1] = -50.0  # a row whose activations are all zero: dead, so redirection has work to do
+    x.requires_grad_(True)
+    go = torch.randn(3, 8, 6, 5, generator=g, dtype=dtype)
+    want_y = activation(plain(x))
+    want = torch.autograd.grad(want_y, x, go)[0]
+    got_y = fused(x)
+    got = torch.autograd.grad(got_y, x, go)[0]
+    tol = 1e-12 if dtype == torch.float64 else 1e-5
+    assert (got_y - want_y).abs().max() < tol * 10
+    assert (got - want).abs().max() < tol * 10 * want.abs().max()
+    assert bool(want[1].abs().sum() > 0) == redirect  # the dead row gets a gradient only when redirected
+    with torch.no_grad():
+        assert (fused(x) - want_y).abs().max() < tol * 10
+    from neuronscope.optim.fast_conv import _ONEDNN_CONV_POINTWISE
+
+    if dtype == torch.float32 and _ONEDNN_CONV_POINTWISE is not None:
+        assert fused.onednn_fusion  # the fused kernel ran (it turns itself off on failure)
+    with pytest.raises(ValueError, match="relu6"):
+        FastConv2d(w, b, 1, (1, 1), 8, fused_activation="gelu")
+
+
+def test_auto_method_times_both_once_per_batch_layout_and_keeps_the_gradient():
+    g = torch.Generator().manual_seed(1)
+    conv = FastConv2d(torch.randn(8, 1, 3, 3, generator=g), None, 2, "tf_same", 8)
+    assert conv.grad_method == "auto"
+    x = torch.randn(2, 8, 12, 12, generator=g).contiguous(memory_format=torch.channels_last).requires_grad_(True)
+    go = torch.randn(2, 8, 6, 6, generator=g)
+    ref = FastConv2d(conv.weight, None, 2, "tf_same", 8)
+    ref.grad_method = "polyphase"
+    want = torch.autograd.grad(ref(x), x, go)[0]
+    got = torch.autograd.grad(conv(x), x, go)[0]
+    assert (got - want).abs().max() < 1e-5
+    assert list(conv._methods.values())[0] in ("polyphase", "transposed") and len(conv._methods) == 1
+    x11 = torch.randn(2, 8, 11, 11, generator=g).contiguous(memory_format=torch.channels_last).requires_grad_(True)
+    torch.autograd.grad(conv(x11), x11, torch.randn(2, 8, 6, 6, generator=g))  # another size: same choice
+    assert len(conv._methods) == 1
 
 
 def test_same_pads_follow_tensorflow():

@@ -15,6 +15,11 @@ within a step or two. :func:`fast_model` returns such a rewrite:
 * **input-gradient-only convolutions**: every remaining plain convolution
   becomes a :class:`~neuronscope.optim.fast_conv.FastConv2d`, whose backward
   computes the image gradient with forward convolutions (see that module).
+* **fused activations**: a ``ReLU``/``ReLU6`` module that reads only a fast
+  convolution's output (through nothing but folded-away BatchNorms) is fused
+  into that convolution, one oneDNN kernel with the clamp as a post-op; the
+  activation's address stays, as an ``nn.Identity`` that passes the result on.
+  A convolution (or BatchNorm) whose output is tapped keeps its activation apart.
 * **precision** (opt-in): ``bfloat16`` weights and activations.
 * **channels-last memory format** (on CPU): oneDNN's convolutions, depthwise
   ones especially, run faster on NHWC tensors, and folding removes the NCHW
@@ -50,6 +55,8 @@ class FastInfo:
     folded: list[str] = field(default_factory=list)  # conv addresses that absorbed their BatchNorm
     kept: list[str] = field(default_factory=list)  # conv+BN pairs left alone because the conv is tapped
     input_grad_convs: int = 0  # convolutions running the fast input-gradient backward (fast_conv.py)
+    fused_activations: list[str] = field(default_factory=list)  # ReLU/ReLU6 addresses fused into their conv
+    sensitive: list[str] = field(default_factory=list)  # addresses whose being tapped prevents a fusion
     channels_last: bool = False
     dtype: str = "float32"  # what the copy computes in (bfloat16 on CPUs with native bf16, see precision)
     reason: str = ""  # why nothing was folded, when nothing was
@@ -57,6 +64,7 @@ class FastInfo:
 
     def as_dict(self) -> dict:
         return {"folded": len(self.folded), "kept": self.kept, "input_grad_convs": self.input_grad_convs,
+                "fused_activations": len(self.fused_activations),
                 "channels_last": self.channels_last, "dtype": self.dtype, "reason": self.reason,
                 "seconds": round(self.seconds, 3)}
 
@@ -67,7 +75,7 @@ class _LeafTracer(torch.fx.Tracer):
     """Keeps convolutions and norms as single call_module nodes, whatever their Python forward does."""
 
     def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:
-        if isinstance(m, (nn.Conv2d, nn.modules.batchnorm._BatchNorm)):
+        if isinstance(m, (nn.Conv2d, nn.modules.batchnorm._BatchNorm, FastConv2d)):
             return True
         return super().is_leaf_module(m, qualname)
 
@@ -145,7 +153,7 @@ def _fast_equivalent(conv: nn.Module, weight=None, bias=None) -> FastConv2d | No
 def _probe_input(conv: nn.Conv2d) -> torch.Tensor:
     g = torch.Generator().manual_seed(0)
     # odd, unequal sides exercise the asymmetric padding paths
-    return torch.randn(1, conv.in_channels, 9, 7, generator=g).to(conv.weight)
+    return torch.randn(1, conv.weight.shape[1] * conv.groups, 9, 7, generator=g).to(conv.weight)
 
 
 def _same_function(a: nn.Module, b: nn.Module, x: torch.Tensor) -> bool:
@@ -257,6 +265,70 @@ def swap_convs(net: nn.Module) -> int:
     return count
 
 
+def _activation_kind(m: nn.Module) -> str | None:
+    if type(m) is nn.ReLU6:
+        return "relu6"
+    if type(m) is nn.ReLU:
+        return "relu"
+    return None
+
+
+def fuse_activations(net: nn.Module, keep: Iterable[str] = ()) -> tuple[list[str], set[str]]:
+    """Fuse each ReLU/ReLU6 module into the :class:`FastConv2d` it reads, *in place*.
+
+    A pair qualifies when the activation's input is the convolution's output,
+    possibly through ``nn.Identity`` modules (folded BatchNorms), and nothing else
+    reads the convolution or those identities; each module is called once, none
+    carries a hook, and neither the convolution nor an identity in between is in
+    ``keep`` (their outputs would change). Every fusion is checked numerically.
+    Returns the fused activation addresses and the addresses whose being tapped
+    would have prevented a fusion (for the copy cache).
+    """
+    keep = set(keep)
+    try:
+        graph = _LeafTracer().trace(net)
+    except Exception:  # noqa: BLE001 - untraceable: nothing fused
+        return [], set()
+    modules = dict(net.named_modules())
+    calls: dict[str, int] = {}
+    for node in graph.nodes:
+        if node.op == "call_module":
+            calls[node.target] = calls.get(node.target, 0) + 1
+    fused, sensitive = [], set()
+    for node in graph.nodes:
+        if node.op != "call_module" or len(node.args) != 1 or node.kwargs:
+            continue
+        act = modules.get(node.target)
+        kind = _activation_kind(act) if act is not None else None
+        if kind is None:
+            continue
+        chain, src = [], node.args[0]
+        while (isinstance(src, torch.fx.Node) and src.op == "call_module"
+               and type(modules.get(src.target)) is nn.Identity and len(src.args) == 1 and len(src.users) == 1):
+            chain.append(src.target)
+            src = src.args[0]
+        if not isinstance(src, torch.fx.Node) or src.op != "call_module" or len(src.users) != 1:
+            continue
+        conv = modules.get(src.target)
+        if not isinstance(conv, FastConv2d) or conv.fused_activation is not None:
+            continue
+        names = [src.target, *chain, node.target]
+        if any(calls[n] != 1 or _has_hooks(modules[n]) for n in names):
+            continue
+        between = {src.target, *chain}
+        sensitive |= between
+        if between & keep:
+            continue
+        candidate = copy.deepcopy(conv)
+        candidate.fused_activation = kind
+        if not _same_function(nn.Sequential(conv, act), candidate, _probe_input(conv)):
+            continue
+        _set(net, src.target, candidate)
+        _set(net, node.target, nn.Identity())
+        fused.append(node.target)
+    return fused, sensitive
+
+
 # ---------------------------------------------------------------- the fast copy
 
 class ChannelsLast(nn.Module):
@@ -343,13 +415,14 @@ def fast_model(model: Model, layers: Iterable[str] = (), *, fold: bool = True,
     entry = _CACHE.get(model)
     if entry is None or entry["fingerprint"] != fingerprint:
         entry = _CACHE[model] = {"fingerprint": fingerprint, "convs": None, "copies": {}}
-    # only tapped convolutions that have a BatchNorm change the copy; other taps share it
+    # only taps on a folded or fused convolution (or what lies between it and its activation) change the copy
     if entry["convs"] is not None:
         key = (keep & entry["convs"], fold, channels_last, dtype)
         if key in entry["copies"]:
             return entry["copies"][key]
     fast, info = build_fast_model(model, keep, fold=fold, channels_last=channels_last, dtype=dtype)
-    entry["convs"] = frozenset(info.folded) | frozenset(info.kept)
+    # addresses whose tapping changes the copy; accumulated, since a copy built with some taps can miss others
+    entry["convs"] = (entry["convs"] or frozenset()) | frozenset(info.folded) | frozenset(info.kept) | frozenset(info.sensitive)
     entry["copies"][(keep & entry["convs"], fold, channels_last, dtype)] = (fast, info)
     return fast, info
 
@@ -366,6 +439,8 @@ def build_fast_model(model: Model, keep: Iterable[str] = (), *, fold: bool = Tru
         p.requires_grad_(False)
     info = fold_batchnorm(fast.net, keep) if fold else FastInfo(reason="folding turned off")
     info.input_grad_convs = swap_convs(fast.net)
+    info.fused_activations, sensitive = fuse_activations(fast.net, keep)
+    info.sensitive = sorted(sensitive)
     if channels_last:
         fast.net.to(memory_format=torch.channels_last)
         fast.preprocess = nn.Sequential(ChannelsLast(), fast.preprocess)

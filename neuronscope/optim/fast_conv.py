@@ -15,17 +15,30 @@ stride-1 convolution of the output gradient, written into every s-th pixel.
 No zero-stuffed upsampling, no backward primitive: 2-10x faster on those layers,
 identical to the autograd gradient up to float rounding (tests/test_fast_conv.py).
 
+A ReLU or ReLU6 that reads only the convolution's output can be fused into it
+(``fused_activation``): on CPU the forward is one oneDNN convolution with the
+clamp as a post-op, so the pre-activation tensor is never written, and the
+backward masks the incoming gradient with the *output* (which is at 0 or 6
+exactly where the input was outside the open range). The clamp's forward pass
+and its saved input (the largest tensors of an inverted-residual network) are gone.
+
 :class:`FastConv2d` is used by :mod:`neuronscope.optim.fast` in the render-time
 copy of a model, only for convolutions whose weights are frozen.
 """
 
 from __future__ import annotations
 
+import time
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from ..models.efficientnet_lite import same_pads
+from .redirect import activation_grad
+
+#: fused activation -> its upper clamp (None: unbounded)
+ACTIVATIONS = {"relu": None, "relu6": 6.0}
 
 
 def _transposed(weight: torch.Tensor, groups: int) -> torch.Tensor:
@@ -49,6 +62,43 @@ def _phase_taps(kernel: int, stride: int, pad: int, phase: int) -> tuple[list[in
     return taps[::-1], d0 - len(taps) + 1
 
 
+def _zero_pad(x: torch.Tensor, pads: tuple[int, int, int, int]) -> torch.Tensor:
+    """``F.pad(x, (l, r, t, b))`` for non-negative pads, in x's memory layout, zeroing only the border.
+
+    F.pad fills the whole output before copying x in; on the first block's
+    activations (43 MB at 8 x 236 px) that fill is a third of the forward's time there.
+    """
+    t, b, l, r = pads
+    n, c, h, w = x.shape
+    fmt = torch.channels_last if x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous() \
+        else torch.contiguous_format
+    out = torch.empty((n, c, h + t + b, w + l + r), dtype=x.dtype, device=x.device, memory_format=fmt)
+    out[:, :, t:t + h, l:l + w] = x
+    for rows in (slice(0, t), slice(t + h, t + h + b)):
+        if rows.stop > rows.start:
+            out[:, :, rows].zero_()
+    for cols in (slice(0, l), slice(l + w, l + w + r)):
+        if cols.stop > cols.start:
+            out[:, :, t:t + h, cols].zero_()
+    return out
+
+
+def _find_pointwise():
+    try:
+        return torch.ops.mkldnn._convolution_pointwise if torch.backends.mkldnn.is_available() else None
+    except (AttributeError, RuntimeError):
+        return None
+
+
+#: oneDNN's convolution with a fused element-wise post-op (what torch.compile uses on CPU); None where absent
+_ONEDNN_CONV_POINTWISE = _find_pointwise()
+
+
+def _onednn_fusable(x: torch.Tensor) -> bool:
+    return (_ONEDNN_CONV_POINTWISE is not None and x.device.type == "cpu" and x.dim() == 4
+            and x.dtype in (torch.float32, torch.bfloat16))
+
+
 class _InputGradConv(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, layer):
@@ -56,11 +106,19 @@ class _InputGradConv(torch.autograd.Function):
         ctx.shape = x.shape
         ctx.pads = layer.pads_for(x.shape[-2], x.shape[-1])
         ctx.channels_last = x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
-        return layer.conv(x, ctx.pads)
+        ctx.redirect = layer.redirect
+        y = layer.conv(x, ctx.pads)
+        if layer.fused_activation is not None:
+            ctx.save_for_backward(y)
+        return y
 
     @staticmethod
     def backward(ctx, g):
-        return ctx.layer.input_grad(g, ctx.shape, ctx.pads, ctx.channels_last), None
+        layer = ctx.layer
+        if layer.fused_activation is not None:
+            (y,) = ctx.saved_tensors
+            g = activation_grad(g, y, ACTIVATIONS[layer.fused_activation], ctx.redirect)
+        return layer.input_grad(g, ctx.shape, ctx.pads, ctx.channels_last), None
 
 
 class FastConv2d(nn.Module):
@@ -69,21 +127,31 @@ class FastConv2d(nn.Module):
     ``padding``: an int pair for fixed zero padding, or ``"tf_same"`` for
     TensorFlow's size-dependent padding (asymmetric for stride 2 on even sizes).
     The weight gets no gradient; use it only where the weights are frozen.
+    ``fused_activation``: ``None``, ``"relu"`` or ``"relu6"`` applied to the output
+    (``redirect=True`` gives its backward ReLU gradient redirection, see redirect.py).
     """
 
     def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None, stride: int | tuple[int, int],
-                 padding: tuple[int, int] | str, groups: int):
+                 padding: tuple[int, int] | str, groups: int, fused_activation: str | None = None):
         super().__init__()
         self.weight = nn.Parameter(weight.detach().clone(), requires_grad=False)
         self.bias = None if bias is None else nn.Parameter(bias.detach().clone(), requires_grad=False)
         self.stride = (stride, stride) if isinstance(stride, int) else tuple(stride)
         self.padding = padding
         self.groups = groups
+        if fused_activation not in (None, *ACTIVATIONS):
+            raise ValueError(f"fused_activation must be None or one of {sorted(ACTIVATIONS)}, got {fused_activation!r}")
+        self.fused_activation = fused_activation
+        self.redirect = False
+        self.onednn_fusion = True  # use oneDNN's conv+post-op kernel where it applies (turned off if it fails)
+        self.grad_method = "auto"  # input gradient: "polyphase", "transposed", or "auto" (timed per layer)
         self._kernels: dict = {}
+        self._methods: dict = {}
 
     def extra_repr(self) -> str:
+        act = f", activation={self.fused_activation}" if self.fused_activation else ""
         return (f"{self.weight.shape[1] * self.groups}, {self.weight.shape[0]}, kernel={tuple(self.weight.shape[2:])}, "
-                f"stride={self.stride}, padding={self.padding!r}, groups={self.groups}")
+                f"stride={self.stride}, padding={self.padding!r}, groups={self.groups}{act}")
 
     # geometry -------------------------------------------------------------------------------
     def pads_for(self, h: int, w: int) -> tuple[int, int, int, int]:
@@ -95,10 +163,23 @@ class FastConv2d(nn.Module):
         return ph, ph, pw, pw
 
     def conv(self, x: torch.Tensor, pads: tuple[int, int, int, int]) -> torch.Tensor:
+        """The convolution (and its fused activation) of ``x`` zero-padded by ``pads``."""
         t, b, l, r = pads
-        if t == b and l == r:
-            return F.conv2d(x, self.weight, self.bias, self.stride, (t, l), 1, self.groups)
-        return F.conv2d(F.pad(x, (l, r, t, b)), self.weight, self.bias, self.stride, 0, 1, self.groups)
+        if t != b or l != r:
+            x, t, l = _zero_pad(x, pads), 0, 0
+        act = self.fused_activation
+        if act is not None and self.onednn_fusion and _onednn_fusable(x):
+            try:
+                return _ONEDNN_CONV_POINTWISE(x, self.weight, self.bias, [t, l], list(self.stride), [1, 1], self.groups,
+                                              "hardtanh" if act == "relu6" else "relu",
+                                              [0.0, 6.0] if act == "relu6" else [], "")
+            except RuntimeError:  # a oneDNN build or layout that lacks the fused kernel: do it in two steps
+                self.onednn_fusion = False
+        y = F.conv2d(x, self.weight, self.bias, self.stride, (t, l), 1, self.groups)
+        if act is None:
+            return y
+        upper = ACTIVATIONS[act]
+        return y.clamp_(0, upper) if upper is not None else y.relu_()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if torch.is_grad_enabled() and x.requires_grad and not self.weight.requires_grad:
@@ -132,10 +213,60 @@ class FastConv2d(nn.Module):
         return phases
 
     def input_grad(self, g: torch.Tensor, shape, pads, channels_last: bool) -> torch.Tensor:
-        n, cin, h, w = shape
-        sh, sw = self.stride
         fmt = torch.channels_last if channels_last else torch.contiguous_format
         g = g.contiguous(memory_format=fmt)
+        method = self.grad_method
+        if method == "auto":
+            method = self._tuned_method(g, shape, pads, fmt)
+        if method == "transposed":
+            return self._transposed_grad(g, shape, pads, fmt)
+        return self._polyphase_grad(g, shape, pads, fmt)
+
+    def _tuned_method(self, g: torch.Tensor, shape, pads, fmt) -> str:
+        """The faster input-gradient method for this layer, timed on its first backward.
+
+        Neither method wins everywhere on CPU (measured on Lite0: polyphase is 2-3x
+        faster for some 1x1 and depthwise layers, oneDNN's transposed convolution
+        2-3x faster for the stem and some stride-2 depthwise ones). Keyed by batch
+        size, dtype, device and layout, not by spatial size, which random scaling
+        changes a little every step. Each method runs twice; the second run counts
+        (the first pays for kernel creation and fresh memory).
+        """
+        key = (shape[0], g.dtype, g.device.type, fmt)
+        method = self._methods.get(key)
+        if method is not None:
+            return method
+        if g.device.type != "cpu":  # cuDNN's backward kernels need no help
+            method = "transposed"
+        else:
+            times = {}
+            for name, fn in (("polyphase", self._polyphase_grad), ("transposed", self._transposed_grad)):
+                for _ in range(2):
+                    start = time.perf_counter()
+                    fn(g, shape, pads, fmt)
+                    times[name] = time.perf_counter() - start
+            method = min(times, key=times.get)
+        self._methods[key] = method
+        return method
+
+    def _transposed_grad(self, g: torch.Tensor, shape, pads, fmt) -> torch.Tensor:
+        """The input gradient as one transposed convolution (oneDNN's deconvolution on CPU), cropped to the input."""
+        _, _, h, w = shape
+        top, _, left, _ = pads
+        y = F.conv_transpose2d(g, self.weight, None, self.stride, 0, 0, self.groups)
+        # y is the gradient of the padded input from its top-left corner; rows (cols) of the
+        # padded input that no window reached are missing from its end and get zero gradient
+        short_h, short_w = max(top + h - y.shape[-2], 0), max(left + w - y.shape[-1], 0)
+        if short_h or short_w:
+            y = F.pad(y, (0, short_w, 0, short_h))
+        if (top, left) == (0, 0) and y.shape[-2:] == (h, w):
+            return y.contiguous(memory_format=fmt)
+        return y[:, :, top:top + h, left:left + w].contiguous(memory_format=fmt)
+
+    def _polyphase_grad(self, g: torch.Tensor, shape, pads, fmt) -> torch.Tensor:
+        """The input gradient as stride-1 convolutions, one per stride phase."""
+        n, cin, h, w = shape
+        sh, sw = self.stride
         phases = self._phase_kernels(pads[0], pads[2], g)
         if sh == sw == 1:  # one phase: the whole gradient is one convolution
             _, _, k, sy, sx = phases[0]
