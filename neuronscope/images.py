@@ -17,14 +17,15 @@ from typing import Iterable, Iterator, Sequence
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image, ImageDraw, ImageFile, ImageFont, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageDraw, ImageFont, ImageOps, UnidentifiedImageError
 
 from .errors import NeuronscopeError
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif", ".ppm", ".pgm"}
 BACKGROUND = (255, 255, 255)  # transparent pixels are composited on white
-ImageFile.LOAD_TRUNCATED_IMAGES = False
-Image.MAX_IMAGE_PIXELS = 200_000_000
+# Pillow's process-wide settings (LOAD_TRUNCATED_IMAGES, MAX_IMAGE_PIXELS) are the
+# user's: neuronscope never changes them. With Pillow's defaults a truncated file is
+# an error and an image above ~179 megapixels is refused as a decompression bomb.
 
 
 def _to_rgb(img: Image.Image) -> Image.Image:
