@@ -60,3 +60,42 @@ def embed(model: Model, images: torch.Tensor, layer: str | None = None, *, batch
                 taps.run(to_float(images[i : i + batch_size]).to(model.device))
                 feats.append(_pool(taps[layer].float().cpu()))
     return torch.cat(feats).numpy().astype(np.float32) if feats else np.zeros((0, 0), np.float32)
+
+
+def embed_address(model: Model, layer: str | None = None) -> str:
+    """The layer address whose (position-averaged) output is :func:`embed`'s feature space.
+
+    ``layer`` itself when given; otherwise the module whose output is the input of the
+    last ``nn.Linear`` (for Lite0 the pooled 1,280-d features: ``dropout``, an identity
+    in evaluation), found by running one image and comparing tensors.
+    """
+    if layer is not None:
+        return layer
+    fc_name, fc = last_linear(model)
+    outputs: list[tuple[str, torch.Tensor]] = []
+    fc_in: list[torch.Tensor] = []
+    handles = [fc.register_forward_pre_hook(lambda m, args: fc_in.append(args[0].detach()))]
+
+    def record(name):
+        def hook(module, args, out):
+            if isinstance(out, torch.Tensor) and not fc_in:
+                outputs.append((name, out.detach()))
+        return hook
+
+    for name, module in model.net.named_modules():
+        if name and module is not fc:
+            handles.append(module.register_forward_hook(record(name)))
+    try:
+        with torch.inference_mode():
+            model(torch.full((1, 3, model.input_size, model.input_size), 0.5, device=model.device))
+    finally:
+        for h in handles:
+            h.remove()
+    if fc_in:
+        want = fc_in[0].flatten(1)
+        for name, out in reversed(outputs):
+            if out.flatten(1).shape == want.shape and torch.equal(out.flatten(1), want):
+                return name
+    raise NeuronscopeError(
+        f"cannot find the layer that feeds {fc_name!r} in {model.name!r}; give an embedding layer (--embed-layer NAME)"
+    )

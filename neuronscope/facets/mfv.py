@@ -103,6 +103,8 @@ def render_mfv(
     iter_scale: float = 1.0,
     seed: int = 1,
     denoise: bool = True,
+    targets=None,
+    refine_budget: int | None = None,
     progress: bool = True,
 ) -> MFVResult:
     """Render one image per row of ``init`` (or ``batch`` grey starts) with an MFV schedule.
@@ -110,6 +112,12 @@ def render_mfv(
     ``size`` is the network input w (default the model's); ``init`` is resized
     to it. ``iter_scale`` scales every octave's iterations (at least 1 each),
     for previews and tests.
+
+    ``targets`` (one value per row, e.g. the best real image of each facet's cluster)
+    turns on the target-driven final refinement (:func:`_refine`): rows still below their
+    target after the schedule repeat its last octave, at most ``refine_budget`` extra
+    iterations per row (default: as many as the schedule ran). ``meta['refine_iterations']``
+    records what each row ran; a row may still end below its target when the budget runs out.
     """
     from tqdm.auto import tqdm
 
@@ -138,48 +146,82 @@ def render_mfv(
     trace = np.zeros((total, b), dtype=np.float32)
     bar = tqdm(total=total, desc=f"mfv {unit.label}", unit="it", disable=not progress, leave=False, dynamic_ncols=True)
     step = 0
+    rows = np.arange(b)
     try:
         with tap(model, [unit.layer], stop_early=True) as taps:
             for octave in octaves:
                 if octave.rescale and octave.rescale != 1.0:
                     new = int(round(canvas.shape[-1] * octave.rescale))
                     canvas = F.interpolate(canvas, size=(new, new), mode="bicubic", align_corners=False).clamp(0, 1)
-                W = canvas.shape[-1]
                 n = max(1, round(octave.iters * iter_scale))
-                margin = int(round(octave.margin * w / 227))
-                for i in range(n):
-                    if W > w:
-                        off = rng.normal((W - w) / 2, octave.sigma * (W - w), size=(b, 2))
-                        off = np.clip(off, 0, W - w).astype(int)  # truncation, as in the scripts
-                    else:
-                        off = np.zeros((b, 2), dtype=int)
-                    crops = torch.stack([canvas[r, :, off[r, 1] : off[r, 1] + w, off[r, 0] : off[r, 0] + w] for r in range(b)])
-                    x = crops.to(dev).requires_grad_(True)
-                    with torch.enable_grad():
-                        taps.run(x)
-                        v = unit.value(taps.values, log_prob=octave.log_prob and unit.is_class)
-                        (g,) = torch.autograd.grad(v.sum(), x)
-                    trace[step] = v.detach().float().cpu().numpy()
-                    g = g.detach().cpu()
-                    if margin > 0:
-                        keep = torch.zeros(1, 1, w, w)
-                        keep[..., margin : w - margin, margin : w - margin] = 1
-                        g = g * keep
-                    g = g / (g.abs().mean(dim=(1, 2, 3), keepdim=True) + 1e-12)
-                    lr = _ramp(*octave.lr, i, n) / 255.0
-                    crops = (crops + lr * g).clamp(0, 1)
-                    omega = _ramp(*octave.tv, i, n)
-                    for r in range(b):
-                        c = _denoise(crops[r], omega) if denoise else crops[r]
-                        canvas[r, :, off[r, 1] : off[r, 1] + w, off[r, 0] : off[r, 0] + w] = c
+                for v in _octave(model, unit, taps, canvas, rows, octave, n, w, rng, dev, denoise):
+                    trace[step] = v
                     step += 1
                     bar.update(1)
     finally:
         bar.close()
     values = measure(model, unit, canvas, size=w)
+    extra = np.zeros(b, dtype=int)
+    if targets is not None:
+        values, extra = _refine(model, unit, canvas, values, np.asarray(targets, dtype=np.float64).reshape(-1),
+                                octaves[-1], max(1, round(octaves[-1].iters * iter_scale)),
+                                total if refine_budget is None else int(refine_budget), w, rng, dev, denoise)
     meta = {"schedule": schedule, "iterations": total, "iter_scale": iter_scale, "input": w,
-            "canvas": int(canvas.shape[-1]), "seed": seed}
+            "canvas": int(canvas.shape[-1]), "seed": seed, "refine_iterations": extra.tolist(),
+            "refine_budget": None if targets is None else (total if refine_budget is None else int(refine_budget))}
     return MFVResult(canvas, values, init_values, trace, meta)
+
+
+def _octave(model, unit, taps, canvas, rows, octave, n, w, rng, dev, denoise):
+    """Run ``n`` iterations of ``octave`` on the canvas rows ``rows`` (in place); yields the unit per iteration."""
+    W = canvas.shape[-1]
+    b = len(rows)
+    margin = int(round(octave.margin * w / 227))
+    for i in range(n):
+        if W > w:
+            off = rng.normal((W - w) / 2, octave.sigma * (W - w), size=(b, 2))
+            off = np.clip(off, 0, W - w).astype(int)  # truncation, as in the scripts
+        else:
+            off = np.zeros((b, 2), dtype=int)
+        crops = torch.stack([canvas[r, :, off[j, 1] : off[j, 1] + w, off[j, 0] : off[j, 0] + w] for j, r in enumerate(rows)])
+        x = crops.to(dev).requires_grad_(True)
+        with torch.enable_grad():
+            taps.run(x)
+            v = unit.value(taps.values, log_prob=octave.log_prob and unit.is_class)
+            (g,) = torch.autograd.grad(v.sum(), x)
+        g = g.detach().cpu()
+        if margin > 0:
+            keep = torch.zeros(1, 1, w, w)
+            keep[..., margin : w - margin, margin : w - margin] = 1
+            g = g * keep
+        g = g / (g.abs().mean(dim=(1, 2, 3), keepdim=True) + 1e-12)
+        lr = _ramp(*octave.lr, i, n) / 255.0
+        crops = (crops + lr * g).clamp(0, 1)
+        omega = _ramp(*octave.tv, i, n)
+        for j, r in enumerate(rows):
+            c = _denoise(crops[j], omega) if denoise else crops[j]
+            canvas[r, :, off[j, 1] : off[j, 1] + w, off[j, 0] : off[j, 0] + w] = c
+        yield v.detach().float().cpu().numpy()
+
+
+def _refine(model, unit, canvas, values, targets, octave, n, budget, w, rng, dev, denoise):
+    """Target-driven final refinement: repeat the last octave (its n iterations, same settings)
+    on the rows whose measured value is still below their target, re-measuring after each
+    repetition, until every row reaches its target or a row has run ``budget`` extra iterations.
+    Returns the final values and the extra iterations each row ran."""
+    if targets.shape != values.shape:
+        raise NeuronscopeError(f"targets must give one value per row ({len(values)}), got shape {targets.shape}")
+    extra = np.zeros(len(values), dtype=int)
+    values = values.copy()
+    while True:
+        rows = np.nonzero((values < targets) & (extra + n <= budget))[0]
+        if len(rows) == 0:
+            return values, extra
+        with tap(model, [unit.layer], stop_early=True) as taps:
+            for _ in _octave(model, unit, taps, canvas, rows, octave, n, w, rng, dev, denoise):
+                pass
+        extra[rows] += n
+        values[rows] = measure(model, unit, canvas[torch.as_tensor(rows)], size=w)
 
 
 def eval_view(model: Model, images: torch.Tensor, size: int | None = None) -> torch.Tensor:

@@ -189,6 +189,49 @@ class Direction(Term):
 
 
 @dataclass(eq=False)
+class Cosine(Term):
+    """Cosine similarity of the layer's position-averaged activation with a vector, in [-1, 1].
+
+    With ``center``, both sides are taken relative to it: cos(a - center, vector - center).
+    Unlike :class:`Direction` it does not grow with the activation's norm, so it steers
+    *where* the features point without rewarding louder features.
+    """
+
+    layer: str
+    vector: torch.Tensor
+    center: torch.Tensor | None = None
+
+    def __post_init__(self):
+        self.layers = (self.layer,)
+        self.vector = torch.as_tensor(self.vector, dtype=torch.float32).flatten()
+        if self.center is not None:
+            self.center = torch.as_tensor(self.center, dtype=torch.float32).flatten()
+            if self.center.numel() != self.vector.numel():
+                raise NeuronscopeError(f"cosine: center has {self.center.numel()} entries but the vector has {self.vector.numel()}")
+        v = self.vector - (self.center if self.center is not None else 0)
+        if not torch.isfinite(v).all() or v.norm() == 0:
+            raise NeuronscopeError("cosine: the vector (minus the center) must be finite and non-zero")
+
+    def value(self, acts, image):
+        a = _positions(acts[self.layer]).mean(-1)  # (B, C)
+        v = self.vector.to(a.device, a.dtype)
+        if self.center is not None:
+            c = self.center.to(a.device, a.dtype)
+            a, v = a - c, v - c
+        return F.cosine_similarity(a, v[None].expand_as(a), dim=1, eps=1e-6)
+
+    def describe(self):
+        return f"cosine({self.layer})"
+
+    def check(self, shapes):
+        if self.layer in shapes and _channels_of(shapes[self.layer]) != self.vector.numel():
+            raise NeuronscopeError(
+                f"cosine: the vector has {self.vector.numel()} entries but layer {self.layer!r} has "
+                f"{_channels_of(shapes[self.layer])} channels"
+            )
+
+
+@dataclass(eq=False)
 class Diversity(Term):
     """Sum over the other rows of the group of <G_a, G_b> with Frobenius-normalized Gram matrices.
 
@@ -405,6 +448,11 @@ def direction(layer: str, vector) -> Objective:
 def direction_cos(layer: str, vector, power: float = 1.0) -> Objective:
     """Dot product weighted by max(0.1, cos)^power (Olah et al.)."""
     return _obj(Direction(layer, vector, float(power)))
+
+
+def cosine(layer: str, vector, center=None) -> Objective:
+    """Cosine of the layer's position-averaged activation with ``vector`` (relative to ``center``), in [-1, 1]."""
+    return _obj(Cosine(layer, vector, center))
 
 
 def diversity(layer: str) -> Objective:
