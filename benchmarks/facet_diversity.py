@@ -4,7 +4,9 @@ For each class (default: goldfish, palace, hammer — classes the offline photo 
 
 1. **facets** — ``multifaceted`` on the offline photo set with EfficientNet-Lite0:
    K facets (K by the silhouette criterion), each rendered from its mean image with
-   (a) the paper's mean-image schedule (``mfv``) and (b) the lucid preset (``facet-lucid``);
+   (a) the paper's mean-image schedule (``mfv``, with the default target-driven
+   refinement) and (b) the lucid preset with the cluster anchor (``facet-lucid``;
+   ``--anchor``, default the frozen ``facets.pipeline.ANCHOR``; 0 = plain unit objective);
 2. **seeds** — K plain renders of the same class logit with the lucid preset from
    K random seeds (no data, no diversity term).
 
@@ -52,7 +54,8 @@ def load_average():
 
 # ---------------------------------------------------------------- rendering (Lite0 only)
 
-def render_all(classes, images: str, size: int, views: int, iter_scale: float, steps: int | None, out: Path) -> dict:
+def render_all(classes, images: str, size: int, views: int, iter_scale: float, steps: int | None, out: Path,
+               anchor: float, sheets: Path | None = None) -> dict:
     from neuronscope import load_model
     from neuronscope.facets import labels_from_manifest, multifaceted, parse_unit
     from neuronscope.optim import render
@@ -64,9 +67,18 @@ def render_all(classes, images: str, size: int, views: int, iter_scale: float, s
         unit = parse_unit(model, f"class:{name}")
         t = time.perf_counter()
         res = multifaceted(model, unit, images, views=views, labels=labels, size=size, iter_scale=iter_scale,
-                           preset="lucid", preset_steps=steps, progress=False)
+                           preset="lucid", preset_steps=steps, anchor=anchor, progress=False)
         k = len(res.facets)
         t_facets = time.perf_counter() - t
+        if sheets is not None:  # the same sheet and JSON as `neuronscope facets ... --views V --size S`
+            from neuronscope.cli.facets import summary
+            from neuronscope.facets import write_facet_sheet
+            from neuronscope.images import atomic_write_json
+
+            d = sheets / f"facets_{name}"
+            d.mkdir(parents=True, exist_ok=True)
+            write_facet_sheet(res, d)
+            atomic_write_json(d / f"{unit.slug}.json", summary(res))
         t = time.perf_counter()
         seeds = render(model, [unit.objective() for _ in range(k)], size=size, steps=steps, preset="lucid",
                        seed=[1000 + i for i in range(k)], progress=False)
@@ -80,6 +92,8 @@ def render_all(classes, images: str, size: int, views: int, iter_scale: float, s
             np.save(out / f"{unit.index}_{method}.npy", x.numpy())
         info[name] = {"class": unit.index, "label": unit.label, "k": k, "k_rule": res.meta["k_rule"],
                       "examples": res.meta["examples"], "duplicates_dropped": len(res.duplicates),
+                      "anchor_applied": res.meta.get("anchor_layer") is not None,
+                      "mfv_refine_iterations": [f.refine_iterations for f in res.facets],
                       "lite0_value": {"mfv": [f.value for f in res.facets],
                                       "facet-lucid": [f.preset_value for f in res.facets],
                                       "best_real": [f.best_real for f in res.facets]},
@@ -142,6 +156,9 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--iter-scale", type=float, default=1.0)
     ap.add_argument("--steps", type=int, default=None, help="lucid steps (default the preset's 512)")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--anchor", type=float, default=None,
+                    help="cluster-anchor weight of the facet renders (default: facets.pipeline.ANCHOR; 0 = plain)")
+    ap.add_argument("--sheets", default=None, help="also write each class's facet sheet to SHEETS/facets_CLASS/")
     ap.add_argument("--quick", action="store_true", help="one class, short schedules")
     ap.add_argument("--judge", default=None, help=argparse.SUPPRESS)  # internal: the judge process
     args = ap.parse_args(argv)
@@ -153,13 +170,20 @@ def main(argv: list[str] | None = None) -> dict:
         from neuronscope.photoset import ensure_photoset
 
         args.images = str(Path(ensure_photoset()) / "images")
+    if args.anchor is None:
+        from neuronscope.facets.pipeline import ANCHOR
+
+        args.anchor = ANCHOR
+    if not args.anchor >= 0:
+        ap.error(f"--anchor must be >= 0, got {args.anchor}")
     if args.quick:
         args.classes, args.iter_scale, args.steps, args.size = args.classes[:1], 0.2, 96, 128
     load = load_average()
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="ns_facet_div_") as tmp:
         folder = Path(tmp)
-        info = render_all(args.classes, args.images, args.size, args.views, args.iter_scale, args.steps, folder)
+        info = render_all(args.classes, args.images, args.size, args.views, args.iter_scale, args.steps, folder,
+                          args.anchor, Path(args.sheets) if args.sheets else None)
         subprocess.run([sys.executable, __file__, "--judge", str(folder), "--threads", str(args.threads)], check=True)
         verdicts = json.loads((folder / "judge.json").read_text())
         picture(folder, info)
@@ -195,7 +219,8 @@ def main(argv: list[str] | None = None) -> dict:
         "neuronscope": __version__, "torch": torch.__version__, "model": "efficientnet_lite0",
         "judge": "efficientnet_lite1 (loaded in a separate process after all rendering)",
         "settings": {"size": args.size, "views": args.views, "iter_scale": args.iter_scale,
-                     "lucid_steps": args.steps or 512, "threads": args.threads, "classes": args.classes},
+                     "lucid_steps": args.steps or 512, "threads": args.threads, "classes": args.classes,
+                     "anchor": args.anchor, "mfv_refinement": True},
         "load_average_start": load, "load_average_end": load_average(),
         "seconds": round(time.perf_counter() - t0, 1), "per_class": per_class, "summary": summary,
         "picture": str(PICTURE.name),

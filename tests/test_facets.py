@@ -164,6 +164,67 @@ def test_center_biased_schedule_from_grey_raises_the_class(tiny):
         render_mfv(tiny, unit, None, schedule="mean")
 
 
+def test_refinement_repeats_the_last_octave_only_for_rows_below_their_target(tiny, pattern_folder):
+    unit = parse_unit(tiny, "class:two-faced")
+    facets, ex, cl = discover_facets(tiny, unit, pattern_folder, k=2, views=1, size=SIZE, progress=False)
+    init = torch.stack([f.mean_image for f in facets])
+    plain = render_mfv(tiny, unit, init, size=SIZE, iter_scale=0.05, progress=False)
+    assert plain.meta["refine_iterations"] == [0, 0] and plain.meta["refine_budget"] is None
+    n_last = max(1, round(10 * 0.05))  # the mean schedule's last octave, scaled
+    # row 0 already meets its target; row 1 must gain 1 logit over what the schedule reached
+    targets = [plain.values[0] - 1.0, plain.values[1] + 1.0]
+    res = render_mfv(tiny, unit, init, size=SIZE, iter_scale=0.05, targets=targets, progress=False)
+    extra = res.meta["refine_iterations"]
+    assert extra[0] == 0 and torch.equal(res.images[0], plain.images[0])  # untouched
+    assert 0 < extra[1] <= res.meta["refine_budget"] == res.meta["iterations"] and extra[1] % n_last == 0
+    assert res.values[1] >= targets[1]
+    # no budget: nothing extra runs, and the row stays honestly below its target
+    none = render_mfv(tiny, unit, init, size=SIZE, iter_scale=0.05, targets=targets, refine_budget=0, progress=False)
+    assert none.meta["refine_iterations"] == [0, 0] and none.values[1] < targets[1]
+    with pytest.raises(NeuronscopeError, match="one value per row"):
+        render_mfv(tiny, unit, init, size=SIZE, iter_scale=0.05, targets=[1.0], progress=False)
+
+
+def test_cosine_objective_is_the_centred_cosine_of_pooled_features():
+    from neuronscope.optim import objectives as O
+
+    a = torch.randn(3, 4, 5, 5)
+    v, c = torch.randn(4), torch.randn(4)
+    got = O.cosine("x", v, c)({"x": a}, torch.zeros(3, 3, 8, 8))
+    pooled = a.mean(dim=(2, 3)) - c
+    want = torch.nn.functional.cosine_similarity(pooled, (v - c)[None], dim=1)
+    assert torch.allclose(got, want, atol=1e-6) and got.abs().max() <= 1
+    assert torch.allclose(O.cosine("x", v)({"x": a}, torch.zeros(3, 3, 8, 8)), torch.nn.functional.cosine_similarity(a.mean(dim=(2, 3)), v[None]))
+    with pytest.raises(NeuronscopeError, match="non-zero"):
+        O.cosine("x", c, c)
+    with pytest.raises(NeuronscopeError, match="has 6 channels"):
+        O.cosine("x", v).check({"x": (6, 5, 5)}, 1)
+
+
+def test_cluster_anchor_keeps_each_preset_render_nearer_its_own_cluster(tiny, pattern_folder):
+    from neuronscope.facets.embed import embed, embed_address
+
+    assert embed_address(tiny) == "5"  # the Flatten feeding the classifier
+    unit = parse_unit(tiny, "class:two-faced")
+    facets, ex, cl = discover_facets(tiny, unit, pattern_folder, k=2, views=1, size=SIZE, progress=False)
+    sizes = np.array([f.size for f in facets], float)
+    centre = (np.stack([f.centroid for f in facets]) * sizes[:, None]).sum(0) / sizes.sum()
+    own = []
+    for anchor in (0.0, 10.0):
+        ran = render_facets(tiny, unit, facets, iter_scale=0.02, preset="lucid", preset_steps=40, size=SIZE,
+                            anchor=anchor, refine=False, progress=False)
+        assert ran["anchor"] == anchor and (ran["anchor_layer"] is None) == (anchor == 0)
+        assert all(f.anchored == (anchor > 0) for f in facets)
+        e = embed(tiny, torch.stack([f.preset_image for f in facets])) - centre
+        d = np.stack([f.centroid for f in facets]) - centre
+        cos = (e * d).sum(1) / (np.linalg.norm(e, axis=1) * np.linalg.norm(d, axis=1) + 1e-9)
+        own.append(cos)
+    # anchored: every render on its own side of the examples' mean, and further than without the anchor
+    assert (own[1] > own[0]).all() and (own[1] > 0.25).all(), own
+    with pytest.raises(NeuronscopeError, match="anchor weight"):
+        render_facets(tiny, unit, facets, anchor=-1.0, progress=False)
+
+
 def test_duplicate_facets_are_dropped_and_remember_the_kept_one(tiny, pattern_folder):
     unit = parse_unit(tiny, "class:0")
     facets, ex, cl = discover_facets(tiny, unit, pattern_folder, k=3, views=1, size=SIZE, progress=False)
@@ -226,7 +287,8 @@ def test_unit_parsing_names_what_is_valid(tiny, lite0):
 
 
 def test_facets_cli_on_lite0_writes_a_sheet_whose_facets_beat_their_best_real_image(lite0, photos_dir, tmp_path):
-    """End to end on the offline photo set's fish photos: goldfish facets, a short schedule at 128 px."""
+    """End to end on the offline photo set's fish photos: goldfish facets, a short schedule at 128 px
+    (its last octave repeated, within budget, for facets still below their best real view)."""
     from neuronscope.cli import main
 
     fish = tmp_path / "fish"
@@ -235,13 +297,19 @@ def test_facets_cli_on_lite0_writes_a_sheet_whose_facets_beat_their_best_real_im
         (fish / p.name).symlink_to(p)
     assert len(list(fish.iterdir())) >= 20
     out = tmp_path / "facets"
-    code = main(["facets", "efficientnet_lite0", "class:goldfish", "--images", str(fish), "--k", "2", "--views", "4",
-                 "--size", "128", "--iter-scale", "0.25", "--no-preset", "--out", str(out), "--quiet"])
+    # bad input is refused before any work, with exit code 2
+    assert main(["facets", "efficientnet_lite0", "class:goldfish", "--images", str(fish), "--anchor", "-1"]) == 2
+    assert main(["facets", "efficientnet_lite0", "class:goldfish", "--images", str(fish), "--refine-budget", "-5"]) == 2
+    code = main(["facets", "efficientnet_lite0", "class:goldfish", "--images", str(fish), "--k", "2", "--views", "3",
+                 "--reduce", "pca", "--size", "128", "--iter-scale", "0.1", "--refine-budget", "200", "--no-preset",
+                 "--out", str(out), "--quiet"])
     assert code == 0
     summary = json.loads((out / "class_1_goldfish.json").read_text())
     assert 1 <= len(summary["facets"]) <= 2
+    assert summary["meta"]["refine"] and summary["meta"]["refine_budget"] == 200
     for f in summary["facets"]:
-        assert f["value"] >= f["best_real"], f
+        assert f["value"] >= f["best_real"] and f["reaches_best_real"], f
+        assert 0 <= f["refine_iterations"] <= 200 and f["preset_reaches_best_real"] is None
     assert (out / "class_1_goldfish.html").is_file() and (out / "class_1_goldfish.png").is_file()
     # the same unit again without --overwrite is refused, with exit code 2
     assert main(["facets", "efficientnet_lite0", "class:goldfish", "--images", str(fish), "--out", str(out), "--quiet"]) == 2

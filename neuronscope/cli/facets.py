@@ -34,6 +34,14 @@ def add_parser(sub):
     p.add_argument("--preset", default="lucid", help="also render each facet with this preset from its mean image")
     p.add_argument("--no-preset", action="store_true", help="only the MFV schedule")
     p.add_argument("--steps", type=int, default=None, help="preset steps (default: the preset's)")
+    p.add_argument("--anchor", type=float, default=None,
+                   help="weight of the cluster anchor in the preset renders: unit + A * cos(embedding - m, centroid - m) "
+                        "keeps each facet near its own cluster (default: the frozen value in facets.pipeline.ANCHOR; 0 = plain)")
+    p.add_argument("--no-refine", action="store_true",
+                   help="run the MFV schedule exactly as published: no extra last-octave iterations for facets "
+                        "still below their cluster's best real view")
+    p.add_argument("--refine-budget", type=int, default=None,
+                   help="most extra MFV iterations per facet in the refinement (default: as many as the schedule ran)")
     p.add_argument("--diversity-layer", default=None, help="diversity mode: layer of the Gram matrices")
     p.add_argument("--diversity-weight", type=float, default=100.0)
     p.add_argument("--seed", type=int, default=0)
@@ -48,7 +56,11 @@ def summary(result) -> dict:
     def one(rank, f):
         return {"rank": rank, "cluster": f.cluster, "size": f.size, "images": f.images, "value": f.value,
                 "preset_value": f.preset_value, "mean_image_value": f.mean_value, "best_real": f.best_real,
-                "mean_real": f.mean_real, "duplicate_of": f.duplicate_of}
+                "mean_real": f.mean_real, "duplicate_of": f.duplicate_of, "refine_iterations": f.refine_iterations,
+                "reaches_best_real": bool(f.value >= f.best_real) if result.mode == "data" else None,
+                "preset_reaches_best_real": (bool(f.preset_value >= f.best_real)
+                                             if result.mode == "data" and f.preset_image is not None else None),
+                "anchored": f.anchored}
 
     return {"model": result.model, "unit": result.unit.label, "layer": result.unit.layer, "index": result.unit.index,
             "mode": result.mode, "meta": result.meta,
@@ -59,10 +71,15 @@ def summary(result) -> dict:
 def run(args):
     from ..errors import NeuronscopeError
     from ..facets import diverse_facets, labels_from_manifest, multifaceted, parse_unit, write_facet_sheet
+    from ..facets.pipeline import ANCHOR
     from ..images import atomic_write_json
 
     if args.k is not None and args.k < 1:
         raise NeuronscopeError(f"--k must be at least 1, got {args.k}")
+    if args.anchor is not None and not (args.anchor >= 0 and args.anchor < float("inf")):
+        raise NeuronscopeError(f"--anchor must be a finite number >= 0 (0 = no anchor), got {args.anchor}")
+    if args.refine_budget is not None and args.refine_budget < 0:
+        raise NeuronscopeError(f"--refine-budget must be at least 0, got {args.refine_budget}")
     model = load(args)
     unit = parse_unit(model, args.target)
     out = Path(args.out or f"facets-{Path(str(args.model)).name.replace(':', '_')}")
@@ -80,13 +97,17 @@ def run(args):
             model, unit, args.images, k=args.k, reduce=args.reduce, views=args.views, n_max=args.n_max,
             embed_layer=args.embed_layer, labels=labels, schedule=args.schedule, iter_scale=args.iter_scale,
             preset=None if args.no_preset else args.preset, preset_steps=args.steps, size=args.size,
-            seed=args.seed, progress=progress,
+            seed=args.seed, anchor=ANCHOR if args.anchor is None else args.anchor, refine=not args.no_refine,
+            refine_budget=args.refine_budget, progress=progress,
         )
         print(f"{unit.label}: {result.meta['examples']}")
         print(f"{len(result.facets)} facets ({result.meta['k_rule']}); {len(result.duplicates)} near-duplicates dropped")
         for i, f in enumerate(result.facets):
-            print(f"  facet {i + 1}: {f.size} views of {f.images} images; activation {f.value:.2f} "
-                  f"(mean image {f.mean_value:.2f}, best real {f.best_real:.2f}, preset {f.preset_value:.2f})")
+            extra = f" after {f.refine_iterations} refinement iterations" if f.refine_iterations else ""
+            below = "" if f.value >= f.best_real else "  BELOW its best real view"
+            print(f"  facet {i + 1}: {f.size} views of {f.images} images; activation {f.value:.2f}{extra} "
+                  f"(mean image {f.mean_value:.2f}, best real {f.best_real:.2f}"
+                  + (f", {result.meta['preset']} {f.preset_value:.2f}" if f.preset_image is not None else "") + f"){below}")
     else:
         result = diverse_facets(model, unit, args.k or 4, layer=args.diversity_layer, weight=args.diversity_weight,
                                 preset=args.preset, size=args.size or 128, steps=args.steps, seed=args.seed,

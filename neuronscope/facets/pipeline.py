@@ -3,8 +3,10 @@
 ``multifaceted(model, unit, images)``: collect the unit's example views, embed
 them, reduce and cluster them into facets, average the 15 views nearest each
 centre into a mean image, render each facet from its mean image (the paper's
-mean-init schedule, and optionally neuronscope's default preset), then rank
-the facets by cluster size and drop near-duplicates.
+mean-init schedule, with a bounded target-driven refinement for facets still
+below their cluster's best real view, and optionally neuronscope's default
+preset with a cluster anchor that keeps each render near its own cluster in the
+embedding), then rank the facets by cluster size and drop near-duplicates.
 
 ``diverse_facets(model, unit, k)``: without data, k renders of the unit that
 a Gram-matrix diversity term pushes apart.
@@ -29,6 +31,10 @@ from .mfv import measure, render_mfv
 from .unit import Unit
 
 DUPLICATE_COSINE = 0.95  # facet images whose features are closer than this are one facet
+# Weight of the cluster anchor in facet renders with the preset: unit + ANCHOR * cos(f(x) - m, c_j - m),
+# f the embedding, c_j the facet's centroid, m the mean of all examples. Chosen once on a class outside
+# the facet-diversity benchmark (daisy; benchmarks/facet_anchor_sweep.py, docs/facets.md) and frozen.
+ANCHOR = 30.0
 
 
 @dataclass
@@ -47,6 +53,9 @@ class Facet:
     preset_image: torch.Tensor | None = None
     preset_value: float = float("nan")
     duplicate_of: int | None = None  # rank of the facet this one duplicates
+    centroid: np.ndarray | None = None  # mean embedding of the cluster's members (the clustering's feature space)
+    refine_iterations: int = 0  # extra MFV iterations of the target-driven refinement
+    anchored: bool = False  # whether the preset render had the cluster anchor
 
 
 @dataclass
@@ -90,7 +99,7 @@ def discover_facets(
         facets.append(Facet(
             cluster=j, size=len(members), members=members, nearest=near, mean_image=mean,
             best_real=float(ex.values[members].max()), mean_real=float(ex.values[members].mean()),
-            images=len(set(ex.photo[members].tolist())),
+            images=len(set(ex.photo[members].tolist())), centroid=emb[members].mean(0),
         ))
     if facets:
         means = torch.stack([f.mean_image for f in facets])
@@ -112,26 +121,74 @@ def render_facets(
     preset_size: int | None = None,
     size: int | None = None,
     seed: int = 1,
+    anchor: float = ANCHOR,
+    embed_layer: str | None = None,
+    refine: bool = True,
+    refine_budget: int | None = None,
     progress: bool = True,
-) -> None:
-    """Render every facet from its mean image (in place): the MFV schedule, then the preset."""
+) -> dict:
+    """Render every facet from its mean image (in place): the MFV schedule, then the preset.
+
+    ``refine``: MFV rows still below their cluster's best real view after the schedule
+    repeat its last octave (at most ``refine_budget`` extra iterations, default as many
+    as the schedule ran; :func:`render_mfv`); ``Facet.refine_iterations`` records them.
+    ``anchor`` > 0 adds ``anchor * cosine(embedding - m, centroid - m)`` to each facet's
+    preset objective, m the mean over all examples: the render stays near its own cluster
+    relative to the others in the clustering's feature space (``embed_layer``). It needs
+    at least two facets with centroids; otherwise the plain objective is used. Returns
+    what ran (for the result's meta).
+    """
+    if not np.isfinite(anchor) or anchor < 0:
+        raise NeuronscopeError(f"anchor weight must be a finite number >= 0, got {anchor}")
     if not facets:
-        return
+        return {}
     init = torch.stack([f.mean_image for f in facets])
-    res = render_mfv(model, unit, init, schedule=schedule, size=size, iter_scale=iter_scale, seed=seed, progress=progress)
-    for f, img, v in zip(facets, res.images, res.values):
-        f.image, f.value = img, float(v)
+    targets = [f.best_real for f in facets] if refine else None
+    if targets is not None and not all(np.isfinite(targets)):
+        targets = None
+    res = render_mfv(model, unit, init, schedule=schedule, size=size, iter_scale=iter_scale, seed=seed,
+                     targets=targets, refine_budget=refine_budget, progress=progress)
+    for f, img, v, n in zip(facets, res.images, res.values, res.meta["refine_iterations"]):
+        f.image, f.value, f.refine_iterations = img, float(v), int(n)
+    ran = {"refine": targets is not None, "refine_budget": res.meta["refine_budget"],
+           "mfv_iterations": res.meta["iterations"], "anchor": 0.0, "anchor_layer": None}
     if preset:
         from ..optim import render
 
+        objectives, layer = facet_objectives(model, unit, facets, anchor, embed_layer)
+        if layer is not None:
+            ran.update(anchor=float(anchor), anchor_layer=layer)
         s = int(preset_size or size or model.input_size)
         init_s = F.interpolate(init, size=(s, s), mode="bilinear", align_corners=False, antialias=True).clamp(0.02, 0.98)
-        r = render(model, [unit.objective() for _ in facets], size=s, steps=preset_steps, preset=preset,
+        r = render(model, objectives, size=s, steps=preset_steps, preset=preset,
                    seed=[seed + i for i in range(len(facets))], init=init_s, progress=progress,
                    description=f"{preset} {unit.label}")
         pv = measure(model, unit, r.images, size=init.shape[-1])
         for f, img, v in zip(facets, r.images, pv):
             f.preset_image, f.preset_value = img, float(v)
+    return ran
+
+
+def facet_objectives(model: Model, unit: Unit, facets: list[Facet], anchor: float = ANCHOR,
+                     embed_layer: str | None = None):
+    """One preset objective per facet: the unit, plus ``anchor * cosine(embedding - m, centroid - m)``
+    when ``anchor`` > 0 and there are at least two facets with centroids (m = the size-weighted
+    mean of the centroids = the mean of all examples). Returns (objectives, anchor layer or None);
+    marks the anchored facets."""
+    from ..optim import objectives as O
+    from .embed import embed_address
+
+    objectives = [unit.objective() for _ in facets]
+    cents = [f.centroid for f in facets]
+    if not (anchor > 0 and len(facets) >= 2 and all(c is not None for c in cents)):
+        return objectives, None
+    sizes = np.array([max(f.size, 1) for f in facets], dtype=np.float64)
+    centre = (np.stack(cents) * sizes[:, None]).sum(0) / sizes.sum()
+    layer = embed_address(model, embed_layer)
+    objectives = [o + anchor * O.cosine(layer, c, centre) for o, c in zip(objectives, cents)]
+    for f in facets:
+        f.anchored = True
+    return objectives, layer
 
 
 def rank_and_dedup(model: Model, facets: list[Facet], *, threshold: float = DUPLICATE_COSINE,
@@ -180,16 +237,21 @@ def multifaceted(
     preset_steps: int | None = None,
     size: int | None = None,
     seed: int = 0,
+    anchor: float = ANCHOR,
+    refine: bool = True,
+    refine_budget: int | None = None,
     progress: bool = True,
 ) -> FacetResult:
     """Find, render, rank and deduplicate the facets of ``unit`` among ``images``."""
     facets, ex, cl = discover_facets(model, unit, images, k=k, reduce=reduce, views=views, n_max=n_max,
                                      embed_layer=embed_layer, labels=labels, size=size, seed=seed, progress=progress)
-    render_facets(model, unit, facets, schedule=schedule, iter_scale=iter_scale, preset=preset,
-                  preset_steps=preset_steps, size=size, seed=seed + 1, progress=progress)
+    ran = render_facets(model, unit, facets, schedule=schedule, iter_scale=iter_scale, preset=preset,
+                        preset_steps=preset_steps, size=size, seed=seed + 1, anchor=anchor, embed_layer=embed_layer,
+                        refine=refine, refine_budget=refine_budget, progress=progress)
     kept, dropped = rank_and_dedup(model, facets, embed_layer=embed_layer)
     meta = {"k_rule": cl.k_rule, "k_scores": cl.k_scores, "reduce": reduce, "examples": ex.how, "views": views,
-            "schedule": schedule, "iter_scale": iter_scale, "preset": preset, "embed_layer": embed_layer or "penultimate"}
+            "schedule": schedule, "iter_scale": iter_scale, "preset": preset, "embed_layer": embed_layer or "penultimate",
+            **ran}
     return FacetResult(unit, model.name, "data", kept, dropped, ex, cl, meta)
 
 

@@ -52,11 +52,18 @@ def _facet_row(result: FacetResult, rank: int, f: Facet) -> tuple[Image.Image, l
     ex = result.examples
     tiles, figs = [], []
     if f.image is not None:
-        tiles.append(caption_block(as_pil(f.image).resize((CELL, CELL), Image.LANCZOS), ["MFV render", f"unit {_fmt(f.value)}"]))
-        figs.append(Figure(f.image, f"MFV render (mean-image init)\nactivation {_fmt(f.value)}", CELL, f"facet{rank}_mfv"))
+        below = result.mode == "data" and not f.value >= f.best_real
+        note = (f"+{f.refine_iterations} refine its" if f.refine_iterations else "schedule only") + (" - BELOW best real" if below else "")
+        tiles.append(caption_block(as_pil(f.image).resize((CELL, CELL), Image.LANCZOS), ["MFV render", f"unit {_fmt(f.value)}"]
+                                   + ([note] if result.mode == "data" else [])))
+        extra = (f"\n{f.refine_iterations} extra last-octave iterations (refinement)" if f.refine_iterations else "")
+        figs.append(Figure(f.image, f"MFV render (mean-image init)\nactivation {_fmt(f.value)}{extra}"
+                           + ("\nBELOW the cluster's best real view" if below else ""), CELL, f"facet{rank}_mfv"))
     if f.preset_image is not None:
         tiles.append(caption_block(as_pil(f.preset_image).resize((CELL, CELL), Image.LANCZOS),
-                                   [f"{result.meta.get('preset')} render", f"unit {_fmt(f.preset_value)}"]))
+                                   [f"{result.meta.get('preset')} render", f"unit {_fmt(f.preset_value)}"]
+                                   + ([f"anchor {result.meta.get('anchor'):g}" if f.anchored else "no anchor"]
+                                      if result.mode == "data" else [])))
         figs.append(Figure(f.preset_image, f"{result.meta.get('preset')} preset from the mean image\nactivation {_fmt(f.preset_value)}",
                            CELL, f"facet{rank}_preset"))
     if f.mean_image is not None:
@@ -92,8 +99,13 @@ def write_facet_sheet(result: FacetResult, out: str | Path, name: str | None = N
         about = (f"{len(result.facets)} facets ({m.get('k_rule')}), {len(result.duplicates)} near-duplicates dropped.\n"
                  f"Examples: {m.get('examples')}.\nEmbedding: {m.get('embed_layer')} features, reduced with {m.get('reduce')}, "
                  f"k-means; facet images: {m.get('schedule')} schedule (x{m.get('iter_scale')} iterations) from each mean image"
-                 + (f", and the {m.get('preset')} preset" if m.get('preset') else "") +
-                 ".\nActivations are the unit's value on each image at the model's input size; facets are ordered by cluster size.")
+                 + (f", and the {m.get('preset')} preset" if m.get('preset') else "")
+                 + (f" with the cluster anchor (weight {m.get('anchor'):g} on cos(features - mean, centroid - mean) at "
+                    f"{m.get('anchor_layer')})" if m.get('anchor_layer') else (", no cluster anchor" if m.get('preset') else ""))
+                 + (f".\nRefinement: MFV renders still below their cluster's best real view repeat the schedule's last octave "
+                    f"(at most {m.get('refine_budget')} extra iterations; the number each ran is under its image)"
+                    if m.get('refine') else ".\nNo refinement: the MFV schedule as published")
+                 + ".\nActivations are the unit's value on each image at the model's input size; facets are ordered by cluster size.")
     else:
         title = f"Diverse renders of {u.label} — {result.model} (no data)"
         about = (f"{len(result.facets)} renders with objective {u.label} - {m.get('weight')} x diversity({m.get('diversity_layer')}), "
