@@ -27,20 +27,17 @@ refused with the differences listed, unless the run asks to redo it (``--force``
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import secrets
-import sqlite3
-import threading
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Iterator, Sequence
+from typing import Iterable, Sequence
 
 from ..errors import NeuronscopeError
 from ..images import atomic_write_bytes
+from ..sqlite_store import SQLiteStore, lock_exclusive
 from .settings import ATLAS_FORMAT, differences
 
 INDEX = "atlas.sqlite"
@@ -98,41 +95,28 @@ class UnitRecord:
     created: float
 
 
-class AtlasStore:
+class AtlasStore(SQLiteStore):
     """An open atlas store; :meth:`open` (existing) or :meth:`open_or_create` (a run)."""
 
-    def __init__(self, path: Path, conn: sqlite3.Connection):
-        self.path = path
-        self._conn = conn
-        self._lock = threading.RLock()
+    INDEX = INDEX
+    SCHEMA = _SCHEMA
+    TIMEOUT = 120.0  # Ray workers record into one store concurrently
+    KIND = "atlas store"
+    FORMAT_KEY = "format"
+    FORMAT = ATLAS_FORMAT
+    META_JSON_DEFAULT = str
+
+    def __init__(self, path: Path, conn):
+        super().__init__(path, conn)
         self._lock_fd: int | None = None
 
     # ------------------------------------------------------------ opening
-
-    @staticmethod
-    def _connect(path: Path) -> sqlite3.Connection:
-        conn = sqlite3.connect(path / INDEX, timeout=120.0, check_same_thread=False, isolation_level=None)
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute("PRAGMA synchronous=FULL")
-        conn.execute("PRAGMA busy_timeout=120000")
-        return conn
-
-    @classmethod
-    def exists(cls, path: str | os.PathLike) -> bool:
-        return (Path(path) / INDEX).is_file()
 
     @classmethod
     def open(cls, path: str | os.PathLike) -> "AtlasStore":
         """Open an existing store (reading, or recording from a worker)."""
         p = Path(path)
-        if not cls.exists(p):
-            raise NeuronscopeError(f"no atlas store at {p}; make one with `neuronscope atlas MODEL --out SITE`")
-        store = cls(p, cls._connect(p))
-        fmt = store.manifest.get("format")
-        if fmt != ATLAS_FORMAT:
-            store.close()
-            raise NeuronscopeError(f"atlas store {p} has format {fmt}; this neuronscope reads format {ATLAS_FORMAT}")
-        return store
+        return cls._open_existing(p, f"no atlas store at {p}; make one with `neuronscope atlas MODEL --out SITE`")
 
     @classmethod
     def open_or_create(cls, path: str | os.PathLike, manifest: dict, *, force: bool = False) -> "AtlasStore":
@@ -148,18 +132,7 @@ class AtlasStore:
             if p.exists() and (not p.is_dir() or any(x for x in p.iterdir() if x.name != ".lock")):
                 raise NeuronscopeError(f"{p} exists and is not an atlas store; choose another --out")
             p.mkdir(parents=True, exist_ok=True)
-            tmp = p / f".{INDEX}.creating"
-            tmp.unlink(missing_ok=True)
-            conn = sqlite3.connect(tmp, isolation_level=None)
-            try:
-                conn.executescript(_SCHEMA)
-                conn.execute("BEGIN")
-                conn.executemany("INSERT INTO meta VALUES (?, ?)", [(k, json.dumps(v)) for k, v in wanted.items()])
-                conn.execute("INSERT INTO meta VALUES ('created', ?)", (json.dumps(time.strftime("%Y-%m-%dT%H:%M:%S")),))
-                conn.execute("COMMIT")
-            finally:
-                conn.close()
-            os.replace(tmp, p / INDEX)  # a half-created store never exists
+            cls._create_index(p, {**wanted, "created": time.strftime("%Y-%m-%dT%H:%M:%S")})
             store = cls(p, cls._connect(p))
             store.acquire()
             return store
@@ -182,64 +155,24 @@ class AtlasStore:
 
     def close(self) -> None:
         with self._lock:
-            if self._conn is not None:
-                self._conn.close()
-                self._conn = None
+            super().close()
             if self._lock_fd is not None:
                 os.close(self._lock_fd)
                 self._lock_fd = None
-
-    def __enter__(self) -> "AtlasStore":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
 
     def acquire(self) -> None:
         """Take the run lock (one driver per store); fails clearly when another run holds it."""
         if self._lock_fd is not None:
             return
-        fd = os.open(self.path / ".lock", os.O_CREAT | os.O_RDWR, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            raise NeuronscopeError(
-                f"atlas store {self.path} is in use by another atlas run; wait for it to finish (or stop it)"
-            ) from None
-        self._lock_fd = fd
-
-    # ------------------------------------------------------------ SQL helpers
-
-    def _q(self, sql: str, args: tuple = ()) -> list[tuple]:
-        with self._lock:
-            if self._conn is None:
-                raise NeuronscopeError(f"atlas store {self.path} is closed")
-            return self._conn.execute(sql, args).fetchall()
-
-    @contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Connection]:
-        with self._lock:
-            if self._conn is None:
-                raise NeuronscopeError(f"atlas store {self.path} is closed")
-            self._conn.execute("BEGIN IMMEDIATE")
-            try:
-                yield self._conn
-            except BaseException:
-                self._conn.execute("ROLLBACK")
-                raise
-            self._conn.execute("COMMIT")
+        self._lock_fd = lock_exclusive(
+            self.path, f"atlas store {self.path} is in use by another atlas run; wait for it to finish (or stop it)"
+        )
 
     # ------------------------------------------------------------ manifest and layers
 
     @property
     def manifest(self) -> dict:
-        return {k: json.loads(v) for k, v in self._q("SELECT key, value FROM meta")}
-
-    def set_meta(self, **values) -> None:
-        with self._transaction() as c:
-            c.executemany("INSERT OR REPLACE INTO meta VALUES (?, ?)",
-                          [(k, json.dumps(v, default=str)) for k, v in values.items()])
+        return self._read_meta()
 
     def _reset(self, manifest: dict) -> None:
         """Forget every unit and attribution, delete the pictures, adopt ``manifest`` (``--force``)."""

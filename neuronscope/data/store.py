@@ -23,11 +23,8 @@ Reading::
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
-import sqlite3
-import threading
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -40,6 +37,7 @@ from PIL import Image
 from ..errors import NeuronscopeError
 from ..images import atomic_write_bytes, center_crop_resize, load_image, png_bytes, tensor_to_pil
 from ..receptive_field import ReceptiveField
+from ..sqlite_store import SQLiteStore, lock_exclusive
 from .topk import RunningTopK
 
 STORE_VERSION = 1
@@ -87,44 +85,31 @@ class Artifact:
     meta: dict
 
 
-class Store:
+class Store(SQLiteStore):
     """An open unit store. Use :meth:`open` or :meth:`create`; close it (or use ``with``)."""
 
-    def __init__(self, path: Path, conn: sqlite3.Connection):
-        self.path = path
-        self._conn = conn
-        self._lock = threading.RLock()
+    INDEX = INDEX
+    SCHEMA = _SCHEMA
+    TIMEOUT = 30.0
+    FORMAT_KEY = "version"
+    FORMAT = STORE_VERSION
+    FORMAT_LABEL = "format version"
+
+    def __init__(self, path: Path, conn):
+        super().__init__(path, conn)
         self._rf: dict[str, ReceptiveField] = {}
         self._paths: list[str] | None = None
 
     # ------------------------------------------------------------ opening
 
-    @staticmethod
-    def _connect(path: Path) -> sqlite3.Connection:
-        conn = sqlite3.connect(path / INDEX, timeout=30.0, check_same_thread=False, isolation_level=None)
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute("PRAGMA synchronous=FULL")
-        return conn
-
-    @classmethod
-    def exists(cls, path: str | os.PathLike) -> bool:
-        return (Path(path) / INDEX).is_file()
-
     @classmethod
     def open(cls, path: str | os.PathLike) -> "Store":
         """Open an existing store for reading (and for adding artifacts)."""
         p = Path(path)
-        if not cls.exists(p):
-            hint = " (it is a folder without a store.sqlite)" if p.is_dir() else ""
-            raise NeuronscopeError(
-                f"no neuronscope store at {p}{hint}; create one with `neuronscope topk MODEL --images DIR --store {p}`"
-            )
-        store = cls(p, cls._connect(p))
-        version = store.meta.get("version")
-        if version != STORE_VERSION:
-            store.close()
-            raise NeuronscopeError(f"store {p} has format version {version}; this neuronscope reads version {STORE_VERSION}")
-        return store
+        hint = " (it is a folder without a store.sqlite)" if p.is_dir() else ""
+        return cls._open_existing(
+            p, f"no neuronscope store at {p}{hint}; create one with `neuronscope topk MODEL --images DIR --store {p}`"
+        )
 
     @classmethod
     def create(
@@ -163,60 +148,15 @@ class Store:
             "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
             **(extra or {}),
         }
-        # Build the index under a temporary name and move it in place: a half-created store never exists.
-        tmp = p / f".{INDEX}.creating"
-        tmp.unlink(missing_ok=True)
-        conn = sqlite3.connect(tmp, isolation_level=None)
-        try:
-            conn.executescript(_SCHEMA)
-            conn.execute("BEGIN")
-            conn.executemany("INSERT INTO meta VALUES (?, ?)", [(k, json.dumps(v)) for k, v in meta.items()])
-            conn.executemany("INSERT INTO images (id, path) VALUES (?, ?)", rows)
-            conn.execute("COMMIT")
-        finally:
-            conn.close()
-        os.replace(tmp, p / INDEX)
+        cls._create_index(p, meta, lambda conn: conn.executemany("INSERT INTO images (id, path) VALUES (?, ?)", rows))
         return cls(p, cls._connect(p))
-
-    def close(self) -> None:
-        with self._lock:
-            if self._conn is not None:
-                self._conn.close()
-                self._conn = None
-
-    def __enter__(self) -> "Store":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
-
-    def _q(self, sql: str, args: tuple = ()) -> list[tuple]:
-        with self._lock:
-            if self._conn is None:
-                raise NeuronscopeError(f"store {self.path} is closed")
-            return self._conn.execute(sql, args).fetchall()
-
-    @contextmanager
-    def _transaction(self):
-        with self._lock:
-            self._conn.execute("BEGIN IMMEDIATE")
-            try:
-                yield self._conn
-            except BaseException:
-                self._conn.execute("ROLLBACK")
-                raise
-            self._conn.execute("COMMIT")
 
     # ------------------------------------------------------------ metadata
 
     @property
     def meta(self) -> dict:
         """model, image_folder, n_images, size, crop_fraction, created, version, ..."""
-        return {k: json.loads(v) for k, v in self._q("SELECT key, value FROM meta")}
-
-    def set_meta(self, **values) -> None:
-        with self._transaction() as c:
-            c.executemany("INSERT OR REPLACE INTO meta VALUES (?, ?)", [(k, json.dumps(v)) for k, v in values.items()])
+        return self._read_meta()
 
     def image_paths(self) -> list[str]:
         """Absolute source path of every image, by id."""
@@ -325,12 +265,8 @@ class Store:
     @contextmanager
     def writer(self) -> Iterator["Store"]:
         """Hold the store's write lock (one top-k writer at a time)."""
-        fd = os.open(self.path / ".lock", os.O_CREAT | os.O_RDWR, 0o644)
+        fd = lock_exclusive(self.path, f"store {self.path} is being written by another process; wait for it to finish")
         try:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                raise NeuronscopeError(f"store {self.path} is being written by another process; wait for it to finish") from None
             yield self
         finally:
             os.close(fd)
