@@ -30,17 +30,8 @@ import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-CHROMIUM = "/usr/bin/chromium"
-CHROME_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--use-fake-ui-for-media-stream",
-]
+sys.path.insert(0, str(ROOT / "tests"))  # Chromium is launched as the browser tests launch it
+from chromium import CHROMIUM, MISSING, launch  # noqa: E402
 
 
 def free_port() -> int:
@@ -111,8 +102,7 @@ def run_config(pw, threads: int, backprop: str, layer: str, seconds: float, warm
     port = free_port()
     server = start_server(port, threads, layer)
     try:
-        args = CHROME_ARGS + [f"--use-fake-device-for-media-stream=fps={camera_fps}"]
-        browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=args)
+        browser = launch(pw, webcam=True, camera_fps=camera_fps)
         try:
             page = browser.new_page(viewport={"width": 1400, "height": 900})
             page.goto(f"http://127.0.0.1:{port}/")
@@ -149,7 +139,7 @@ def main() -> None:
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "viewer_fps.json"))
     args = ap.parse_args()
     if not Path(CHROMIUM).exists():
-        raise SystemExit(f"{CHROMIUM} is missing; install it with `make browser` (scripts/install_chromium.sh)")
+        raise SystemExit(MISSING)
     from playwright.sync_api import sync_playwright
 
     runs = []

@@ -23,13 +23,11 @@ from urllib.parse import urldefrag, urljoin, urlparse
 import pytest
 import torch
 
+from chromium import browser_session
 from neuronscope.atlas import AtlasSettings, AtlasStore, build_atlas
 
 ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = ROOT / "artifacts"
-CHROMIUM = "/usr/bin/chromium"
-CHROME_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-               "--disable-component-update", "--disable-sync"]
 TIMEOUT = 30_000  # ms; the machine is shared
 UNITS = {("blocks.4", u) for u in range(4)} | {("head", u) for u in range(2)}
 
@@ -66,17 +64,7 @@ def site(lite0, sample_photos, tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def browser():
-    if not Path(CHROMIUM).exists():
-        pytest.fail(
-            f"{CHROMIUM} is missing: the browser tests need Debian's Chromium. "
-            "Install it with `make browser` (bash scripts/install_chromium.sh)."
-        )
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        b = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROME_ARGS)
-        yield b
-        b.close()
+    yield from browser_session()
 
 
 @pytest.fixture(scope="module")
