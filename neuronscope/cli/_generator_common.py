@@ -17,18 +17,27 @@ def add_generator_arguments(p) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
-def load_both(args):
-    """(model, generator) from the parsed arguments."""
+def setup(args, verb: str, at_least_one: tuple[str, ...] = ("n",)):
+    """(model, generator, output folder): what every generator verb does before its own work.
+
+    The options named in ``at_least_one`` are checked first (one message naming
+    them all); the output folder is ``--out`` or ``VERB-MODEL``.
+    """
     import torch
 
+    from ..errors import NeuronscopeError
     from ..generators.shipped import load_generator
+    from ..images import prepare_output_dir
     from ._common import load
 
+    if any(getattr(args, name) < 1 for name in at_least_one):
+        raise NeuronscopeError(f"{' and '.join('--' + name for name in at_least_one)} must be at least 1")
     if args.threads:
         torch.set_num_threads(args.threads)
     model = load(args)
     gen = load_generator(args.generator, model.name, device=model.device)
-    return model, gen
+    out = Path(prepare_output_dir(args.out or f"{verb}-{model.name}", overwrite=args.overwrite))
+    return model, gen, out
 
 
 def write_outputs(out: Path, images, captions, name: str, columns: int | None = None, record: dict | None = None) -> Path:

@@ -7,10 +7,8 @@ PNG per row, a labelled sheet and dgn.json (activation per row) to --out.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from ._common import add_model_argument
-from ._generator_common import add_generator_arguments, load_both, write_outputs
+from ._generator_common import add_generator_arguments, setup, write_outputs
 
 
 def add_parser(sub):
@@ -28,14 +26,9 @@ def add_parser(sub):
 
 
 def run(args):
-    from ..errors import NeuronscopeError
     from ..generators.dgn_am import dgn_am
-    from ..images import prepare_output_dir
 
-    if args.n < 1 or args.steps < 1:
-        raise NeuronscopeError("--n and --steps must be at least 1")
-    model, gen = load_both(args)
-    out = prepare_output_dir(args.out or f"dgn-{model.name}", overwrite=args.overwrite)
+    model, gen, out = setup(args, "dgn", at_least_one=("n", "steps"))
     res, rows = dgn_am(gen, model, args.targets, steps=args.steps, lr=args.lr, lr_end=args.lr_end, decay=args.decay,
                        size=args.size, n=args.n, seed=args.seed, progress=not args.quiet)
     images = res.best_images if args.best else res.images
@@ -43,6 +36,6 @@ def run(args):
     caps = [f"{t.label}\n{float(v):.2f}" for t, v in zip(rows, values)]
     record = {"targets": [t.label for t in rows], "values": [float(v) for v in values], "steps": args.steps,
               "generator": gen.meta.get("command", args.generator), "shown": "best" if args.best else "last"}
-    sheet = write_outputs(Path(out), images, caps, "dgn", columns=args.n if args.n > 1 else None, record=record)
+    sheet = write_outputs(out, images, caps, "dgn", columns=args.n if args.n > 1 else None, record=record)
     print(f"sheet: {sheet}")
     return 0

@@ -9,10 +9,8 @@ outside the hole.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from ._common import add_model_argument
-from ._generator_common import add_generator_arguments, load_both, write_outputs
+from ._generator_common import add_generator_arguments, setup, write_outputs
 
 
 def add_parser(sub):
@@ -30,18 +28,14 @@ def add_parser(sub):
 
 
 def run(args):
-    from ..errors import NeuronscopeError
     from ..generators.inpaint import inpaint, parse_mask
     from ..generators.train import center_view
-    from ..images import load_image, pil_to_tensor, prepare_output_dir
+    from ..images import load_image, pil_to_tensor
 
-    if args.n < 1:
-        raise NeuronscopeError("--n must be at least 1")
-    model, gen = load_both(args)
+    model, gen, out = setup(args, "inpaint")
     S = gen.image_size
     img = pil_to_tensor(center_view(load_image(args.image)).resize((S, S)))
     mask = parse_mask(args.mask, S)
-    out = Path(prepare_output_dir(args.out or f"inpaint-{model.name}", overwrite=args.overwrite))
     res = inpaint(gen, model, img, mask, target=args.target, n=args.n, variant=args.variant, steps=args.steps,
                   context_weight=args.context_weight, size=args.size, seed=args.seed, progress=not args.quiet)
     holed = res.context[0] * (1 - res.mask[0]) + 0.5 * res.mask[0]

@@ -8,10 +8,8 @@ sample.json with p(y | x) per image.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from ._common import add_model_argument
-from ._generator_common import add_generator_arguments, load_both, write_outputs
+from ._generator_common import add_generator_arguments, setup, write_outputs
 
 
 def add_parser(sub):
@@ -34,16 +32,10 @@ def add_parser(sub):
 
 
 def run(args):
-    import torch
-
-    from ..errors import NeuronscopeError
     from ..generators.ppgn import sample
-    from ..images import labelled_grid, prepare_output_dir, save_png
+    from ..images import labelled_grid, save_png
 
-    if args.n < 1:
-        raise NeuronscopeError("--n must be at least 1")
-    model, gen = load_both(args)
-    out = Path(prepare_output_dir(args.out or f"sample-{model.name}", overwrite=args.overwrite))
+    model, gen, out = setup(args, "sample")
     res, rows = sample(gen, model, args.targets, n=args.n, variant=args.variant, size=args.size, seed=args.seed,
                        progress=not args.quiet, steps=args.steps, eps1=args.eps1, eps2=args.eps2, eps3=args.eps3,
                        lr=args.lr, reset_every=args.reset_every, save_every=args.save_every,
