@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import NeuronscopeError
+from ..models.adapter import Frozen
 
 
 @dataclass
@@ -111,7 +112,7 @@ def encode(model, x: torch.Tensor, spec: CodeSpec, *, grad: bool = False) -> tor
         return pool_code(taps[spec.layer], spec.grid)
 
 
-class Generator(nn.Module):
+class Generator(Frozen):
     """G: flat code (B, D) -> images (B, 3, S, S) in [0, 1], with its code statistics.
 
     ``net`` may output in ``output_range`` (default (-1, 1), a tanh output);
@@ -137,13 +138,7 @@ class Generator(nn.Module):
         self.meta = dict(meta or {})
         for k, v in stats.state().items():
             self.register_buffer(f"code_{k}", v)
-        self.eval()
-        for p in self.parameters():
-            p.requires_grad_(False)
-
-    # nn.Module.train would switch BatchNorm to batch statistics; samplers need eval.
-    def train(self, mode: bool = True):
-        return super().train(False)
+        self._freeze()  # samplers need eval-mode BatchNorm
 
     @property
     def stats(self) -> CodeStats:

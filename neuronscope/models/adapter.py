@@ -63,6 +63,23 @@ class _Lambda(nn.Module):
         return self.fn(x)
 
 
+class Frozen(nn.Module):
+    """A module that stays in eval mode with no trainable parameters (the model adapter, a generator).
+
+    Subclasses call :meth:`_freeze` at the end of ``__init__``, once every
+    submodule and parameter is in place.
+    """
+
+    def _freeze(self) -> None:
+        self.eval()
+        for p in self.parameters():
+            p.requires_grad_(False)
+
+    # nn.Module.train would switch BatchNorm to batch statistics (and dropout on): always stay in eval.
+    def train(self, mode: bool = True):
+        return super().train(False)
+
+
 @dataclass
 class ModelInfo:
     name: str
@@ -73,7 +90,7 @@ class ModelInfo:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-class Model(nn.Module):
+class Model(Frozen):
     """A frozen, eval-mode network that takes [0, 1] RGB image batches.
 
     ``model(x)`` returns the logits. ``model.net`` is the wrapped network, and
@@ -87,13 +104,7 @@ class Model(nn.Module):
         self.preprocess = make_preprocess(preprocess)
         self.info = info
         self.output = output
-        self.eval()
-        for p in self.parameters():
-            p.requires_grad_(False)
-
-    # nn.Module.train would unfreeze BatchNorm statistics: keep the model in eval.
-    def train(self, mode: bool = True):
-        return super().train(False)
+        self._freeze()
 
     @property
     def name(self) -> str:
