@@ -28,13 +28,7 @@ from neuronscope.images import png_bytes
 TINY = AtlasSettings(size=32, steps=3, batch=4)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One torch thread: on a shared 2-core machine two OpenMP threads stall each other (~8x slower here)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py: small renders run faster on one thread
 
 
 def _fake_result(layer: str, unit: int, shade: float, diversity: int = 0) -> UnitResult:

@@ -11,15 +11,7 @@ from neuronscope.attribution import MODES, backward_view, parse_unit_target, rec
 from neuronscope.cli import main as cli_main
 
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Small passes on a shared 2-core machine: two intra-op threads were measured up to 13x slower
-    than one under load (tests/test_inversion.py), so these tests run on one thread."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py: small passes run faster on one thread
 
 
 class TinyNet(nn.Module):

@@ -19,15 +19,7 @@ from neuronscope.dissect.synthetic import colour_labels, make_shapes_dataset
 from neuronscope.quantile import StreamingQuantile
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Small passes on a shared 2-core machine: two intra-op threads were measured up to 13x slower
-    than one under load (tests/test_inversion.py), so these tests run on one thread."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py: small passes run faster on one thread
 
 
 # ---------------------------------------------------------------- streaming quantile

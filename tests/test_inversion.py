@@ -14,14 +14,7 @@ from neuronscope.images import load_batch
 from neuronscope.inversion import invert, layer_order, pearson, sigma_for, total_variation, tv_lambda_for_stride
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Many small backward passes: on a shared, loaded 2-core machine two intra-op threads were
-    measured 13x slower than one (0.18 vs 2.4 s per step here), so this module runs on one."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py: many small backward passes, faster on one thread
 
 
 def test_inversion_reconstructs_early_layer_and_loses_detail_with_depth(lite0, sample_photos):
