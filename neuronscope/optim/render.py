@@ -170,78 +170,84 @@ def render(
     start = time.perf_counter()
     redirect = None
     eta0 = None
-    try:
-        with roomy_heap(), tap(net_model, layers, stop_early=True) as taps:
-            if p.redirect_steps >= 0:
-                redirect = redirected_relus(net_model.net)
-                redirect.__enter__()
-            for step in range(steps):
-                if redirect is not None and step > p.redirect_steps:
-                    redirect.__exit__(None, None, None)
-                    redirect = None
-                image = param()
-                x = tfm(image, gen)
-                if layers:
-                    taps.run(x)
-                values = objective(_float32(taps.values), x)
-                if not torch.isfinite(values).all():
-                    raise NeuronscopeError(
-                        f"the objective became NaN/inf at step {step}; lower the learning rate or check the model"
-                    )
-                v = values.detach().float().cpu()
-                trace[step] = v.numpy()
-                if p.keep == "best":
-                    better = v > best_val
-                    if bool(better.any()):
-                        img = image.detach().cpu()
-                        best_img = img.clone() if best_img is None else torch.where(better.view(-1, 1, 1, 1), img, best_img)
-                        best_val = torch.where(better, v, best_val)
-                if step in wanted:
-                    snapshots[step] = image.detach().cpu()
-                if target_value is not None:
-                    newly = (v >= target_value) & ~done
-                    steps_run[newly.numpy()] = step
-                    done |= newly
-                if callback is not None and callback(step, image.detach(), v):
-                    steps_run[:] = np.minimum(steps_run, step)
-                    trace = trace[: step + 1]
-                    break
-                if bool(done.all()):
-                    trace = trace[: step + 1]
-                    break
-                if step == steps - 1 and deepvis:
-                    break  # the paper's loop does not update after the last forward pass
-                loss = -values.sum()
-                param.zero_grad(set_to_none=True)
-                loss.backward()
-                frozen = done.to(dev)
-                if deepvis:
-                    with torch.no_grad():
-                        g = param.pixels.grad.clone()
-                        # sign: we minimized -V, so the ascent direction is -grad
-                        if p.deepvis.lr_policy == "calibrated" and eta0 is None:
-                            eta0 = step_size(-g, p.deepvis)
-                        new = deepvis_update(param.pixels, -g, step, p.deepvis, caffe_mean, eta0)
-                        param.pixels.copy_(torch.where(frozen.view(-1, 1, 1, 1), param.pixels, new))
-                else:
-                    saved = [t.detach().clone() for t in param.row_parameters()] if bool(frozen.any()) else None
-                    opt.step()
-                    if saved is not None:
+    # the whole render, including the final evaluation, keeps freed memory in the process:
+    # returning it between the loop and the evaluation made the evaluation fault ~500 MB back in
+    with roomy_heap():
+        try:
+            with tap(net_model, layers, stop_early=True) as taps:
+                if p.redirect_steps >= 0:
+                    redirect = redirected_relus(net_model.net)
+                    redirect.__enter__()
+                for step in range(steps):
+                    if redirect is not None and step > p.redirect_steps:
+                        redirect.__exit__(None, None, None)
+                        redirect = None
+                    image = param()
+                    x = tfm(image, gen)
+                    if layers:
+                        taps.run(x)
+                    values = objective(_float32(taps.values), x)
+                    if not torch.isfinite(values).all():
+                        raise NeuronscopeError(
+                            f"the objective became NaN/inf at step {step}; lower the learning rate or check the model"
+                        )
+                    v = values.detach().float().cpu()
+                    trace[step] = v.numpy()
+                    if p.keep == "best":
+                        better = v > best_val
+                        if bool(better.any()):
+                            img = image.detach().cpu()
+                            best_img = img.clone() if best_img is None else torch.where(better.view(-1, 1, 1, 1), img, best_img)
+                            best_val = torch.where(better, v, best_val)
+                    if step in wanted:
+                        snapshots[step] = image.detach().cpu()
+                    if target_value is not None:
+                        newly = (v >= target_value) & ~done
+                        steps_run[newly.numpy()] = step
+                        done |= newly
+                    if callback is not None and callback(step, image.detach(), v):
+                        steps_run[:] = np.minimum(steps_run, step)
+                        trace = trace[: step + 1]
+                        break
+                    if bool(done.all()):
+                        trace = trace[: step + 1]
+                        break
+                    if step == steps - 1 and deepvis:
+                        break  # the paper's loop does not update after the last forward pass
+                    loss = -values.sum()
+                    param.zero_grad(set_to_none=True)
+                    loss.backward()
+                    frozen = done.to(dev)
+                    if deepvis:
                         with torch.no_grad():
-                            for t, s in zip(param.row_parameters(), saved):
-                                t.copy_(torch.where(frozen.view(-1, *([1] * (t.dim() - 1))), s, t))
-                bar.update(1)
-                bar.set_postfix_str(f"objective {v.mean():.3g}", refresh=False)
-    finally:
-        if redirect is not None:
-            redirect.__exit__(None, None, None)
-        bar.close()
-    seconds = time.perf_counter() - start
-    with torch.no_grad():
-        final = param().detach().cpu()
-    if p.keep == "best" and best_img is not None:
-        final = best_img
-    values = evaluate(model, objective, final)
+                            g = param.pixels.grad.clone()
+                            # sign: we minimized -V, so the ascent direction is -grad
+                            if p.deepvis.lr_policy == "calibrated" and eta0 is None:
+                                eta0 = step_size(-g, p.deepvis)
+                            new = deepvis_update(param.pixels, -g, step, p.deepvis, caffe_mean, eta0)
+                            param.pixels.copy_(torch.where(frozen.view(-1, 1, 1, 1), param.pixels, new))
+                    else:
+                        saved = [t.detach().clone() for t in param.row_parameters()] if bool(frozen.any()) else None
+                        opt.step()
+                        if saved is not None:
+                            with torch.no_grad():
+                                for t, s in zip(param.row_parameters(), saved):
+                                    t.copy_(torch.where(frozen.view(-1, *([1] * (t.dim() - 1))), s, t))
+                    bar.update(1)
+                    bar.set_postfix_str(f"objective {v.mean():.3g}", refresh=False)
+            seconds = time.perf_counter() - start
+            if redirect is not None:
+                redirect.__exit__(None, None, None)
+                redirect = None
+            with torch.no_grad():
+                final = param().detach().cpu()
+            if p.keep == "best" and best_img is not None:
+                final = best_img
+            values = evaluate(model, objective, final)
+        finally:
+            if redirect is not None:
+                redirect.__exit__(None, None, None)
+            bar.close()
     meta = {"preset": p.name, "param": p.param, "size": size, "steps": int(trace.shape[0]), "seeds": seeds,
             "lr": lr or p.lr, "device": str(dev), "redirect_steps": p.redirect_steps, "keep": p.keep,
             "fast": fast_info.as_dict() if fast_info else None}
