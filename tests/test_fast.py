@@ -181,20 +181,38 @@ def test_an_untraceable_network_is_used_unfolded_with_a_reason():
 
 
 def test_render_through_the_fast_copy_matches_the_plain_render(lite0):
-    """The first step sees the same values; later steps agree as closely as the (chaotic) optimization allows.
+    """The first step sees the same values, and along a whole render the copy computes the same thing.
 
     Adam's first updates are sign-like, so any float rounding difference (even a
-    different thread count) makes renders drift apart; the check is that both
-    reach about the same objective, not bit-equal images.
+    different thread count, or which input-gradient method a layer's timing chose)
+    makes two renders drift apart: comparing their end points is a coin toss. The
+    check is deterministic instead: on every snapshot of the plain render's
+    trajectory, the fast copy gives the same objective and the same image gradient.
     """
     objs = [O.class_logit(1), O.channel("blocks.10", 3)]
     kw = dict(size=48, preset="lucid", progress=False, precision="float32")
     one_plain, one_fast = render(lite0, objs, steps=1, fast=False, **kw), render(lite0, objs, steps=1, fast=True, **kw)
     assert one_fast.meta["fast"]["folded"] == 49 and one_plain.meta["fast"] is None
     assert _rel(torch.as_tensor(one_fast.trace), torch.as_tensor(one_plain.trace)) < 1e-5
-    plain, quick = render(lite0, objs, steps=20, fast=False, **kw), render(lite0, objs, steps=20, fast=True, **kw)
-    assert ((quick.values - plain.values).abs() <= 0.15 * plain.values.abs()).all(), (quick.values, plain.values)
-    assert (quick.values > torch.as_tensor(quick.trace[0]) + 1).all()
+    plain = render(lite0, objs, steps=20, fast=False, thresholds=(0, 6, 12, 19), **kw)
+    quick = render(lite0, objs, steps=20, fast=True, **kw)
+    for r in (plain, quick):
+        assert (r.values > torch.as_tensor(r.trace[0]) + 1).all()
+    objective = O.Objective.sum(o.on(i) for i, o in enumerate(objs))
+    layers = [n for n in objective.layers if n != "input"]
+    copy_, _ = fast_model(lite0, layers)
+    for step, image in plain.snapshots.items():
+        grads = []
+        for model in (lite0, copy_):
+            x = image.clone().requires_grad_(True)
+            with tap(model, layers) as taps:
+                taps.run(x)
+                values = objective(taps.values, x)
+            values.sum().backward()
+            grads.append((values.detach(), x.grad))
+        (v_plain, g_plain), (v_fast, g_fast) = grads
+        assert _rel(v_fast, v_plain) < 1e-5, step
+        assert _rel(g_fast, g_plain) < 1e-4, step  # measured ~1e-6
 
 
 def test_render_hooks_and_relu_swaps_happen_on_the_copy_and_are_undone(lite0):
