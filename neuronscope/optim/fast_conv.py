@@ -28,8 +28,6 @@ copy of a model, only for convolutions whose weights are frozen.
 
 from __future__ import annotations
 
-import time
-
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -144,9 +142,8 @@ class FastConv2d(nn.Module):
         self.fused_activation = fused_activation
         self.redirect = False
         self.onednn_fusion = True  # use oneDNN's conv+post-op kernel where it applies (turned off if it fails)
-        self.grad_method = "auto"  # input gradient: "polyphase", "transposed", or "auto" (timed per layer)
+        self.grad_method = "auto"  # input gradient: "polyphase", "transposed", or "auto" (by stride, see _auto_method)
         self._kernels: dict = {}
-        self._methods: dict = {}
 
     def extra_repr(self) -> str:
         act = f", activation={self.fused_activation}" if self.fused_activation else ""
@@ -217,37 +214,25 @@ class FastConv2d(nn.Module):
         g = g.contiguous(memory_format=fmt)
         method = self.grad_method
         if method == "auto":
-            method = self._tuned_method(g, shape, pads, fmt)
+            method = self._auto_method()
         if method == "transposed":
             return self._transposed_grad(g, shape, pads, fmt)
         return self._polyphase_grad(g, shape, pads, fmt)
 
-    def _tuned_method(self, g: torch.Tensor, shape, pads, fmt) -> str:
-        """The faster input-gradient method for this layer, timed on its first backward.
+    def _auto_method(self) -> str:
+        """The transposed convolution for strided kernels up to 3x3, else the polyphase form.
 
-        Neither method wins everywhere on CPU (measured on Lite0: polyphase is 2-3x
-        faster for some 1x1 and depthwise layers, oneDNN's transposed convolution
-        2-3x faster for the stem and some stride-2 depthwise ones). Keyed by batch
-        size, dtype, device and layout, not by spatial size, which random scaling
-        changes a little every step. Each method runs twice; the second run counts
-        (the first pays for kernel creation and fresh memory).
+        Measured on Lite0's layers at 8 x 236 px (2 threads, channels-last): oneDNN's
+        transposed convolution beats the polyphase form (s*s small convolutions plus a
+        strided scatter) on the strided 3x3 layers (stem 7.3 vs 14.4 ms, first stride-2
+        depthwise 6.6 vs 9.7, a later one 0.51 vs 0.95), loses on the stride-2 5x5
+        depthwise at 59 px (3.0 vs 2.2) and ties at 15 px; at stride 1 polyphase is one
+        convolution like the forward and wins or ties. A fixed rule rather than timing
+        each layer keeps renders reproducible: the method changes the float rounding,
+        and an optimization amplifies any rounding difference.
         """
-        key = (shape[0], g.dtype, g.device.type, fmt)
-        method = self._methods.get(key)
-        if method is not None:
-            return method
-        if g.device.type != "cpu":  # cuDNN's backward kernels need no help
-            method = "transposed"
-        else:
-            times = {}
-            for name, fn in (("polyphase", self._polyphase_grad), ("transposed", self._transposed_grad)):
-                for _ in range(2):
-                    start = time.perf_counter()
-                    fn(g, shape, pads, fmt)
-                    times[name] = time.perf_counter() - start
-            method = min(times, key=times.get)
-        self._methods[key] = method
-        return method
+        strided = max(self.stride) > 1
+        return "transposed" if strided and max(self.weight.shape[-2:]) <= 3 else "polyphase"
 
     def _transposed_grad(self, g: torch.Tensor, shape, pads, fmt) -> torch.Tensor:
         """The input gradient as one transposed convolution (oneDNN's deconvolution on CPU), cropped to the input."""
