@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import statistics
 import tempfile
 import threading
@@ -41,6 +40,8 @@ from torch import nn
 
 from neuronscope import __version__, load_model
 from neuronscope.images import atomic_write_json
+
+from _machine import cpu_name, load_average  # benchmarks/ is the script's folder
 
 RESULTS = Path(__file__).resolve().parent / "results" / "atlas_speed.json"
 
@@ -57,10 +58,6 @@ GPU = {
     "startup_s": 60.0,  # start Ray, ship the model, warm up cuDNN, per run (parallel over workers)
     "launch_us": 10.0,  # PyTorch eager dispatch + CUDA launch per tensor operation (typically 5-20 us)
 }
-def load() -> list[float]:
-    return [round(x, 2) for x in os.getloadavg()]
-
-
 def git_state() -> dict:
     """The commit measured, and whether the render engine had uncommitted changes (it is shared work)."""
     import subprocess
@@ -73,16 +70,6 @@ def git_state() -> dict:
     except OSError:
         return {}
     return {"commit": head, "uncommitted": dirty}
-
-
-def cpu_name() -> str:
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 # ---------------------------------------------------------------- part 1: units per minute
@@ -100,7 +87,7 @@ def units_per_minute(model, layer: str, units: int, batch: int, size: int, steps
         store.add_layers([(layer, shape[0], shape)])
         batches = make_batches([(layer, u) for u in range(units)], settings.units_per_batch)
         done = []
-        l0, t0, c0 = load(), time.perf_counter(), time.process_time()
+        l0, t0, c0 = load_average(), time.perf_counter(), time.process_time()
         LocalBackend().run(model, batches, settings, store, "bench", {layer: shape},
                            lambda b, rec, s: done.extend(rec), threading.Event())
         wall, cpu = time.perf_counter() - t0, time.process_time() - c0
@@ -108,7 +95,7 @@ def units_per_minute(model, layer: str, units: int, batch: int, size: int, steps
         store.close()
     return {"batch": batch, "units": units, "size": size, "steps": steps, "wall_s": round(wall, 2),
             "cpu_s": round(cpu, 2), "units_per_minute": round(60 * units / wall, 1),
-            "units_per_minute_cpu_time": round(60 * units / cpu, 1), "load_before": l0, "load_after": load()}
+            "units_per_minute_cpu_time": round(60 * units / cpu, 1), "load_before": l0, "load_after": load_average()}
 
 
 def model_shape(model, layer: str, size: int | None = None) -> tuple:
@@ -279,12 +266,12 @@ def main() -> None:
     out = {"claim": "atlas units per minute on this CPU (local backend), per-unit cost of a whole-network atlas, "
                     "and estimates for Lite0 and ResNet-50 on 1 and 16 GPUs",
            "model": args.model, "neuronscope": __version__, "torch": torch.__version__, "cpu": cpu_name(),
-           "cpu_count": os.cpu_count(), "threads": args.threads, "load_average_start": load(), "code": git_state(),
+           "cpu_count": os.cpu_count(), "threads": args.threads, "load_average_start": load_average(), "code": git_state(),
            "note": "the machine is shared with other engineers' jobs; wall times depend on the load recorded with "
                    "each run, CPU (process) times much less so"}
 
     print(f"part 1: local backend, {args.layer}, {args.units} units, {args.size} px, {args.steps} steps, "
-          f"{args.threads} thread(s); load {load()}", flush=True)
+          f"{args.threads} thread(s); load {load_average()}", flush=True)
     model_shape(model, args.layer)
     units_per_minute(model, args.layer, 4, 4, args.size, 2)  # warm-up
     part1 = []
@@ -312,7 +299,7 @@ def main() -> None:
         return
 
     print(f"part 2: Lite0 per-unit cost at {args.full_size} px, {args.full_steps} steps, batch 32 "
-          f"(median of {args.measure_steps} timed steps per layer); load {load()}", flush=True)
+          f"(median of {args.measure_steps} timed steps per layer); load {load_average()}", flush=True)
     lite = lite0_layer_costs(model, args.full_size, args.measure_steps, 32, args.full_steps)
     units = sum(l["channels"] for l in lite)
     cpu_s = sum(l["channels"] * l["unit_s"] for l in lite)
@@ -322,7 +309,7 @@ def main() -> None:
     out["part2_lite0_cpu"] = {"units": units, "wall_s": round(cpu_s, 1), "wall_h": round(cpu_s / 3600, 2),
                               "cpu_time_h": round(idle_s / 3600, 2),
                               "total_tflop": round(flops / 1e12, 1),
-                              "achieved_gflops_per_s": round(flops / cpu_s / 1e9, 2), "load_after": load()}
+                              "achieved_gflops_per_s": round(flops / cpu_s / 1e9, 2), "load_after": load_average()}
     print(f"  Lite0 every block-output channel: {units} units -> {cpu_s / 3600:.1f} h on this CPU "
           f"({args.threads} thread, shared; {idle_s / 3600:.1f} h of CPU time), {flops / 1e12:.0f} TFLOP, "
           f"achieved {flops / cpu_s / 1e9:.1f} GFLOP/s", flush=True)
@@ -378,7 +365,7 @@ def main() -> None:
         "of (tensor operations per step, counted here) x launch_us); 16 GPUs split the batches evenly (units are "
         "independent), plus start-up and one batch of tail; range_h = throughput x2 and x0.5",
     ]
-    out["load_average_end"] = load()
+    out["load_average_end"] = load_average()
     out["summary"].update({"lite0_all_units_cpu_h": round(cpu_s / 3600, 1),
                            **{f"{k}_min": round(v["wall_h"] * 60, 1) for k, v in estimates.items()}})
     atomic_write_json(RESULTS, out)

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import statistics
 import time
 from pathlib import Path
@@ -23,6 +22,8 @@ import torch
 
 from neuronscope import __version__, load_model
 from neuronscope.images import atomic_write_json
+
+from _machine import cpu_name, load_average  # noqa: E402 - benchmarks/ is the script's folder
 
 RESULTS = Path(__file__).resolve().parent / "results" / "forward_speed.json"
 
@@ -55,23 +56,6 @@ def time_forward(model, batch: int, size: int, threads: int, repeats: int, warmu
         "max_ms_per_batch": round(max(times), 2),
         "repeats": repeats,
     }
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
-def load_average() -> list[float] | None:
-    try:
-        return [round(v, 2) for v in os.getloadavg()]
-    except OSError:
-        return None
 
 
 def main(argv: list[str] | None = None) -> dict:

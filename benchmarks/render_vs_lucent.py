@@ -54,6 +54,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from _machine import cpu_name, load_average  # benchmarks/ is the script's folder
+
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results" / "render_vs_lucent.json"
 STEADY_FROM = 18  # first step counted in the steady-state rate (neuronscope redirects ReLUs for steps 0..16)
@@ -199,13 +201,6 @@ def _median(values):
     return round(statistics.median(values), 4) if values else None
 
 
-def _load() -> list[float] | None:
-    try:
-        return [round(v, 2) for v in os.getloadavg()]
-    except OSError:
-        return None
-
-
 def _quality(judged: dict, runs: list[dict]) -> dict:
     """Per tool and judge: top-1 / top-5 rates and mean target probability over the classes."""
     tool_of = {img["path"]: r["tool"] for r in runs for img in r["images"]}
@@ -295,7 +290,7 @@ def main(argv: list[str] | None = None) -> dict:
     from _lucent_shim import install
 
     install()  # once, before any timing
-    started, load_before = time.time(), _load()
+    started, load_before = time.time(), load_average()
     work = Path(tempfile.mkdtemp(prefix="ns_render_vs_lucent_"))
     runs: list[dict] = []
 
@@ -303,7 +298,7 @@ def main(argv: list[str] | None = None) -> dict:
         spec = {"tool": tool, "classes": ks, "steps": steps, "size": args.size, "threads": args.threads,
                 "save": save, "omp_wait_policy": args.omp_wait_policy}
         r = _run_child("child", spec, args.timeout)
-        r["load"] = _load()
+        r["load"] = load_average()
         print(f"  {TOOLS[tool]:28s} B={len(ks):3d} steps={steps:4d}: {r['rate_call']:.2f} img·steps/s "
               f"(steady {r['rate_steady']}, CPU {r['rate_call_cpu']:.2f}), peak {r['peak_rss_mb']} MB", flush=True)
         runs.append(r)
@@ -367,8 +362,8 @@ def main(argv: list[str] | None = None) -> dict:
                         "standard_transforms, sum of objectives.channel('net_fc', k, batch=i), preprocess=False",
         "fast": next((r.get("fast") for r in runs if r["tool"] == "ns"), None),
         "versions": {"python": platform.python_version(), **_versions(runs)},
-        "cpu": _cpu_name(), "cpu_count": os.cpu_count(),
-        "load_average_before": load_before, "load_average_after": _load(),
+        "cpu": cpu_name(), "cpu_count": os.cpu_count(),
+        "load_average_before": load_before, "load_average_after": load_average(),
         "seconds": round(time.time() - started, 1),
         "speed": speed,
         "speed_full_length_8_targets": full,
@@ -427,16 +422,6 @@ def _versions(runs) -> dict:
             v.update(lucent=r.get("lucent"), kornia=r.get("kornia"))
             break
     return v
-
-
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 if __name__ == "__main__":

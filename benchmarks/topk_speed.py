@@ -12,7 +12,6 @@ is recorded), and writes ``benchmarks/results/topk_speed.json``.
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
 import tempfile
 import time
@@ -24,15 +23,10 @@ from neuronscope import __version__, load_model
 from neuronscope.data import run_topk
 from neuronscope.images import atomic_write_json, list_images
 
+from _machine import cpu_name, load_average  # benchmarks/ is the script's folder
+
 RESULTS = Path(__file__).resolve().parent / "results" / "topk_speed.json"
 LAYERS = ["blocks.5", "blocks.10"]
-
-
-def load_average():
-    try:
-        return [round(v, 2) for v in os.getloadavg()]
-    except OSError:
-        return None
 
 
 def one_run(model, paths, threads: int, store: bool, batch: int) -> dict:
