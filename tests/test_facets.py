@@ -271,7 +271,11 @@ def test_labels_from_manifest_reads_the_photo_set_format(tmp_path):
         {"file": "images/a.jpg", "imagenet_class": 1}, {"file": "images/b.jpg", "imagenet_class": None}]))
     labels = labels_from_manifest(tmp_path / "images")
     assert labels == {str((tmp_path / "images" / "a.jpg").resolve()): 1}
-    assert labels_from_manifest(tmp_path / "images" / "nowhere") == {} or True
+    assert labels_from_manifest(tmp_path / "images" / "nowhere") == {}  # no manifest in it or its parent
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "manifest.json").write_text("{not json")
+    with pytest.raises(NeuronscopeError, match="cannot read"):
+        labels_from_manifest(tmp_path / "bad")
 
 
 def test_unit_parsing_names_what_is_valid(tiny, lite0):
