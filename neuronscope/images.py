@@ -10,7 +10,7 @@ from __future__ import annotations
 import io
 import json
 import os
-import tempfile
+import secrets
 from pathlib import Path
 from typing import Iterable, Iterator, Sequence
 
@@ -154,7 +154,15 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
     """Write a file so that readers see the old file or the whole new one, never half."""
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=f".{p.name}.", suffix=".tmp")
+    # not tempfile.mkstemp: its files are private (0600) and os.replace would keep that
+    # mode, so outputs are created like any new file (0666 less the umask)
+    while True:
+        tmp = p.parent / f".{p.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+            break
+        except FileExistsError:
+            continue
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
@@ -165,6 +173,22 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
         Path(tmp).unlink(missing_ok=True)
         raise
     return p
+
+
+def fresh_dir(parent: str | os.PathLike, prefix: str) -> Path:
+    """A new, uniquely named folder in ``parent``, with the permissions of any new folder.
+
+    For building an output folder and renaming it into place (tempfile.mkdtemp's
+    folders are private, 0700, and would stay so after the rename).
+    """
+    parent = Path(parent)
+    while True:
+        d = parent / f"{prefix}{os.getpid()}.{secrets.token_hex(4)}"
+        try:
+            d.mkdir(0o777)
+            return d
+        except FileExistsError:
+            continue
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> Path:

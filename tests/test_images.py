@@ -197,3 +197,13 @@ def test_atomic_writes_leave_no_temporary_files(tmp_path):
     assert (tmp_path / "b2.txt").read_text() == "old"  # the old file survives a failed write
     assert json.loads((tmp_path / "c.json").read_text()) == {"k": [1, 2]}
     assert Image.open(tmp_path / "d.png").getpixel((0, 0)) == (1, 2, 3)
+
+
+def test_atomic_writes_create_files_like_any_new_file(tmp_path):
+    """Readable by others as the umask allows, not private like a temporary file (mkstemp's 0600)."""
+    old = os.umask(0o022)
+    try:
+        atomic_write_text(tmp_path / "sheet.html", "<p>hi</p>")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "sheet.html").stat().st_mode & 0o777 == 0o644

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -188,6 +189,11 @@ def test_render_cli_writes_pngs_grid_manifest_and_refuses_to_overwrite(tmp_path)
     for u in manifest["units"]:
         assert (out / u["file"]).exists() and np.isfinite(u["activation"])
     assert (out / "grid.png").exists() and (out / "index.html").exists()
+    umask = os.umask(0)
+    os.umask(umask)
+    # created like any new folder and file, not private like temporary ones
+    assert out.stat().st_mode & 0o777 == 0o777 & ~umask
+    assert (out / "manifest.json").stat().st_mode & 0o777 == 0o666 & ~umask
     before = (out / "manifest.json").read_bytes()
     r = _cli("render", "efficientnet_lite0", "class:9", "--out", str(out), "--steps", "1", "--size", "32")
     assert r.returncode == 2 and "already exists" in r.stderr and "Traceback" not in r.stderr

@@ -10,14 +10,13 @@ from __future__ import annotations
 import html
 import os
 import shutil
-import tempfile
 import time
 from pathlib import Path
 from typing import Sequence
 
 from .. import __version__
 from ..errors import NeuronscopeError
-from ..images import atomic_write_json, atomic_write_text, labelled_grid, save_png
+from ..images import atomic_write_json, atomic_write_text, fresh_dir, labelled_grid, save_png
 
 
 def _safe(name: str) -> str:
@@ -52,7 +51,7 @@ def write_render(
     """
     out = check_output_dir(out, overwrite)
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    tmp = fresh_dir(out.parent, f".{out.name}.")
     try:
         entries = []
         for i, (row, img) in enumerate(zip(rows, images)):
