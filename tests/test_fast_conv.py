@@ -88,12 +88,13 @@ def test_fused_activation_equals_conv_then_activation(act, dtype, redirect):
 
 
 def test_auto_method_depends_only_on_the_geometry():
-    """Strided kernels up to 3x3 use the transposed convolution; stride 1 and larger kernels polyphase."""
+    """Strided kernels up to 3x3 use the transposed convolution in float32; the rest polyphase."""
     w = torch.randn(8, 1, 3, 3)
     assert FastConv2d(w, None, 2, "tf_same", 8)._auto_method() == "transposed"
     assert FastConv2d(w, None, 1, "tf_same", 8)._auto_method() == "polyphase"
     assert FastConv2d(torch.randn(8, 1, 5, 5), None, 2, "tf_same", 8)._auto_method() == "polyphase"
     assert FastConv2d(torch.randn(4, 8, 1, 1), None, (1, 2), (0, 0), 1)._auto_method() == "transposed"
+    assert FastConv2d(w, None, 2, "tf_same", 8)._auto_method(torch.bfloat16) == "polyphase"  # slow bf16 deconvolution
 
 
 def test_same_pads_follow_tensorflow():

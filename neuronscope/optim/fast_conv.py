@@ -214,13 +214,13 @@ class FastConv2d(nn.Module):
         g = g.contiguous(memory_format=fmt)
         method = self.grad_method
         if method == "auto":
-            method = self._auto_method()
+            method = self._auto_method(g.dtype)
         if method == "transposed":
             return self._transposed_grad(g, shape, pads, fmt)
         return self._polyphase_grad(g, shape, pads, fmt)
 
-    def _auto_method(self) -> str:
-        """The transposed convolution for strided kernels up to 3x3, else the polyphase form.
+    def _auto_method(self, dtype: torch.dtype = torch.float32) -> str:
+        """In float32 the transposed convolution for strided kernels up to 3x3, else the polyphase form.
 
         Measured on Lite0's layers at 8 x 236 px (2 threads, channels-last): oneDNN's
         transposed convolution beats the polyphase form (s*s small convolutions plus a
@@ -229,10 +229,13 @@ class FastConv2d(nn.Module):
         depthwise at 59 px (3.0 vs 2.2) and ties at 15 px; at stride 1 polyphase is one
         convolution like the forward and wins or ties. A fixed rule rather than timing
         each layer keeps renders reproducible: the method changes the float rounding,
-        and an optimization amplifies any rounding difference.
+        and an optimization amplifies any rounding difference. In bfloat16 oneDNN's
+        transposed convolution is slow: whole 8-row renders ran at 40.6 img·steps/s with
+        it and 48.8 with polyphase everywhere, so bf16 always uses polyphase.
         """
         strided = max(self.stride) > 1
-        return "transposed" if strided and max(self.weight.shape[-2:]) <= 3 else "polyphase"
+        small = max(self.weight.shape[-2:]) <= 3
+        return "transposed" if dtype == torch.float32 and strided and small else "polyphase"
 
     def _transposed_grad(self, g: torch.Tensor, shape, pads, fmt) -> torch.Tensor:
         """The input gradient as one transposed convolution (oneDNN's deconvolution on CPU), cropped to the input."""
