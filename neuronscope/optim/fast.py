@@ -46,6 +46,7 @@ from ..errors import NeuronscopeError
 from ..models import Model
 from ..taps import parse_address
 from .fast_conv import FastConv2d
+from .redirect import activation_kind
 
 
 @dataclass
@@ -265,14 +266,6 @@ def swap_convs(net: nn.Module) -> int:
     return count
 
 
-def _activation_kind(m: nn.Module) -> str | None:
-    if type(m) is nn.ReLU6:
-        return "relu6"
-    if type(m) is nn.ReLU:
-        return "relu"
-    return None
-
-
 def fuse_activations(net: nn.Module, keep: Iterable[str] = ()) -> tuple[list[str], set[str]]:
     """Fuse each ReLU/ReLU6 module into the :class:`FastConv2d` it reads, *in place*.
 
@@ -299,7 +292,7 @@ def fuse_activations(net: nn.Module, keep: Iterable[str] = ()) -> tuple[list[str
         if node.op != "call_module" or len(node.args) != 1 or node.kwargs:
             continue
         act = modules.get(node.target)
-        kind = _activation_kind(act) if act is not None else None
+        kind = activation_kind(act) if act is not None else None
         if kind is None:
             continue
         chain, src = [], node.args[0]
@@ -414,16 +407,16 @@ def fast_model(model: Model, layers: Iterable[str] = (), *, fold: bool = True,
     fingerprint = _fingerprint(model)
     entry = _CACHE.get(model)
     if entry is None or entry["fingerprint"] != fingerprint:
-        entry = _CACHE[model] = {"fingerprint": fingerprint, "convs": None, "copies": {}}
+        entry = _CACHE[model] = {"fingerprint": fingerprint, "sensitive": None, "copies": {}}
     # only taps on a folded or fused convolution (or what lies between it and its activation) change the copy
-    if entry["convs"] is not None:
-        key = (keep & entry["convs"], fold, channels_last, dtype)
+    if entry["sensitive"] is not None:
+        key = (keep & entry["sensitive"], fold, channels_last, dtype)
         if key in entry["copies"]:
             return entry["copies"][key]
     fast, info = build_fast_model(model, keep, fold=fold, channels_last=channels_last, dtype=dtype)
     # addresses whose tapping changes the copy; accumulated, since a copy built with some taps can miss others
-    entry["convs"] = (entry["convs"] or frozenset()) | frozenset(info.folded) | frozenset(info.kept) | frozenset(info.sensitive)
-    entry["copies"][(keep & entry["convs"], fold, channels_last, dtype)] = (fast, info)
+    entry["sensitive"] = (entry["sensitive"] or frozenset()) | frozenset(info.folded) | frozenset(info.kept) | frozenset(info.sensitive)
+    entry["copies"][(keep & entry["sensitive"], fold, channels_last, dtype)] = (fast, info)
     return fast, info
 
 

@@ -33,10 +33,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..models.efficientnet_lite import same_pads
-from .redirect import activation_grad
-
-#: fused activation -> its upper clamp (None: unbounded)
-ACTIVATIONS = {"relu": None, "relu6": 6.0}
+from .redirect import ACTIVATIONS, activation_grad
 
 
 def _transposed(weight: torch.Tensor, groups: int) -> torch.Tensor:
@@ -60,6 +57,12 @@ def _phase_taps(kernel: int, stride: int, pad: int, phase: int) -> tuple[list[in
     return taps[::-1], d0 - len(taps) + 1
 
 
+def _layout(x: torch.Tensor) -> torch.memory_format:
+    """channels_last for a channels-last 4-D tensor (that is not also plain contiguous), else contiguous."""
+    cl = x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
+    return torch.channels_last if cl else torch.contiguous_format
+
+
 def _zero_pad(x: torch.Tensor, pads: tuple[int, int, int, int]) -> torch.Tensor:
     """``F.pad(x, (l, r, t, b))`` for non-negative pads, in x's memory layout, zeroing only the border.
 
@@ -68,9 +71,7 @@ def _zero_pad(x: torch.Tensor, pads: tuple[int, int, int, int]) -> torch.Tensor:
     """
     t, b, l, r = pads
     n, c, h, w = x.shape
-    fmt = torch.channels_last if x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous() \
-        else torch.contiguous_format
-    out = torch.empty((n, c, h + t + b, w + l + r), dtype=x.dtype, device=x.device, memory_format=fmt)
+    out = torch.empty((n, c, h + t + b, w + l + r), dtype=x.dtype, device=x.device, memory_format=_layout(x))
     out[:, :, t:t + h, l:l + w] = x
     for rows in (slice(0, t), slice(t + h, t + h + b)):
         if rows.stop > rows.start:
@@ -103,7 +104,7 @@ class _InputGradConv(torch.autograd.Function):
         ctx.layer = layer
         ctx.shape = x.shape
         ctx.pads = layer.pads_for(x.shape[-2], x.shape[-1])
-        ctx.channels_last = x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
+        ctx.layout = _layout(x)
         ctx.redirect = layer.redirect
         y = layer.conv(x, ctx.pads)
         if layer.fused_activation is not None:
@@ -116,7 +117,7 @@ class _InputGradConv(torch.autograd.Function):
         if layer.fused_activation is not None:
             (y,) = ctx.saved_tensors
             g = activation_grad(g, y, ACTIVATIONS[layer.fused_activation], ctx.redirect)
-        return layer.input_grad(g, ctx.shape, ctx.pads, ctx.channels_last), None
+        return layer.input_grad(g, ctx.shape, ctx.pads, ctx.layout), None
 
 
 class FastConv2d(nn.Module):
@@ -209,8 +210,8 @@ class FastConv2d(nn.Module):
         self._kernels[key] = phases
         return phases
 
-    def input_grad(self, g: torch.Tensor, shape, pads, channels_last: bool) -> torch.Tensor:
-        fmt = torch.channels_last if channels_last else torch.contiguous_format
+    def input_grad(self, g: torch.Tensor, shape, pads, fmt: torch.memory_format) -> torch.Tensor:
+        """The gradient for an input of ``shape`` padded by ``pads``, in memory format ``fmt``."""
         g = g.contiguous(memory_format=fmt)
         method = self.grad_method
         if method == "auto":
@@ -247,8 +248,7 @@ class FastConv2d(nn.Module):
         short_h, short_w = max(top + h - y.shape[-2], 0), max(left + w - y.shape[-1], 0)
         if short_h or short_w:
             y = F.pad(y, (0, short_w, 0, short_h))
-        if (top, left) == (0, 0) and y.shape[-2:] == (h, w):
-            return y.contiguous(memory_format=fmt)
+        # a full-size slice is a view with y's strides: contiguous() then copies nothing
         return y[:, :, top:top + h, left:left + w].contiguous(memory_format=fmt)
 
     def _polyphase_grad(self, g: torch.Tensor, shape, pads, fmt) -> torch.Tensor:

@@ -59,6 +59,14 @@ def _channels_of(shape: tuple[int, ...]) -> int:
     return shape[1] if len(shape) == 2 else shape[0]
 
 
+def _check_vector(what: str, layer: str, vector: torch.Tensor, shapes) -> None:
+    """A vector over a layer's channels must have one entry per channel."""
+    if layer in shapes and _channels_of(shapes[layer]) != vector.numel():
+        raise NeuronscopeError(
+            f"{what} {vector.numel()} entries but layer {layer!r} has {_channels_of(shapes[layer])} channels"
+        )
+
+
 def _check_channel(layer: str, c: int, shapes) -> None:
     if layer not in shapes:
         return
@@ -181,11 +189,7 @@ class Direction(Term):
         return f"direction({self.layer})"
 
     def check(self, shapes):
-        if self.layer in shapes and _channels_of(shapes[self.layer]) != self.vector.numel():
-            raise NeuronscopeError(
-                f"direction has {self.vector.numel()} entries but layer {self.layer!r} has "
-                f"{_channels_of(shapes[self.layer])} channels"
-            )
+        _check_vector("direction has", self.layer, self.vector, shapes)
 
 
 @dataclass(eq=False)
@@ -224,11 +228,7 @@ class Cosine(Term):
         return f"cosine({self.layer})"
 
     def check(self, shapes):
-        if self.layer in shapes and _channels_of(shapes[self.layer]) != self.vector.numel():
-            raise NeuronscopeError(
-                f"cosine: the vector has {self.vector.numel()} entries but layer {self.layer!r} has "
-                f"{_channels_of(shapes[self.layer])} channels"
-            )
+        _check_vector("cosine: the vector has", self.layer, self.vector, shapes)
 
 
 @dataclass(eq=False)

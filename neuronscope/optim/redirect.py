@@ -17,6 +17,19 @@ import torch
 from torch import nn
 
 
+#: the clamp activations neuronscope redirects and fuses -> their upper bound (None: unbounded)
+ACTIVATIONS = {"relu": None, "relu6": 6.0}
+
+
+def activation_kind(m: nn.Module) -> str | None:
+    """``"relu6"``, ``"relu"`` (keys of :data:`ACTIVATIONS`) or None for any other module."""
+    if isinstance(m, nn.ReLU6):
+        return "relu6"
+    if isinstance(m, nn.ReLU):
+        return "relu"
+    return None
+
+
 def activation_grad(g: torch.Tensor, a: torch.Tensor, upper: float | None, redirect: bool = False) -> torch.Tensor:
     """The gradient through ``clamp(z, 0, upper)`` (``upper=None``: ReLU), optionally redirected.
 
@@ -73,10 +86,9 @@ class RedirectedReLU(nn.Module):
 def _swap_targets(net: nn.Module):
     for name, parent in net.named_modules():
         for child_name, child in parent.named_children():
-            if isinstance(child, nn.ReLU6):
-                yield parent, child_name, child, 6.0
-            elif isinstance(child, nn.ReLU):
-                yield parent, child_name, child, None
+            kind = activation_kind(child)
+            if kind is not None:
+                yield parent, child_name, child, ACTIVATIONS[kind]
 
 
 @contextmanager
