@@ -59,7 +59,7 @@ from _machine import cpu_name, load_average  # benchmarks/ is the script's folde
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results" / "render_vs_lucent.json"
 STEADY_FROM = 18  # first step counted in the steady-state rate (neuronscope redirects ReLUs for steps 0..16)
-TOOLS = {"ns": "neuronscope", "ns-f32": "neuronscope, precision=float32", "ns-bf16": "neuronscope, precision=bfloat16", "ns-plain": "neuronscope, fast=False",
+TOOLS = {"ns": "neuronscope (default: mixed precision)", "ns-f32": "neuronscope, precision=float32", "ns-bf16": "neuronscope, precision=bfloat16", "ns-plain": "neuronscope, fast=False",
          "lucent": "Lucent 0.1.8 (batched)", "lucent-heap": "Lucent, glibc heap tuned like neuronscope's"}
 #: what neuronscope.allocator.roomy_heap sets, as glibc tunables for a Lucent process (for comparison only)
 HEAP_TUNABLES = "glibc.malloc.mmap_threshold=33554432:glibc.malloc.trim_threshold=2147483647:glibc.malloc.top_pad=268435456"
@@ -100,9 +100,10 @@ def _render_child(spec: dict) -> dict:
         res = render(model, [O.class_logit(k) for k in ks], size=size, steps=steps, preset="lucid",
                      seed=[i // 16 for i in range(len(ks))], progress=False, callback=callback,
                      fast=spec["tool"] != "ns-plain",
-                     precision={"ns-f32": "float32", "ns-bf16": "bfloat16"}.get(spec["tool"], "float32"))
+                     **({"ns-f32": {"precision": "float32"}, "ns-bf16": {"precision": "bfloat16"}}
+                        .get(spec["tool"], {})))
         images = res.images.permute(0, 2, 3, 1).numpy()
-        extra = {"fast": res.meta.get("fast")}
+        extra = {"fast": res.meta.get("fast"), "stages": res.meta.get("stages")}
     else:
         torch.manual_seed(0)
         np.random.seed(0)
@@ -309,8 +310,8 @@ def main(argv: list[str] | None = None) -> dict:
     chunks = [classes[i:i + 8] for i in range(0, len(classes), 8)]
     quality_runs = []
     for i, chunk in enumerate(chunks):
-        for tool in (("ns", "lucent", "ns-bf16") if i % 2 == 0 else ("lucent", "ns", "ns-bf16")):
-            if tool == "ns-bf16" and not args.plain:
+        for tool in (("ns", "lucent", "ns-f32") if i % 2 == 0 else ("lucent", "ns", "ns-f32")):
+            if tool == "ns-f32" and not args.plain:
                 continue
             quality_runs.append(run(tool, chunk, args.steps, save=str(work / tool)))
 
@@ -321,7 +322,7 @@ def main(argv: list[str] | None = None) -> dict:
         for B in targets:
             tools = ["ns", "lucent"] if rep % 2 == 0 else ["lucent", "ns"]
             if args.plain and B == 8:
-                tools += ["ns-bf16", "ns-plain", "lucent-heap"]
+                tools += ["ns-f32", "ns-bf16", "ns-plain", "lucent-heap"]
             for tool in tools:
                 r = run(tool, _targets(classes, B), args.speed_steps)
                 r["repeat"] = rep
@@ -345,7 +346,7 @@ def main(argv: list[str] | None = None) -> dict:
                             "rss_before_mb", "wall_s")
             } | {"runs": len(rs)}
     full = {}
-    for tool in ("ns", "lucent", "ns-bf16"):
+    for tool in ("ns", "lucent", "ns-f32"):
         rs = [r for r in quality_runs if r["tool"] == tool]
         if not rs:
             continue
@@ -361,6 +362,7 @@ def main(argv: list[str] | None = None) -> dict:
         "lucent_setup": "param.image(224, batch=B) (FFT, decorrelated, sigmoid), Adam 0.05, "
                         "standard_transforms, sum of objectives.channel('net_fc', k, batch=i), preprocess=False",
         "fast": next((r.get("fast") for r in runs if r["tool"] == "ns"), None),
+        "stages": next((r.get("stages") for r in runs if r["tool"] == "ns"), None),
         "versions": {"python": platform.python_version(), **_versions(runs)},
         "cpu": cpu_name(), "cpu_count": os.cpu_count(),
         "load_average_before": load_before, "load_average_after": load_average(),

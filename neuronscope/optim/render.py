@@ -18,12 +18,12 @@ from ..allocator import roomy_heap
 from ..errors import NeuronscopeError
 from ..models import Model
 from ..taps import tap
-from .fast import fast_model, use_fast
+from .fast import use_fast
 from .objectives import Objective, as_objective
 from .params import ImageParam, RawCaffeParam, make_param
 from .presets import DEFAULT_PRESET, Preset, get_preset
-from .redirect import redirected_relus
 from .regularizers import deepvis_update, step_size
+from .stages import StagedNetwork, plan_stages
 
 
 @dataclass
@@ -87,7 +87,7 @@ def render(
     callback: Callable[[int, torch.Tensor, torch.Tensor], bool | None] | None = None,
     description: str = "render",
     fast: bool | None = None,
-    precision: str = "float32",
+    precision: str = "mixed",
 ) -> RenderResult:
     """Synthesize the inputs that maximize ``objectives``.
 
@@ -101,10 +101,12 @@ def render(
     ``fast``: optimize through a faster copy of the model (BatchNorm folded into
     convolutions, channels-last on CPU; the same function up to float rounding, see
     :mod:`neuronscope.optim.fast`); ``None`` does so on CPU for renders big enough
-    to repay building the copy. ``precision`` of that copy: ``float32`` (default),
-    ``bfloat16`` (about 1.4x faster on CPUs with native bf16, but the input gradient
-    is only ~0.92 cosine-similar to float32's and judged quality dropped in
-    benchmarks/render_vs_lucent.py), or ``auto`` (bfloat16 where native, else float32).
+    to repay building the copy. ``precision`` of that copy: ``mixed`` (default: on a
+    device with native bfloat16, the first steps in bfloat16 and the last quarter in
+    float32, see :mod:`neuronscope.optim.stages`; float32 elsewhere), ``float32``,
+    ``bfloat16`` (fastest; its input gradient is only ~0.92 cosine-similar to
+    float32's), or ``auto`` (bfloat16 where native, else float32). Measured in
+    benchmarks/render_vs_lucent.py and docs/render-speed.md.
     The returned values always use the model as given, in float32.
     """
     p = get_preset(preset)
@@ -151,7 +153,7 @@ def render(
     layers = [n for n in objective.layers if n != "input"]
     if fast is None:
         fast = use_fast(dev, batch, size, steps)
-    net_model, fast_info = fast_model(model, layers, precision=precision) if fast else (model, None)
+    stages = plan_stages(model, layers, fast=fast, precision=precision, steps=steps, batch=batch)
 
     deepvis = p.optimizer == "deepvis"
     if deepvis and not isinstance(param, RawCaffeParam):
@@ -168,25 +170,16 @@ def render(
     wanted = set(int(t) for t in thresholds)
     bar = _progress(steps, description, progress)
     start = time.perf_counter()
-    redirect = None
     eta0 = None
     # the whole render, including the final evaluation, keeps freed memory in the process:
     # returning it between the loop and the evaluation made the evaluation fault ~500 MB back in
     with roomy_heap():
         try:
-            with tap(net_model, layers, stop_early=True) as taps:
-                if p.redirect_steps >= 0:
-                    redirect = redirected_relus(net_model.net)
-                    redirect.__enter__()
+            with StagedNetwork(stages, layers, p.redirect_steps) as network:
                 for step in range(steps):
-                    if redirect is not None and step > p.redirect_steps:
-                        redirect.__exit__(None, None, None)
-                        redirect = None
                     image = param()
                     x = tfm(image, gen)
-                    if layers:
-                        taps.run(x)
-                    values = objective(_float32(taps.values), x)
+                    values = objective(network.run(step, x), x)
                     if not torch.isfinite(values).all():
                         raise NeuronscopeError(
                             f"the objective became NaN/inf at step {step}; lower the learning rate or check the model"
@@ -236,28 +229,17 @@ def render(
                     bar.update(1)
                     bar.set_postfix_str(f"objective {v.mean():.3g}", refresh=False)
             seconds = time.perf_counter() - start
-            if redirect is not None:
-                redirect.__exit__(None, None, None)
-                redirect = None
             with torch.no_grad():
                 final = param().detach().cpu()
             if p.keep == "best" and best_img is not None:
                 final = best_img
             values = evaluate(model, objective, final)
         finally:
-            if redirect is not None:
-                redirect.__exit__(None, None, None)
             bar.close()
     meta = {"preset": p.name, "param": p.param, "size": size, "steps": int(trace.shape[0]), "seeds": seeds,
             "lr": lr or p.lr, "device": str(dev), "redirect_steps": p.redirect_steps, "keep": p.keep,
-            "fast": fast_info.as_dict() if fast_info else None}
+            "fast": stages[0].info or None, "stages": [s.describe() for s in stages]}
     return RenderResult(final, values, trace, snapshots, steps_run, seconds, meta)
-
-
-def _float32(values: dict) -> dict:
-    """Tapped tensors of a reduced-precision copy, as float32 (the objective is computed in float32)."""
-    return {k: v.float() if isinstance(v, torch.Tensor) and v.is_floating_point() and v.dtype != torch.float32
-            else v for k, v in values.items()}
 
 
 class _NoBar:
