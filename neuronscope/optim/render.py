@@ -18,6 +18,7 @@ from ..allocator import roomy_heap
 from ..errors import NeuronscopeError
 from ..models import Model
 from ..taps import tap
+from .adam import Adam
 from .fast import use_fast
 from .objectives import Objective, as_objective
 from .params import ImageParam, RawCaffeParam, make_param
@@ -158,7 +159,7 @@ def render(
     deepvis = p.optimizer == "deepvis"
     if deepvis and not isinstance(param, RawCaffeParam):
         raise NeuronscopeError(f"preset {p.name} needs the 'caffe' pixel parameterization")
-    opt = None if deepvis else torch.optim.Adam(param.parameters(), lr=lr or p.lr)
+    opt = None if deepvis else Adam(param.parameters(), lr=lr or p.lr)
     caffe_mean = RawCaffeParam.MEAN.to(dev).view(1, 3, 1, 1)
 
     trace = np.zeros((steps, batch), dtype=np.float32)
