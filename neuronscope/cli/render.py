@@ -5,6 +5,7 @@ from __future__ import annotations
 
 def add_parser(sub):
     from ..optim.presets import DEFAULT_PRESET, PRESETS
+    from ..optim.stages import PRECISIONS
 
     p = sub.add_parser(
         "render", help="synthesize the images that maximize units, classes or channels",
@@ -20,6 +21,9 @@ def add_parser(sub):
     p.add_argument("--out", default="render_out", help="output folder (must not exist or be empty)")
     p.add_argument("--overwrite", action="store_true", help="replace a non-empty output folder")
     p.add_argument("--device", default=None)
+    p.add_argument("--precision", default="mixed", choices=list(PRECISIONS),
+                   help="network arithmetic while optimizing (default mixed: bfloat16 steps, the last quarter "
+                        "in float32, where the CPU/GPU has native bfloat16; float32 otherwise)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     return p
 
@@ -32,5 +36,6 @@ def run(args):
     model = load_model(args.model, device=args.device)
     targets = parse_targets(model, args.targets)  # validate before any work
     out = visualize(model, targets, args.out, preset=args.preset, size=args.size, steps=args.steps,
-                    seeds=args.seeds, batch_size=args.batch, overwrite=args.overwrite, progress=not args.quiet)
+                    seeds=args.seeds, batch_size=args.batch, overwrite=args.overwrite, progress=not args.quiet,
+                    precision=args.precision)
     print(f"wrote {len(targets) * args.seeds} images to {out}/ (grid.png, index.html, manifest.json)")

@@ -41,6 +41,12 @@ FLOAT32_TAIL = 0.25
 PRECISIONS = ("auto", "float32", "bfloat16", "mixed")
 
 
+def check_precision(precision: str) -> str:
+    if precision not in PRECISIONS:
+        raise NeuronscopeError(f"unknown precision {precision!r}; valid: {', '.join(PRECISIONS)}")
+    return precision
+
+
 @dataclass
 class Stage:
     start: int  # first step of this stage
@@ -63,15 +69,13 @@ def plan_stages(model: Model, layers: list[str], *, fast: bool, precision: str, 
                 batch: int) -> list[Stage]:
     """The stages of a render of ``steps`` steps."""
     if precision == "mixed":
-        plan = [(0, "auto")]
-        if native_bf16(model.device):
-            tail = max(1, round(steps * FLOAT32_TAIL))
-            if tail < steps:
-                plan.append((steps - tail, "float32"))
-    elif precision in PRECISIONS:
-        plan = [(0, precision)]
+        tail = max(1, round(steps * FLOAT32_TAIL))
+        if not native_bf16(model.device) or tail >= steps:
+            plan = [(0, "float32")]
+        else:
+            plan = [(0, "bfloat16"), (steps - tail, "float32")]
     else:
-        raise NeuronscopeError(f"unknown precision {precision!r}; valid: {', '.join(PRECISIONS)}")
+        plan = [(0, check_precision(precision))]
     if not fast:
         return [Stage(0, [model], {})]
     stages = []

@@ -12,6 +12,7 @@ from ..models import Model
 from .outputs import check_output_dir, write_render
 from .presets import DEFAULT_PRESET, get_preset
 from .render import render
+from .stages import check_precision
 from .targets import Target, parse_targets
 
 
@@ -62,13 +63,15 @@ def visualize(
     overwrite: bool = False,
     progress: bool = True,
     title: str | None = None,
+    precision: str = "mixed",
 ) -> Path:
     """Render targets and write PNGs, a labelled grid, manifest.json and index.html to ``out``."""
     check_output_dir(out, overwrite)  # fail before the long work, not after
+    check_precision(precision)
     p = get_preset(preset)
     rows, images = render_targets(model, targets, seeds=seeds, batch_size=batch_size, progress=progress,
-                                  preset=p, size=size, steps=steps)
+                                  preset=p, size=size, steps=steps, precision=precision)
     extra = {"preset": p.name, "size": size, "steps": steps or p.steps, "seeds": seeds, "batch_size": batch_size,
-             "device": str(model.device)}
+             "device": str(model.device), "precision": precision}
     return write_render(out, model_name=model.name, rows=rows, images=images, overwrite=overwrite,
                         title=title or f"neuronscope · {model.name}", extra=extra)
