@@ -267,6 +267,9 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--omp-wait-policy", default="PASSIVE",
                     help="OMP_WAIT_POLICY of every render process (PASSIVE: idle OpenMP threads sleep instead of "
                          "spinning, which on a shared, oversubscribed machine made 2-thread runs ~8x slower)")
+    ap.add_argument("--classes", type=int, nargs="+", default=None,
+                    help="ImageNet class indices of the quality renders (default: the 16 of benchmarks/classes.py)")
+    ap.add_argument("--quality-only", action="store_true", help="skip the speed runs")
     ap.add_argument("--quick", action="store_true", help="smoke run: 4 classes, 8 steps, targets 1,8, one repeat")
     ap.add_argument("--timeout", type=float, default=3600)
     ap.add_argument("--out", default=str(RESULTS))
@@ -284,7 +287,7 @@ def main(argv: list[str] | None = None) -> dict:
     sys.path.insert(0, str(HERE))
     from classes import CLASSES
 
-    classes = list(CLASSES)
+    classes = list(args.classes or CLASSES)
     targets = [int(t) for t in args.targets.split(",")]
     if args.quick:
         classes, args.steps, args.speed_steps, targets, args.repeats = classes[:4], 8, 20, [1, 8], 1
@@ -318,7 +321,7 @@ def main(argv: list[str] | None = None) -> dict:
     # speed runs, interleaved and repeated
     print(f"speed runs: targets {targets}, {args.speed_steps} steps, {args.repeats} repeats", flush=True)
     speed_runs = []
-    for rep in range(args.repeats):
+    for rep in range(0 if args.quality_only else args.repeats):
         for B in targets:
             tools = ["ns", "lucent"] if rep % 2 == 0 else ["lucent", "ns"]
             if args.plain and B == 8:

@@ -31,10 +31,10 @@ from .fast import fast_model, native_bf16, resolve_precision
 from .redirect import redirected_relus
 from .row_split import RowSplitter
 
-#: with precision="mixed", the share of the steps (the last ones) run in float32. Chosen on 32 ImageNet
+#: with precision="mixed", the share of the steps (the last ones) run in float32. Chosen on 31 ImageNet
 #: classes outside benchmarks/classes.py (Lite0 class logits, 224 px, 128 steps, judged by Lite1/Lite2):
-#: Lite2 top-1 float32 0.59, tail 0.25 0.69, tail 0.5 0.66, bfloat16 throughout 0.62 (Lite1: 0.75, 0.75,
-#: 0.78, 0.78); rendering took 91, 63, 70 and 50 s. Within the noise of 32 classes, none is worse than
+#: Lite2 top-1 float32 0.61, tail 1/4 0.71, tail 1/2 0.68, bfloat16 throughout 0.65 (Lite1: 0.77, 0.77,
+#: 0.81, 0.81); rendering took 91, 63, 70 and 50 s. Within the noise of 31 classes none is worse than
 #: float32; a float32 tail keeps the last refinements on exact gradients for a third of the time saved.
 FLOAT32_TAIL = 0.25
 
