@@ -59,11 +59,12 @@ def test_row_split_gives_the_whole_batch_values_and_gradient(lite0):
         assert split_values[k].shape == values[k].shape
         torch.testing.assert_close(split_values[k], values[k], rtol=1e-4, atol=1e-4)
     assert grad.abs().sum() > 0
-    # float rounding only: one thread instead of two alone moves this gradient by ~3.5e-3 (ReLU6 masks
-    # at the boundary flip); a row sent to the wrong chunk or a lost coupling term moves it by O(1)
+    # float rounding only. Rows agree to ~1e-6 unless a ReLU6 mask flips at its boundary (one thread instead
+    # of two alone moved one row by ~7e-3 here); a row sent to the wrong chunk or a lost coupling term: O(1)
     for row in range(4):
         rel = float((split_grad[row] - grad[row]).norm() / grad[row].norm())
-        assert rel < 2e-2, (row, rel)
+        assert rel < 5e-2, (row, rel)
+    assert float(torch.nn.functional.cosine_similarity(split_grad.flatten(), grad.flatten(), dim=0)) > 0.999
 
 
 def test_plan_mixed_runs_bf16_then_float32_tail(lite0):
