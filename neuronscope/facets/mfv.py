@@ -29,6 +29,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..allocator import roomy_heap
 from ..errors import NeuronscopeError
 from ..models.adapter import Model
 from ..taps import tap
@@ -147,25 +148,27 @@ def render_mfv(
     bar = tqdm(total=total, desc=f"mfv {unit.label}", unit="it", disable=not progress, leave=False, dynamic_ncols=True)
     step = 0
     rows = np.arange(b)
-    try:
-        with tap(model, [unit.layer], stop_early=True) as taps:
-            for octave in octaves:
-                if octave.rescale and octave.rescale != 1.0:
-                    new = int(round(canvas.shape[-1] * octave.rescale))
-                    canvas = F.interpolate(canvas, size=(new, new), mode="bicubic", align_corners=False).clamp(0, 1)
-                n = max(1, round(octave.iters * iter_scale))
-                for v in _octave(model, unit, taps, canvas, rows, octave, n, w, rng, dev, denoise):
-                    trace[step] = v
-                    step += 1
-                    bar.update(1)
-    finally:
-        bar.close()
-    values = measure(model, unit, canvas, size=w)
-    extra = np.zeros(b, dtype=int)
-    if targets is not None:
-        values, extra = _refine(model, unit, canvas, values, np.asarray(targets, dtype=np.float64).reshape(-1),
-                                octaves[-1], max(1, round(octaves[-1].iters * iter_scale)),
-                                total if refine_budget is None else int(refine_budget), w, rng, dev, denoise)
+    # the schedule allocates and frees the same activation buffers every iteration: keep them (see allocator)
+    with roomy_heap():
+        try:
+            with tap(model, [unit.layer], stop_early=True) as taps:
+                for octave in octaves:
+                    if octave.rescale and octave.rescale != 1.0:
+                        new = int(round(canvas.shape[-1] * octave.rescale))
+                        canvas = F.interpolate(canvas, size=(new, new), mode="bicubic", align_corners=False).clamp(0, 1)
+                    n = max(1, round(octave.iters * iter_scale))
+                    for v in _octave(model, unit, taps, canvas, rows, octave, n, w, rng, dev, denoise):
+                        trace[step] = v
+                        step += 1
+                        bar.update(1)
+        finally:
+            bar.close()
+        values = measure(model, unit, canvas, size=w)
+        extra = np.zeros(b, dtype=int)
+        if targets is not None:
+            values, extra = _refine(model, unit, canvas, values, np.asarray(targets, dtype=np.float64).reshape(-1),
+                                    octaves[-1], max(1, round(octaves[-1].iters * iter_scale)),
+                                    total if refine_budget is None else int(refine_budget), w, rng, dev, denoise)
     meta = {"schedule": schedule, "iterations": total, "iter_scale": iter_scale, "input": w,
             "canvas": int(canvas.shape[-1]), "seed": seed, "refine_iterations": extra.tolist(),
             "refine_budget": None if targets is None else (total if refine_budget is None else int(refine_budget))}
