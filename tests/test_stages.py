@@ -122,3 +122,19 @@ def test_staged_network_switches_and_cleans_up_on_error(lite0):
         for net in stage.copies:
             assert not any(getattr(m, "redirect", False) for m in net.modules())
             assert not any(m._forward_hooks for m in net.modules())
+
+
+def test_a_model_that_cannot_be_copied_is_never_split(lite0):
+    import threading
+
+    from neuronscope.models import Model, ModelInfo
+
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3), torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(1),
+                              torch.nn.Flatten(), torch.nn.Linear(8, 5))
+    net.lock = threading.Lock()  # deepcopy fails on it
+    model = Model(net, "none", ModelInfo("uncopyable", 32))
+    stages = plan_stages(model, ["logits"], fast=True, precision="bfloat16", steps=4, batch=4)
+    assert [s.copies for s in stages] == [[model]]  # the model itself, as one batch
+    res = render(model, [O.class_logit(k) for k in range(4)], size=32, steps=4, progress=False, fast=True,
+                 precision="bfloat16")
+    assert res.meta["stages"][0]["threads"] == 1

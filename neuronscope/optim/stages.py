@@ -82,8 +82,12 @@ def plan_stages(model: Model, layers: list[str], *, fast: bool, precision: str, 
     for start, prec in plan:
         net, info = fast_model(model, layers, precision=prec)
         dtype = resolve_precision(prec, model.device)
-        n = _split_threads(model.device, dtype, batch)
-        copies = [net] + [copy.deepcopy(net) for _ in range(n - 1)]
+        n = _split_threads(model.device, dtype, batch) if net is not model else 1
+        copies = [net]
+        try:
+            copies += [copy.deepcopy(net) for _ in range(n - 1)]
+        except Exception:  # noqa: BLE001 - a network that cannot be copied runs as one batch
+            copies = [net]
         stages.append(Stage(start, copies, info.as_dict()))
     return stages
 
