@@ -8,7 +8,7 @@ intra-op thread - keeps every core busy. Rows never interact inside an
 eval-mode network, so the chunks compute what the whole batch would, up to
 float rounding (the kernels see another batch size and thread count).
 
-:class:`RowSplit` is one differentiable call: the forward runs every chunk's
+:meth:`RowSplitter.run` is one differentiable call: the forward runs every chunk's
 forward pass on its thread and returns the tapped tensors of all rows; its
 backward runs every chunk's backward on the same threads. The objective is
 computed on the whole batch by the caller, so terms that couple rows (diversity)

@@ -27,6 +27,7 @@ import torch
 from ..errors import NeuronscopeError
 from ..models import Model
 from ..taps import tap
+from .fast import PRECISIONS as COPY_PRECISIONS
 from .fast import fast_model, native_bf16, resolve_precision
 from .redirect import redirected_relus
 from .row_split import RowSplitter
@@ -38,7 +39,8 @@ from .row_split import RowSplitter
 #: float32; a float32 tail keeps the last refinements on exact gradients for a third of the time saved.
 FLOAT32_TAIL = 0.25
 
-PRECISIONS = ("auto", "float32", "bfloat16", "mixed")
+#: what render(precision=...) takes: the fast copy's precisions, and the staged "mixed"
+PRECISIONS = (*COPY_PRECISIONS, "mixed")
 
 
 def check_precision(precision: str) -> str:
@@ -82,12 +84,9 @@ def plan_stages(model: Model, layers: list[str], *, fast: bool, precision: str, 
     for start, prec in plan:
         net, info = fast_model(model, layers, precision=prec)
         dtype = resolve_precision(prec, model.device)
+        # fast_model hands back the model itself when it cannot be copied: never share it between threads
         n = _split_threads(model.device, dtype, batch) if net is not model else 1
-        copies = [net]
-        try:
-            copies += [copy.deepcopy(net) for _ in range(n - 1)]
-        except Exception:  # noqa: BLE001 - a network that cannot be copied runs as one batch
-            copies = [net]
+        copies = [net] + [copy.deepcopy(net) for _ in range(n - 1)]
         stages.append(Stage(start, copies, info.as_dict()))
     return stages
 
