@@ -184,8 +184,11 @@ class Model(Frozen):
                     f"give the index instead (e.g. class:{owners[want][0]})"
                 )
             return synonyms[want]
-        hits = closest(want, synonyms)
+        from ..class_search import has_wordnet, suggest
+
+        hits = suggest(want, self.labels) or [f"{h} ({synonyms[h]})" for h in closest(want, synonyms)]
         raise NeuronscopeError(
-            f"unknown class {name_or_index!r} for {self.name}; closest labels: "
-            + (", ".join(f"{h} ({synonyms[h]})" for h in hits) or "none")
+            f"unknown class {name_or_index!r} for {self.name}; did you mean: "
+            + (", ".join(hits) or "none")
+            + (f" (`neuronscope classes {want}` lists every match)" if has_wordnet(self.labels) else "")
         )
