@@ -1,4 +1,4 @@
-"""Network Dissection: streaming quantile accuracy, IoU arithmetic, planted detectors, dataset errors, CLI."""
+"""Network Dissection: IoU arithmetic, planted detectors, dataset errors, CLI."""
 
 from __future__ import annotations
 
@@ -16,70 +16,9 @@ from neuronscope import NeuronscopeError, load_model
 from neuronscope.cli import main as cli_main
 from neuronscope.dissect import dissect, load_dataset, run_dissection
 from neuronscope.dissect.synthetic import colour_labels, make_shapes_dataset
-from neuronscope.quantile import StreamingQuantile
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py: small passes run faster on one thread
-
-
-# ---------------------------------------------------------------- streaming quantile
-
-def _rank(values: torch.Tensor, est: torch.Tensor) -> torch.Tensor:
-    """Fraction of each stream's values <= its estimate."""
-    return (values <= est.view(-1, 1)).double().mean(1)
-
-
-# Stated tolerances on the true rank of the estimate: "high" (dissection's default) is accurate
-# relative to the tail, |rank - q| <= 5 % of (1 - q); "uniform" (KLL) to 0.2 % of n at every q.
-@pytest.mark.parametrize("accuracy,k,tolerance", [("high", 512, lambda q: 0.05 * (1 - q)), ("uniform", 1024, lambda q: 2e-3)])
-def test_streaming_quantile_matches_exact_quantile_within_stated_tolerance(accuracy, k, tolerance):
-    """|true rank of the estimate - q| <= the stated tolerance and <= the sketch's own Hoeffding bound."""
-    gen = torch.Generator().manual_seed(0)
-    S, batches, per = 9, 40, 3000
-    sk = StreamingQuantile(S, k=k, accuracy=accuracy, seed=3)
-    chunks = []
-    for _ in range(batches):
-        v = torch.randn(S, per, generator=gen) * torch.linspace(0.5, 4, S).view(-1, 1)
-        v[::3] = v[::3].exp()  # skewed streams
-        v[1::3] = torch.relu(v[1::3])  # half zeros, as after a ReLU
-        sk.update(v)
-        chunks.append(v)
-    data = torch.cat(chunks, 1)
-    assert not sk.exact and sk.memory_items() < data.shape[1] / 10
-    for q in (0.995, 0.99, 0.9):
-        est = sk.quantile(q)
-        err = (_rank(data, est) - q).abs()
-        tol = tolerance(q)
-        assert err.max() <= tol, (q, err.max())
-        assert (err <= sk.rank_error(q) + 1.0 / data.shape[1]).all()
-        lo = torch.quantile(data.double(), q - tol, dim=1)
-        hi = torch.quantile(data.double(), min(1.0, q + tol), dim=1)
-        assert ((est.double() >= lo - 1e-6) & (est.double() <= hi + 1e-6)).all(), (est, lo, hi)
-
-
-def test_streaming_quantile_is_exact_before_compaction_and_merges():
-    gen = torch.Generator().manual_seed(1)
-    a, b = torch.rand(4, 300, generator=gen), torch.rand(4, 500, generator=gen)
-    s1, s2 = StreamingQuantile(4, k=1024), StreamingQuantile(4, k=1024)
-    s1.update(a)
-    assert s1.exact
-    ref = np.quantile(a.numpy(), 0.9, axis=1, method="inverted_cdf")  # smallest v with F(v) >= q
-    assert np.array_equal(s1.quantile(0.9).numpy(), ref)
-    s2.update(b)
-    s1.merge(s2)
-    both = torch.cat([a, b], 1)
-    assert s1.count == 800
-    assert np.array_equal(s1.quantile(0.995).numpy(), np.quantile(both.numpy(), 0.995, axis=1, method="inverted_cdf"))
-    big = [StreamingQuantile(4, k=64, seed=i) for i in range(2)]
-    data = torch.randn(2, 4, 20_000, generator=gen)
-    for s, d in zip(big, data):
-        for part in d.split(1000, 1):
-            s.update(part)
-    merged = big[0].merge(big[1])
-    all_ = torch.cat(list(data), 1)
-    assert (_rank(all_, merged.quantile(0.995)) - 0.995).abs().max() <= 0.002
-    with pytest.raises(NeuronscopeError, match="NaN"):
-        merged.update(torch.full((4, 2), float("nan")))
 
 
 # ---------------------------------------------------------------- tiny networks

@@ -19,7 +19,6 @@ from torch import nn
 from neuronscope import NeuronscopeError, load_model
 from neuronscope.data.scan import run_topk
 from neuronscope.data.store import Store
-from neuronscope.data.topk import RunningTopK, spatial_max
 from neuronscope.receptive_field import chain_box, receptive_field
 
 # ------------------------------------------------------------------ a tiny brightness-detecting net
@@ -85,16 +84,6 @@ def test_gradient_receptive_field_equals_geometry_of_plain_conv_net():
     assert (x0, y0) == chain_box(SPECS, 0)[:1] * 2
 
 
-def test_running_topk_keeps_best_per_unit_and_earlier_image_on_ties():
-    t = RunningTopK(channels=2, k=2)
-    act = torch.tensor([[[[1.0, 5.0]], [[2.0, 2.0]]], [[[7.0, 0.0]], [[2.0, 1.0]]], [[[3.0, 3.0]], [[9.0, 0.0]]]])
-    t.update([0, 1], spatial_max(act[:2]))
-    t.update([2], spatial_max(act[2:]))
-    assert t.entries(0) == [(1, 7.0, 0, 0), (0, 5.0, 1, 0)]
-    # unit 1: image 2 (9.0), then the tie 2.0 between images 0 and 1 goes to image 0
-    assert t.entries(1) == [(2, 9.0, 0, 0), (0, 2.0, 0, 0)]
-
-
 def test_max_patches_crop_the_planted_bright_square(tmp_path):
     folder = tmp_path / "squares"
     folder.mkdir()
@@ -126,6 +115,36 @@ def test_max_patches_crop_the_planted_bright_square(tmp_path):
     patch = np.asarray(store.max_patch("4", 0, border))
     assert (patch[: -box[1], : -box[0]] == 128).all()
     store.close()
+
+
+def test_store_examples_serve_the_viewer_and_the_atlas_alike(tmp_path):
+    from neuronscope.atlas.sources import TopkSource
+    from neuronscope.viewer.examples import store_examples
+
+    folder = tmp_path / "squares"
+    folder.mkdir()
+    square_images(folder, n=6)
+    model = tiny_model()
+    run_topk(model, folder, ["4"], k=4, store=tmp_path / "s", size=SIZE, batch_size=2, progress=False).store.close()
+    with Store.open(tmp_path / "s") as s:
+        entries = s.entries("4", 1)
+        ex = s.examples("4", 1, k=3)
+        assert [(e.rank, e.image_id, e.value, e.x, e.y) for e in ex] == [(e.rank, e.image_id, e.value, e.x, e.y) for e in entries[:3]]
+        for i, e in enumerate(ex):
+            assert np.array_equal(np.asarray(e.image), np.asarray(s.view(e.image_id)))
+            assert np.array_equal(np.asarray(e.patch), np.asarray(s.max_patch("4", 1, i)))
+            assert e.caption == Path(entries[i].path).name
+        shown = store_examples(s, model, "4", 1, k=3)  # the browser toolbox's pane
+        assert [(x.score, x.caption) for x in shown] == [(e.value, e.caption) for e in ex]
+        assert "no layer 2" in store_examples(s, model, "2", 1)
+        assert "valid: 0..1" in store_examples(s, model, "4", 5)
+        src = TopkSource(tmp_path / "s")  # the atlas
+        try:
+            assert [e.image_id for e in src.examples("4", 1, 3)] == [e.image_id for e in ex]
+            s.checkpoint({"4": s.running("4")}, {"4": 2})  # the layer is now in progress:
+            assert src.examples("4", 1, 3) == [] and len(s.examples("4", 1, 3)) == 3  # the atlas waits, the viewer shows
+        finally:
+            src.close()
 
 
 def test_store_api_reports_layers_metadata_and_unknown_names(tmp_path):

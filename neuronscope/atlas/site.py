@@ -262,7 +262,7 @@ class SiteBuilder:
             return f"<h2>Dataset examples</h2><p class=note>{why}</p>"
         figs = []
         for e in exs:
-            f = self.site / "examples" / safe_name(layer) / f"{unit:05d}" / f"{e.rank:02d}-{e.view_id}.jpg"
+            f = self.site / "examples" / safe_name(layer) / f"{unit:05d}" / f"{e.rank:02d}-{e.image_id}.jpg"
             if not f.is_file():
                 atomic_write_bytes(f, png_bytes(e.patch.convert("RGB"), "JPEG", quality=88))
             figs.append(f"<figure>{self._img(f, page, f'top {e.rank + 1} patch')}<figcaption>#{e.rank + 1} "

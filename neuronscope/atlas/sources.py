@@ -2,9 +2,8 @@
 
 - :class:`TopkSource`: the issue-4 unit store (``neuronscope topk``): a unit's top-k
   dataset images with max patches, and pictures attached to units (facets).
-  All use of that store's API is in this class (an adapter), so the atlas
-  depends on ``Store.open / layers / units / complete / entries / max_patch /
-  view / artifacts`` only.
+  A unit's images come from the store's ``examples(layer, unit, k)``, the
+  same call the browser toolbox uses; the atlas shows complete layers only.
 - :class:`DissectionLabels`: a Network Dissection report folder (issue 7), one
   ``<layer>.csv`` per layer with columns unit, label, category, iou, detector.
 """
@@ -17,20 +16,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from PIL import Image
 
+from ..data.store import Store, UnitExample
 from ..errors import NeuronscopeError
 from ..images import pil_to_tensor
 from .store import safe_name
-
-
-@dataclass
-class Example:
-    rank: int
-    value: float
-    path: str  # the source image
-    patch: Image.Image  # the receptive-field crop around the maximum
-    view_id: int
 
 
 @dataclass
@@ -45,8 +35,6 @@ class TopkSource:
     """Read-only view of a top-k store for the atlas (None-safe: missing layers give nothing)."""
 
     def __init__(self, path: str | os.PathLike):
-        from ..data.store import Store
-
         self.path = Path(path)
         self.store = Store.open(self.path)
 
@@ -63,13 +51,11 @@ class TopkSource:
     def complete(self, layer: str) -> bool:
         return self.has(layer) and self.store.complete(layer)
 
-    def examples(self, layer: str, unit: int, k: int = 9) -> list[Example]:
+    def examples(self, layer: str, unit: int, k: int = 9) -> list[UnitExample]:
+        """The store's examples of a unit of a complete layer (the site shows final results only)."""
         if not self.complete(layer) or not 0 <= unit < self.store.units(layer):
             return []
-        out = []
-        for i, e in enumerate(self.store.entries(layer, unit)[:k]):
-            out.append(Example(e.rank, e.value, e.path, self.store.max_patch(layer, unit, i), e.image_id))
-        return out
+        return self.store.examples(layer, unit, k)
 
     def best_value(self, layer: str, unit: int) -> float | None:
         if not self.complete(layer):
@@ -105,8 +91,6 @@ def open_topk(path: str | os.PathLike | None, model_name: str) -> TopkSource | N
     """The top-k store at ``path`` for ``model_name``, None when there is none; another model's is refused."""
     if path is None:
         return None
-    from ..data.store import Store
-
     if not Store.exists(path):
         return None
     src = TopkSource(path)

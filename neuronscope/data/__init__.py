@@ -7,10 +7,8 @@
 
 from .folder import Batch, folder_images, image_views, stream_batches
 from .scan import TopkRun, run_topk
-from .store import Artifact, Store, TopEntry
-from .topk import RunningTopK, UnitMaxima, spatial_max
+from .store import Artifact, Store, TopEntry, UnitExample
 
 __all__ = [
-    "Artifact", "Batch", "RunningTopK", "Store", "TopEntry", "TopkRun", "UnitMaxima", "folder_images",
-    "image_views", "run_topk", "spatial_max", "stream_batches",
+    "Artifact", "Batch", "Store", "TopEntry", "TopkRun", "UnitExample", "folder_images", "image_views", "run_topk", "stream_batches",
 ]

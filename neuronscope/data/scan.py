@@ -20,10 +20,10 @@ import torch
 from ..errors import NeuronscopeError
 from ..models.adapter import Model
 from ..receptive_field import receptive_field
+from ..stats.topk import RunningTopK, spatial_max
 from ..taps import describe_layers, resolve, tap
 from .folder import folder_images, stream_batches
 from .store import Store
-from .topk import RunningTopK, spatial_max
 
 
 @dataclass
@@ -169,9 +169,9 @@ def run_topk(
             if active and len(batch.ids):
                 with torch.inference_mode(), tap(model, active, stop_early=True) as taps:
                     taps.run(batch.x.to(model.device))
-                    maxima = {l: spatial_max(taps[l].cpu()) for l in active}
+                    maxima = {l: spatial_max(taps[l], batch.ids) for l in active}
                 for l in active:
-                    states[l].update(batch.ids, maxima[l])
+                    states[l].update(maxima[l])
                 if st is not None:
                     referenced = set().union(*(states[l].referenced_ids() for l in active))
                     for row, i in enumerate(batch.ids):

@@ -19,6 +19,7 @@ Reading::
     s.layers()                       # ['blocks.5', 'blocks.10']
     s.topk("blocks.10", 5)           # [(path, value, (x, y)), ...] best first
     s.max_patch("blocks.10", 5, 0)   # PIL image: the receptive-field crop at the max
+    s.examples("blocks.10", 5, k=9)  # [UnitExample(rank, image_id, path, value, x, y, image, patch)]
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ from ..errors import NeuronscopeError
 from ..images import atomic_write_bytes, center_crop_resize, load_image, png_bytes, tensor_to_pil
 from ..receptive_field import ReceptiveField
 from ..sqlite_store import SQLiteStore, lock_exclusive
-from .topk import RunningTopK
+from ..stats.topk import RunningTopK
 
 STORE_VERSION = 1
 INDEX = "store.sqlite"
@@ -71,6 +72,24 @@ class TopEntry:
     value: float
     x: int  # column of the maximum in the layer's map; -1 for layers without space
     y: int
+
+
+@dataclass(frozen=True)
+class UnitExample:
+    """One of a unit's top dataset images, ready to show: the entry, the view and its max patch."""
+
+    rank: int
+    image_id: int
+    path: str  # the source image
+    value: float
+    x: int
+    y: int
+    image: Image.Image  # the image as the network saw it
+    patch: Image.Image  # the receptive-field crop around the maximum (the whole view without space)
+
+    @property
+    def caption(self) -> str:
+        return Path(self.path).name
 
 
 @dataclass(frozen=True)
@@ -253,6 +272,18 @@ class Store(SQLiteStore):
             )
         e = entries[i]
         return self.receptive_field(layer).crop(self.view(e.image_id), e.x, e.y)
+
+    def examples(self, layer: str, unit: int, k: int = 9) -> list[UnitExample]:
+        """The unit's best ``k`` images with the view and the max patch of each, best first.
+
+        What there is so far: a layer still being filled gives its current top-k.
+        """
+        rf = self.receptive_field(layer)
+        out = []
+        for e in self.entries(layer, unit)[: max(0, int(k))]:
+            view = self.view(e.image_id)
+            out.append(UnitExample(e.rank, e.image_id, e.path, e.value, e.x, e.y, view, rf.crop(view, e.x, e.y)))
+        return out
 
     def running(self, layer: str) -> RunningTopK:
         """The layer's state as a :class:`RunningTopK` (for resuming, or for array access)."""

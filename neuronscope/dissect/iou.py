@@ -1,9 +1,10 @@
-"""Network Dissection's numbers (Bau et al. 2017; DESIGN.md §6.3).
+"""Network Dissection's numbers (Bau et al. 2017).
 
 For each unit k of a layer:
 
 1. T_k, the top ``quantile`` (0.005) activation of k over all positions of all
-   images, from a streaming quantile sketch (no activations are stored).
+   images, from a streaming quantile sketch (no activations are stored;
+   :class:`~neuronscope.stats.StreamingQuantile`).
 2. Per image, the unit mask M_k = [bilinear-upsampled A_k > T_k] at label
    resolution.
 3. IoU_{k,c} = Σ|M_k ∩ L_c| / Σ|M_k ∪ L_c| over the dataset, the unit's area
@@ -12,7 +13,8 @@ For each unit k of a layer:
    that IoU exceeds ``iou_threshold`` (0.04).
 
 Two passes over the data: thresholds (and the top images per unit, ranked by
-the spatial maximum of the unit, as NetDissect-Lite does), then IoU. Several
+the spatial maximum of the unit, as NetDissect-Lite does; a
+:class:`~neuronscope.stats.RunningTopK`), then IoU. Several
 layers are dissected in the same passes.
 """
 
@@ -26,7 +28,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from ..errors import NeuronscopeError
-from ..quantile import StreamingQuantile
+from ..stats import RunningTopK, StreamingQuantile, spatial_max
 from ..taps import resolve, tap
 from .dataset import Concept, SegmentationDataset
 
@@ -159,8 +161,7 @@ def dissect(
     top = min(top, n)
 
     sketches: dict[str, StreamingQuantile] = {}
-    top_val: dict[str, torch.Tensor] = {}
-    top_idx: dict[str, torch.Tensor] = {}
+    tops: dict[str, RunningTopK] = {}
     map_size: dict[str, tuple[int, int]] = {}
 
     with torch.inference_mode(), tap(model, layers, stop_early=True) as taps:
@@ -177,14 +178,10 @@ def dissect(
                 B, C = a.shape[:2]
                 if name not in sketches:
                     sketches[name] = StreamingQuantile(C, k=sketch_k, device=dev)
-                    top_val[name] = torch.full((C, 0), float("-inf"), device=dev)
-                    top_idx[name] = torch.zeros((C, 0), dtype=torch.long, device=dev)
+                    tops[name] = RunningTopK(C, top)
                     map_size[name] = tuple(a.shape[-2:])
                 sketches[name].update(a.transpose(0, 1).reshape(C, -1).float())
-                scores = torch.cat([top_val[name], a.flatten(2).amax(2).t().float()], 1)
-                ids = torch.cat([top_idx[name], torch.tensor(chunk, device=dev).view(1, -1).expand(C, -1)], 1)
-                v, j = scores.topk(min(top, scores.shape[1]), dim=1)
-                top_val[name], top_idx[name] = v, torch.gather(ids, 1, j)
+                tops[name].update(spatial_max(a, chunk))
             bar.update(len(chunk))
         bar.close()
         thresholds = {name: sketches[name].quantile(1.0 - quantile) for name in layers}
@@ -193,7 +190,7 @@ def dissect(
         # fraction of positions) would get an empty mask from A > T; for it the mask is A >= T,
         # unless the unit is (nearly) constant: a dead unit (median = max) keeps A > T, i.e. no mask.
         saturated = {
-            name: (thresholds[name] >= top_val[name][:, 0]) & (sketches[name].quantile(0.5) < thresholds[name])
+            name: (thresholds[name] >= tops[name].values[:, 0].to(dev)) & (sketches[name].quantile(0.5) < thresholds[name])
             for name in layers
         }
 
@@ -253,8 +250,8 @@ def dissect(
             thresholds=thresholds[name].cpu(),
             intersection=inter[name].cpu(),
             union=union[name].cpu(),
-            top_images=top_idx[name].cpu(),
-            top_scores=top_val[name].cpu(),
+            top_images=tops[name].ids,
+            top_scores=tops[name].values,
             rank_error=rank_error[name].cpu(),
             saturated=saturated[name].cpu(),
             map_size=map_size[name],

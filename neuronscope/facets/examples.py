@@ -5,12 +5,12 @@
   top-5, or when a label list (the photo set's ``manifest.json``) gives its
   image that class.
 * A hidden unit: the top-N views by the unit's spatial maximum; conv units use
-  the receptive-field crop at the maximum, resized to the input size (DESIGN 3.1).
+  the receptive-field crop at the maximum, resized to the input size.
 
 Photos are few per class, so every image contributes ``views`` views: its
 evaluation crop plus random crops and flips (reproducible from ``seed``).
-Selection runs in two passes (scores first, then only the chosen views are
-rebuilt), so memory holds N images, not the whole folder.
+Selection runs in two passes (a running top-k of the scores first, then only
+the chosen views are rebuilt), so memory holds N images, not the whole folder.
 """
 
 from __future__ import annotations
@@ -28,8 +28,9 @@ from ..errors import NeuronscopeError
 from ..images import list_images, pil_to_tensor, tensor_to_pil
 from ..models.adapter import Model
 from ..receptive_field import receptive_field
-from ..taps import tap
 from ..data.folder import image_views
+from ..stats import RunningTopK, UnitScores, spatial_max
+from ..taps import tap
 from .unit import Unit
 
 
@@ -121,69 +122,65 @@ def collect_examples(
     spatial = not unit.is_class
     layers = ["logits"] if unit.is_class else [unit.layer]
 
-    pids, vids, scores, xs, ys, in_top5 = [], [], [], [], [], []
+    # first pass: a running top-k of the unit's score over the views that qualify (views are
+    # numbered photo by photo, view id = photo * views + view, so ties go to the earlier view)
+    keep = n_max or 1000
+    top = RunningTopK(1, keep)
+    wanted = {p for p, k in (labels or {}).items() if k == unit.index} if unit.is_class else set()
+    labelled_photos: set[int] = set()
+    n_views = 0
     bar = tqdm(total=len(paths), desc="examples", unit="img", disable=not progress, dynamic_ncols=True)
     last = -1
     with torch.inference_mode(), tap(model, layers, stop_early=True) as taps:
         for pid, vid, x in _batches_of_views(paths, size, views, seed, batch_size):
             taps.run(x.to(dev))
             a = taps[layers[0]].float().cpu()
+            ids = torch.tensor(pid, dtype=torch.int64) * views + torch.tensor(vid, dtype=torch.int64)
             if unit.is_class:
-                scores.append(a[:, unit.index])
-                in_top5.append((a.topk(min(5, a.shape[1]), dim=1).indices == unit.index).any(1))
-                xs.append(torch.full((len(pid),), -1))
-                ys.append(torch.full((len(pid),), -1))
+                chosen = (a.topk(min(5, a.shape[1]), dim=1).indices == unit.index).any(1)
+                if wanted:
+                    labelled = torch.tensor([paths[i] in wanted for i in pid])
+                    labelled_photos.update(i for i, hit in zip(pid, labelled.tolist()) if hit)
+                    chosen |= labelled
+                scores = UnitScores.without_place(ids[chosen], a[chosen, unit.index : unit.index + 1])
             elif a.dim() == 4:
-                m = a[:, unit.index].flatten(1)
-                v, idx = m.max(1)
-                scores.append(v)
-                xs.append(idx % a.shape[-1])
-                ys.append(idx // a.shape[-1])
+                scores = spatial_max(a[:, unit.index : unit.index + 1], ids)
             else:
-                scores.append(a[:, unit.index] if a.dim() == 2 else a[:, :, unit.index].max(1).values)
-                xs.append(torch.full((len(pid),), -1))
-                ys.append(torch.full((len(pid),), -1))
-            pids += pid
-            vids += vid
+                v = a[:, unit.index] if a.dim() == 2 else a[:, :, unit.index].max(1).values
+                scores = UnitScores.without_place(ids, v.view(-1, 1))
+            top.update(scores)
+            n_views += len(pid)
             bar.update(pid[-1] - last)
             last = pid[-1]
     bar.close()
-    if not pids:
+    if not n_views:
         raise NeuronscopeError("none of the images could be read")
-    score = torch.cat(scores).numpy()
-    pids_a, vids_a = np.array(pids), np.array(vids)
-    xs_a, ys_a = torch.cat(xs).numpy(), torch.cat(ys).numpy()
-    n_views = len(score)
 
     if unit.is_class:
-        mask = torch.cat(in_top5).numpy()
         how = f"views where the model ranks {unit.label} in its top-5"
-        if labels:
-            wanted = {p for p, k in labels.items() if k == unit.index}
-            labelled = np.array([paths[i] in wanted for i in pids_a])
-            mask = mask | labelled
-            n_lab = len(set(pids_a[labelled].tolist()))
-            if n_lab:
-                how = f"views of the {n_lab} images labelled {unit.label} and " + how
-        if mask.sum() == 0:
+        if labelled_photos:
+            how = f"views of the {len(labelled_photos)} images labelled {unit.label} and " + how
+        if top.ids[0, 0] < 0:
             raise NeuronscopeError(
                 f"no image in the folder is of {unit.label} (none is labelled so, and the model never "
                 "ranks it in its top-5); give a folder with images of that class"
             )
-        n_max = n_max or 1000
+        n_max = keep
     else:
-        mask = np.ones(n_views, dtype=bool)
         n_max = n_max or min(1000, max(100, n_views // 100))
         how = f"top {min(n_max, n_views)} of {n_views} views by the unit's spatial maximum"
-    cand = np.nonzero(mask)[0]
-    order = cand[np.argsort(-score[cand], kind="stable")][:n_max]
-    how = f"{how}; {len(order)} views of {len(set(pids_a[order].tolist()))} images ({views} views per image)"
+    best = top.entries(0)[:n_max]  # (view id, score, x, y), best first
+    pids_a = np.array([i // views for i, _, _, _ in best])
+    vids_a = np.array([i % views for i, _, _, _ in best])
+    xs_a = np.array([x for _, _, x, _ in best])
+    ys_a = np.array([y for _, _, _, y in best])
+    how = f"{how}; {len(best)} views of {len(set(pids_a.tolist()))} images ({views} views per image)"
 
     # second pass: rebuild only the chosen views (conv units: the receptive-field crop at the max)
     rf = receptive_field(model, unit.layer, size) if spatial and unit.layer != "logits" else None
     chosen: dict[int, list[int]] = {}
-    for j in order:
-        chosen.setdefault(int(pids_a[j]), []).append(int(j))
+    for j, pid in enumerate(pids_a.tolist()):
+        chosen.setdefault(pid, []).append(j)
     rebuilt: dict[int, torch.Tensor] = {}
     for pid, js in chosen.items():
         vs = image_views(paths[pid], size, views, seed=seed)
@@ -192,9 +189,9 @@ def collect_examples(
             if rf is not None and rf.spatial and xs_a[j] >= 0:
                 v = pil_to_tensor(rf.crop(tensor_to_pil(v), int(xs_a[j]), int(ys_a[j])).resize((size, size)))
             rebuilt[j] = (v * 255).round().to(torch.uint8)
-    imgs = torch.stack([rebuilt[int(j)] for j in order])
+    imgs = torch.stack([rebuilt[j] for j in range(len(best))])
     values = unit_values(model, unit, imgs.float() / 255.0, batch_size=batch_size)
-    return Examples(imgs, values, pids_a[order], vids_a[order], paths, how)
+    return Examples(imgs, values, pids_a, vids_a, paths, how)
 
 
 def unit_values(model: Model, unit: Unit, x: torch.Tensor, *, batch_size: int = 16, log_prob: bool = False) -> np.ndarray:

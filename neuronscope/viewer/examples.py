@@ -1,8 +1,8 @@
 """The selected unit's top-9 dataset images and max patches, from the top-k store.
 
-All knowledge of the store's API sits in :func:`open_examples_store` and
-:func:`store_examples`; the rest of the viewer only sees :class:`Example`
-lists. Without a store the pane says how to make one.
+Opening the store is :func:`open_examples_store`; a unit's images come from
+the store's ``examples(layer, unit, k)`` in :func:`store_examples`; the rest
+of the viewer only sees :class:`Example` lists. Without a store the pane says how to make one.
 """
 
 from __future__ import annotations
@@ -50,11 +50,8 @@ def open_examples_store(model, *, store: str | Path | object | None = None, imag
         return None
     if store is not None and not isinstance(store, (str, Path)):
         return store
-    try:
-        from ..data.store import Store
-    except ImportError:
-        log.warning("the top-k store module is not available; dataset examples are off")
-        return None
+    from ..data.store import Store
+
     path = Path(store) if store is not None else default_store_path(model.name)
     if not Store.exists(path):
         log.warning("no top-k store at %s; run `neuronscope topk %s --images DIR` for dataset examples", path, model.name)
@@ -75,32 +72,18 @@ def open_examples_store(model, *, store: str | Path | object | None = None, imag
 
 
 def store_examples(store, model, layer: str, unit: int, k: int = 9) -> list[Example] | str:
-    """The unit's best ``k`` images from the store, or a message saying why there are none.
-
-    This is the one place that speaks the store's API: ``neuronscope.data.store.Store``
-    (``layers``, ``entries``, ``view``, ``max_patch``) or any object with
-    ``examples(layer, unit, k) -> [item with .score, .image, optional .patch/.caption]``.
-    """
+    """The unit's best ``k`` images from the store (its ``examples(layer, unit, k)``), or why there are none."""
     if store is None:
         return NO_STORE
     try:
-        if hasattr(store, "entries") and hasattr(store, "layers"):
-            have = store.layers()
-            if layer not in have:
-                return (
-                    f"the top-k store has no layer {layer} (it has: {', '.join(have) or 'none'}) — run "
-                    f"`neuronscope topk {model.name} --images DIR --layers {layer} --store {store.path}`"
-                )
-            out = []
-            for i, e in enumerate(store.entries(layer, unit)[:k]):
-                try:
-                    patch = store.max_patch(layer, unit, i)
-                except NeuronscopeError:
-                    patch = None
-                out.append(Example(float(e.value), store.view(e.image_id), patch, Path(e.path).name))
-            return out or f"no top-k entries for {layer}:{unit} yet"
-        items = store.examples(layer, unit, k=k)
-        return [Example(float(it.score), it.image, getattr(it, "patch", None), getattr(it, "caption", "")) for it in items[:k]]
+        have = store.layers()
+        if layer not in have:
+            return (
+                f"the top-k store has no layer {layer} (it has: {', '.join(have) or 'none'}) — run "
+                f"`neuronscope topk {model.name} --images DIR --layers {layer} --store {store.path}`"
+            )
+        out = [Example(float(e.value), e.image, e.patch, e.caption) for e in store.examples(layer, unit, k)]
+        return out or f"no top-k entries for {layer}:{unit} yet"
     except NeuronscopeError as e:
         return str(e)
     except (OSError, LookupError) as e:

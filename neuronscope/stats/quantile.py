@@ -40,7 +40,12 @@ n, for failure probability δ = 1e-3 by default) for each stream at the
 quantile asked; the true rank of the returned value is q·n ± t (plus one item
 of discretization) with probability ≥ 1 − δ. Measured on 10⁶ values per stream
 with k = 1024 at q = 0.995: rank errors below 1e-4·n (2 % of the 0.005·n tail);
-see tests/test_dissect.py and docs/inversion-backprop-dissection.md.
+see tests/test_stats.py and docs/inversion-backprop-dissection.md.
+
+Merging. Two sketches of disjoint parts of the same streams merge into a sketch
+of the whole (:meth:`StreamingQuantile.merge`); the compaction records travel
+with them, so the bound above holds for the merged sketch too. Give shards
+different seeds, so their coin flips are independent.
 """
 
 from __future__ import annotations
@@ -49,14 +54,20 @@ import math
 
 import torch
 
-from .errors import NeuronscopeError
+from ..errors import NeuronscopeError
 
 ACCURACY = ("high", "uniform")
 _MAX_RECORDS = 128  # compaction records kept per level before neighbours are merged
 
 
 class StreamingQuantile:
-    """Quantiles of ``streams`` parallel streams of values in bounded memory."""
+    """Quantiles of ``streams`` parallel streams of values in bounded memory.
+
+    Follows the statistics protocol: ``update(values)`` with a (streams, n)
+    block, ``merge(other)``, ``state_dict()`` / ``load_state_dict()``.
+    """
+
+    kind = "quantile"
 
     def __init__(self, streams: int, k: int = 1024, *, accuracy: str = "high", seed: int = 0,
                  device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32):
@@ -161,6 +172,36 @@ class StreamingQuantile:
         self.compactions += other.compactions
         self._compress()
         return self
+
+    # ------------------------------------------------------------ state
+    def state_dict(self) -> dict:
+        return {
+            "kind": self.kind, "streams": self.streams, "k": self.k, "accuracy": self.accuracy,
+            "dtype": str(self.dtype).removeprefix("torch."),
+            "levels": [buf.cpu().clone() for buf in self.levels],
+            "records": [tuple(t.cpu().clone() for t in rec) for rec in self.records],
+            "count": self.count, "compactions": self.compactions, "rng": self._gen.get_state(),
+        }
+
+    def load_state_dict(self, state: dict) -> "StreamingQuantile":
+        if state.get("kind") != self.kind:
+            raise NeuronscopeError(f"not a quantile-sketch state (kind {state.get('kind')!r})")
+        dtype = getattr(torch, str(state["dtype"]), None)
+        if not isinstance(dtype, torch.dtype) or state["accuracy"] not in ACCURACY:
+            raise NeuronscopeError(f"bad quantile-sketch state: dtype {state['dtype']!r}, accuracy {state['accuracy']!r}")
+        self.streams, self.k, self.accuracy, self.dtype = int(state["streams"]), int(state["k"]), state["accuracy"], dtype
+        self.levels = [buf.to(self.device, dtype).clone() for buf in state["levels"]]
+        if any(buf.shape[0] != self.streams for buf in self.levels):
+            raise NeuronscopeError(f"quantile-sketch state for {self.streams} streams holds levels of other shapes")
+        self.records = [(mins.to(self.device, dtype).clone(), maxs.to(self.device, dtype).clone(),
+                         counts.to(torch.float64).clone()) for mins, maxs, counts in state["records"]]
+        self.count, self.compactions = int(state["count"]), int(state["compactions"])
+        self._gen.set_state(state["rng"])
+        return self
+
+    @classmethod
+    def from_state_dict(cls, state: dict, device: str | torch.device = "cpu") -> "StreamingQuantile":
+        return cls(int(state["streams"]), int(state["k"]), accuracy=state["accuracy"], device=device).load_state_dict(state)
 
     # ------------------------------------------------------------ queries
     def quantile(self, q: float) -> torch.Tensor:
