@@ -136,6 +136,32 @@ def test_early_stop_freezes_rows_and_snapshots_are_kept(lite0):
     del stop_at
 
 
+def test_post_step_operators_run_in_order_after_every_step_and_spare_frozen_rows(lite0):
+    objs = [O.channel("blocks.4", 0), O.channel("blocks.4", 1)]
+    start = render(lite0, objs, size=48, steps=1, preset="pixel", progress=False).trace[0]
+    assert start[0] != start[1]
+    high = int(np.argmax(start))
+    calls = []
+
+    def record(param, step, frozen):
+        calls.append(("record", step, frozen.tolist()))
+
+    def wipe(param, step, frozen):  # tries to flatten every row, the frozen one too
+        calls.append(("wipe", step))
+        for t in param.row_parameters():
+            t.zero_()
+
+    # the higher row reaches the target before its first step and is frozen from then on
+    res = render(lite0, objs, size=48, steps=5, preset="pixel", target_value=float(start.mean()),
+                 post_steps=[record, wipe], thresholds=(0,), progress=False)
+    frozen = [i == high for i in range(2)]
+    assert calls == [c for s in range(5) for c in (("record", s, frozen), ("wipe", s))]
+    assert torch.equal(res.images[high], res.snapshots[0][high])  # untouched by the operators
+    other = res.images[1 - high]
+    assert torch.allclose(other, other[:, :1, :1].expand_as(other))  # wiped to one flat colour
+    assert not torch.allclose(res.snapshots[0][1 - high], other)
+
+
 def test_only_the_objective_layers_are_hooked_and_hooks_are_removed(lite0):
     seen = {}
 

@@ -27,6 +27,15 @@ from .regularizers import deepvis_update, step_size
 from .stages import StagedNetwork, plan_stages
 
 
+#: A post-step image operator: ``op(param, step, frozen)``, called after every optimizer step
+#: under ``torch.no_grad()``, in the order given. ``param`` is the render's
+#: :class:`~neuronscope.optim.params.ImageParam` (edit its tensors in place, e.g. through
+#: ``param.row_parameters()``), ``step`` the step just taken (0-based), ``frozen`` a (B,) bool
+#: tensor on the render's device marking rows that have stopped. Whatever an operator does to
+#: a frozen row is undone after the last operator, so frozen rows stay exactly as they were.
+PostStep = Callable[[ImageParam, int, torch.Tensor], None]
+
+
 @dataclass
 class RenderResult:
     images: torch.Tensor  # (B, 3, H, W) in [0, 1], CPU
@@ -89,6 +98,7 @@ def render(
     description: str = "render",
     fast: bool | None = None,
     precision: str = "mixed",
+    post_steps: Sequence[PostStep] = (),
 ) -> RenderResult:
     """Synthesize the inputs that maximize ``objectives``.
 
@@ -108,6 +118,8 @@ def render(
     ``bfloat16`` (fastest; its input gradient is only ~0.92 cosine-similar to
     float32's), or ``auto`` (bfloat16 where native, else float32). Measured in
     benchmarks/render_vs_lucent.py and docs/render-speed.md.
+    ``post_steps``: post-step image operators, ``op(param, step, frozen)`` called in
+    order after every optimizer step under ``torch.no_grad()`` (see :data:`PostStep`).
     The returned values always use the model as given, in float32.
     """
     p = get_preset(preset)
@@ -212,21 +224,23 @@ def render(
                     param.zero_grad(set_to_none=True)
                     loss.backward()
                     frozen = done.to(dev)
+                    saved = [t.detach().clone() for t in param.row_parameters()] if bool(frozen.any()) else None
                     if deepvis:
                         with torch.no_grad():
                             g = param.pixels.grad.clone()
                             # sign: we minimized -V, so the ascent direction is -grad
                             if p.deepvis.lr_policy == "calibrated" and eta0 is None:
                                 eta0 = step_size(-g, p.deepvis)
-                            new = deepvis_update(param.pixels, -g, step, p.deepvis, caffe_mean, eta0)
-                            param.pixels.copy_(torch.where(frozen.view(-1, 1, 1, 1), param.pixels, new))
+                            param.pixels.copy_(deepvis_update(param.pixels, -g, step, p.deepvis, caffe_mean, eta0))
                     else:
-                        saved = [t.detach().clone() for t in param.row_parameters()] if bool(frozen.any()) else None
                         opt.step()
+                    with torch.no_grad():
+                        # the post-step image operators, in order; then frozen rows are put back as they were
+                        for op in post_steps:
+                            op(param, step, frozen)
                         if saved is not None:
-                            with torch.no_grad():
-                                for t, s in zip(param.row_parameters(), saved):
-                                    t.copy_(torch.where(frozen.view(-1, *([1] * (t.dim() - 1))), s, t))
+                            for t, s in zip(param.row_parameters(), saved):
+                                t.copy_(torch.where(frozen.view(-1, *([1] * (t.dim() - 1))), s, t))
                     bar.update(1)
                     bar.set_postfix_str(f"objective {v.mean():.3g}", refresh=False)
             seconds = time.perf_counter() - start
