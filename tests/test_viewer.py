@@ -193,8 +193,8 @@ def test_view_state_accepts_valid_changes_and_names_bad_ones(layers):
             s.updated(bad, layers)
 
 
-def test_default_layer_is_blocks_5_and_every_listed_layer_has_channels(layers):
-    assert default_layer(layers) == "blocks.5"
+def test_default_layer_is_a_rectified_block_output_and_every_listed_layer_has_channels(layers):
+    assert default_layer(layers) == "blocks.4.dw_act"
     names = [l.name for l in layers]
     assert {"stem", "blocks.0", "blocks.15", "head", "pool", "logits"} <= set(names)
     assert all(l.channels for l in layers)
@@ -225,9 +225,11 @@ def test_page_and_only_the_known_static_files_are_served(client):
         assert client.get(path).status_code == 404, path
 
 
-def test_info_lists_all_layers_with_blocks_5_first(client, lite0, layers):
+def test_info_lists_all_layers_with_a_curated_short_list_and_class_names(client, lite0, layers):
     info = client.get("/api/info").json()
-    assert info["default_layer"] == "blocks.5"
+    assert info["default_layer"] == "blocks.4.dw_act"
+    assert info["curated_layers"] == ["stem.act", *[f"blocks.{i}.dw_act" for i in range(16)], "head.act", "logits"]
+    assert info["class_labels"][281] == "tabby" and len(info["class_labels"]) == 1000
     assert info["model"] == lite0.name and info["input_size"] == 224
     assert [l["name"] for l in info["layers"]] == [l.name for l in layers]
     assert info["backprop_available"] is True
@@ -236,13 +238,13 @@ def test_info_lists_all_layers_with_blocks_5_first(client, lite0, layers):
 def test_uploaded_photo_gets_grid_input_and_top5(client, photos):
     with client.websocket_connect("/ws") as ws:
         hello = ws.receive_json()
-        assert hello["type"] == "hello" and hello["state"]["layer"] == "blocks.5"
+        assert hello["type"] == "hello" and hello["state"]["layer"] == "blocks.4.dw_act"
         ws.send_bytes(protocol.pack_incoming(protocol.KIND_UPLOAD, 1, jpeg_bytes(photos["coffee"])))
         header, blobs, errors = receive_result(ws, 1)
     assert not errors
     assert header["top5"][0]["label"] == "espresso"
     assert len(header["top5"]) == 5 and sum(t["p"] for t in header["top5"]) <= 1.0
-    assert header["shape"] == [80, 14, 14]
+    assert header["shape"] == [240, 28, 28] and header["scale"] == "channel" and header["grid_kind"] == "activations"
     grid = decode_picture(blobs["grid"])
     assert grid.shape[:2] == (header["grid"]["height"], header["grid"]["width"])
     assert decode_picture(blobs["input"]).shape == (224, 224, 3)
@@ -558,3 +560,171 @@ def test_ctrl_c_stops_the_server_cleanly_even_with_a_page_connected(server_proce
     out = proc.stdout.read()
     assert code == 0, out
     assert "stopped" in out and "Traceback" not in out
+
+
+# --------------------------------------------------------------------------- first sight and the 2015 toolbox's modes
+
+
+def tile_contrast(pic: np.ndarray, geo) -> float:
+    """Mean over tiles of the standard deviation inside each tile: how much structure shows."""
+    out = []
+    for k in range(geo.channels):
+        r, q = divmod(k, geo.cols)
+        y, x = geo.pad + r * (geo.tile_h + geo.pad), geo.pad + q * (geo.tile_w + geo.pad)
+        out.append(pic[y : y + geo.tile_h, x : x + geo.tile_w].astype(float).std())
+    return float(np.mean(out))
+
+
+def test_per_channel_and_robust_scaling_show_a_photos_structure_where_layer_scaling_is_flat(lite0, photos):
+    from neuronscope.taps import activations
+
+    x = fr.image_to_tensor(fr.fit_square(photos["chelsea"], 224))
+    act = activations(lite0, x, ["blocks.5"])["blocks.5"][0]  # a signed linear block output: the old grey default
+    flat_pic, geo, _ = fr.layer_grid(act, scale="layer")
+    chan_pic, _, chan = fr.layer_grid(act, scale="channel")
+    rob_pic, _, rob = fr.layer_grid(act, scale="robust")
+    flat = tile_contrast(flat_pic, geo)
+    assert tile_contrast(chan_pic, geo) > 1.6 * flat and tile_contrast(rob_pic, geo) > 1.3 * flat  # measured 44.7, 36.9 vs 23.8
+    # per channel: each live channel spans its own 0..1
+    live = (act.amax((1, 2)) - act.amin((1, 2))) > 0.1 * float(act.max() - act.min())
+    assert torch.allclose(chan[live].amax((1, 2)), torch.ones(int(live.sum())), atol=1e-5)
+    assert float(rob.min()) == 0.0 and float(rob.max()) == 1.0
+
+
+def test_signed_diffs_are_green_positive_red_negative_and_zero_black():
+    d = torch.zeros(2, 1, 3)
+    d[0, 0, 0], d[0, 0, 2], d[1, 0, 1] = 2.0, -1.0, 0.5
+    col = fr.signed_colors(d, scale="layer")
+    assert col.shape == (2, 3, 1, 3)
+    assert torch.allclose(col[0, :, 0, 0], fr.NEG_POS[1]) and torch.allclose(col[0, :, 0, 2], fr.NEG_POS[0] * 0.5)
+    assert float(col[0, :, 0, 1].abs().sum()) == 0.0
+    pic, geo, _ = fr.layer_grid(d, signed=True, scale="layer", pad=1)
+    assert pic.shape == (geo.height, geo.width, 3)
+
+
+def test_robust_backprop_contrast_makes_guided_backprop_visible(lite0, photos):
+    from neuronscope.attribution import backward_view
+    from neuronscope.viewer.compute import backprop_picture
+
+    x = fr.image_to_tensor(fr.fit_square(photos["chelsea"], 224))
+    g = backward_view(lite0, x, "logits", 281, "guided")[0]
+    plain = backprop_picture(g, "raw", "max").astype(float)
+    robust = backprop_picture(g, "raw", "robust").astype(float)
+    # distance from mid-gray: the plain max scaling leaves almost every pixel grey
+    assert np.abs(robust - 127.5).mean() > 2 * np.abs(plain - 127.5).mean()
+    n_plain, n_robust = backprop_picture(g, "norm", "max"), backprop_picture(g, "norm", "robust")
+    assert n_robust.mean() > 2 * n_plain.mean()
+
+
+def test_grid_diffs_and_a_frozen_backprop_unit(client, photos, lite0):
+    with client.websocket_connect("/ws") as ws:
+        ws.receive_json()
+        ws.send_bytes(protocol.pack_incoming(protocol.KIND_UPLOAD, 1, jpeg_bytes(photos["chelsea"])))
+        receive_result(ws, 1)
+        ws.send_text(json.dumps({"type": "state", "layer": "blocks.4.dw_act", "unit": 3, "backprop": "guided",
+                                 "bp_frozen": ["logits", 281], "show_back": True}))
+        receive_json_type(ws, "state")
+        header, blobs, errors = receive_result(ws)
+        assert not errors
+        assert header["grid_kind"] == "diffs" and header["backprop"]["source"] == "logits:281"
+        assert header["backprop"]["frozen"] is True and header["backprop"]["label"] == "tabby"
+        assert header["unit"]["index"] == 3  # the selection is independent of the frozen unit
+        grid = decode_picture(blobs["grid"]).astype(int)
+        assert grid.ndim == 3 and np.abs(grid[..., 1] - grid[..., 0]).mean() > 1  # red and green
+        ws.send_text(json.dumps({"type": "state", "layer": "head.act", "bp_frozen": ["blocks.4.dw_act", 3]}))
+        receive_json_type(ws, "state")
+        header, _, _ = receive_result(ws)
+        assert header["grid_kind"] == "activations" and "comes after the backprop unit" in header["grid_note"]
+        for bad in (["logits", 5000], ["nope", 1], [1, 2], "logits:3"):
+            ws.send_text(json.dumps({"type": "state", "bp_frozen": bad}))
+            assert "bp_frozen" in receive_json_type(ws, "error")["message"]
+    # the diffs are the gradient of the frozen unit at the layer (guided rules), seeded with its own activation
+    from neuronscope.viewer.backward import layer_diffs
+
+    x = fr.image_to_tensor(fr.fit_square(photos["chelsea"], 224))
+    d = layer_diffs(lite0, x, "logits", 281, "gradient", "head.act")
+    with torch.enable_grad():
+        from neuronscope.taps import tap
+
+        with tap(lite0, ["head.act"]) as taps:
+            logits = taps.run(x.clone().requires_grad_(True))
+            h = taps["head.act"]
+        (want,) = torch.autograd.grad(logits[0, 281], h, grad_outputs=logits[0, 281].detach())
+    assert torch.allclose(d, want[0], rtol=1e-4, atol=1e-7)
+
+
+def test_a_folder_of_inputs_is_stepped_through_by_index_only(lite0, photos, tmp_path):
+    folder = tmp_path / "inputs"
+    folder.mkdir()
+    for name in ("coffee", "rocket"):
+        photos[name].save(folder / f"{name}.jpg", "JPEG", quality=90)
+    app = create_app(lite0, cache_dir=tmp_path / "synth", inputs=folder, synth=False)
+    with TestClient(app) as c:
+        assert c.get("/api/info").json()["inputs"] == ["coffee.jpg", "rocket.jpg"]
+        with c.websocket_connect("/ws") as ws:
+            ws.receive_json()
+            ws.send_text(json.dumps({"type": "input", "index": 1}))
+            header, _, errors = receive_result(ws)
+            assert not errors and header["input"] == {"index": 1, "name": "rocket.jpg", "count": 2}
+            assert header["stats"]["source"] == "folder"
+            ws.send_text(json.dumps({"type": "input", "index": 0}))
+            header, _, _ = receive_result(ws)
+            assert header["input"]["name"] == "coffee.jpg" and header["top5"][0]["label"] == "espresso"
+            for bad in (2, -1, "../etc/passwd", True):
+                ws.send_text(json.dumps({"type": "input", "index": bad}))
+                assert "input index" in receive_json_type(ws, "error")["message"]
+
+
+def test_pattern_mode_renders_a_layer_in_the_background_and_reads_an_atlas_store(lite0, tmp_path):
+    from neuronscope.atlas.store import AtlasStore, UnitResult
+    from neuronscope.images import png_bytes
+
+    app = create_app(lite0, cache_dir=tmp_path / "cache", synth=True, pattern_size=16, pattern_steps=2)
+    with TestClient(app) as c:
+        q = {"layer": "stem.act"}
+        first = c.get("/api/patterns", params=q).json()
+        assert first["total"] == 32 and first["status"] in ("queued", "rendering") and first["source"] == "rendered"
+        deadline = time.time() + 120
+        while (d := c.get("/api/patterns", params=q).json())["status"] != "ready":
+            assert time.time() < deadline, d
+            time.sleep(0.3)
+        pic = decode_picture(c.get("/api/patterns.png", params=q).content)
+        assert pic.shape == (d["geometry"]["height"], d["geometry"]["width"], 3)
+        assert d["geometry"]["cols"] == fr.grid_shape(32)[0]
+        folder = app.state.viewer.patterns.folder("stem.act")
+        assert len(list(folder.glob("*.png"))) == 32  # cached: one file per unit
+    # an atlas store covering the layer is used as it is, nothing rendered
+    store = AtlasStore.open_or_create(tmp_path / "site" / "store", {"format": 1, "model": lite0.name})
+    store.add_layers([("stem.act", 32, (32, 112, 112))])
+    red = Image.new("RGB", (20, 20), (255, 0, 0))
+    store.put_units([UnitResult("stem.act", u, png_bytes(red), 1.0) for u in range(32)])
+    store.close()
+    app = create_app(lite0, cache_dir=tmp_path / "cache2", synth=False, atlas=tmp_path / "site", pattern_size=16)
+    with TestClient(app) as c:
+        d = c.get("/api/patterns", params={"layer": "stem.act"}).json()
+        assert d["status"] == "ready" and d["source"] == "atlas" and d["done"] == 32
+        pic = decode_picture(c.get("/api/patterns.png", params={"layer": "stem.act"}).content)
+        assert tuple(pic[5, 5]) == (255, 0, 0)
+
+
+def test_backward_views_of_the_top9_images(lite0, sample_photos, tmp_path):
+    from neuronscope.attribution import backward_view
+    from neuronscope.data.scan import run_topk
+    from neuronscope.data.store import Store
+    from neuronscope.viewer.compute import backprop_picture
+
+    store_path = tmp_path / "store"
+    run_topk(lite0, [str(p) for p in sample_photos.values()], ["blocks.5"], k=3, store=store_path, batch_size=4,
+             size=96, progress=False)
+    app = create_app(lite0, cache_dir=tmp_path / "synth", store=store_path, synth=False)
+    with TestClient(app) as c, Store.open(store_path) as s:
+        q = {"layer": "blocks.5", "unit": 11, "rank": 0, "mode": "deconv", "filter": "norm"}
+        r = c.get("/api/examples/backprop.jpg", params=q)
+        assert r.status_code == 200
+        got = decode_picture(r.content).astype(float)
+        img = s.view(s.entries("blocks.5", 11)[0].image_id).convert("RGB")
+        x = fr.image_to_tensor(fr.fit_square(img, 224))
+        want = backprop_picture(backward_view(lite0, x, "blocks.5", 11, "deconv")[0], "norm").astype(float)
+        assert got.shape == want.shape == (224, 224, 3) and np.abs(got - want).mean() < 4  # JPEG noise
+        assert c.get("/api/examples/backprop.jpg", params={**q, "mode": "magic"}).status_code == 400
+        assert c.get("/api/examples/backprop.jpg", params={**q, "rank": 50}).status_code == 404

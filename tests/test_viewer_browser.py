@@ -36,8 +36,12 @@ def server_url(lite0, sample_photos, tmp_path_factory):
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # Chromium runs on the same two cores
     store = tmp_path_factory.mktemp("topk") / "store"  # a small real top-k store for the top-9 pane
-    run_topk(lite0, [str(p) for p in sample_photos.values()], ["blocks.5"], k=9, store=store, size=128, progress=False)
-    app = create_app(lite0, store=store, cache_dir=tmp_path_factory.mktemp("synth"), synth_steps=4, synth_size=64)
+    run_topk(lite0, [str(p) for p in sample_photos.values()], ["blocks.4.dw_act"], k=9, store=store, size=128, progress=False)
+    inputs = tmp_path_factory.mktemp("inputs")  # a folder of input images to step through
+    for name in ("astronaut", "chelsea", "coffee"):
+        Image.open(sample_photos[name]).convert("RGB").save(inputs / f"{name}.jpg", "JPEG", quality=90)
+    app = create_app(lite0, store=store, cache_dir=tmp_path_factory.mktemp("synth"), synth_steps=4, synth_size=64,
+                     inputs=inputs, pattern_size=32, pattern_steps=3)
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -108,8 +112,8 @@ def test_uploading_a_photo_shows_the_layer_grid_and_top5(page, photo_files):
     page.wait_for_function("document.querySelectorAll('#top5 li').length === 5")
     assert "espresso" in page.inner_text("#top5 li:first-child")
     page.wait_for_function("document.getElementById('grid-img').naturalWidth > 0")
-    assert "blocks.5" in page.inner_text("#layer-caption")
-    assert "80 channels" in page.inner_text("#grid-caption")
+    assert "blocks.4.dw_act" in page.inner_text("#layer-caption")  # a rectified layer, each channel to its own range
+    assert "240 channels" in page.inner_text("#grid-caption") and "own range" in page.inner_text("#grid-caption")
     assert natural_width(page, "#input-img") == 224
     assert "coffee.jpg" in page.inner_text("#input-caption")
     page.screenshot(path=str(ARTIFACTS / "viewer_upload.png"))
@@ -117,6 +121,10 @@ def test_uploading_a_photo_shows_the_layer_grid_and_top5(page, photo_files):
 
 def test_switching_layers_redraws_the_grid_from_the_list_and_the_keys(page, photo_files):
     upload(page, photo_files["chelsea"])
+    curated = page.eval_on_selector_all("#layer-select option", "os => os.map(o => o.value)")
+    assert curated[0] == "stem.act" and curated[-1] == "logits" and len(curated) == 19  # one rectified layer per block
+    page.check("#all-layers")  # every layer, behind the toggle
+    assert page.locator("#layer-select option").count() == len(page.evaluate("window.neuronscope.info.layers"))
     page.select_option("#layer-select", "head")
     page.wait_for_function("window.neuronscope.stats.lastHeader.layer === 'head'")
     assert "1280 channels" in page.inner_text("#grid-caption")
@@ -145,7 +153,7 @@ def test_clicking_a_unit_shows_its_enlarged_map_backprop_and_synthetic_image(pag
     page.locator("#grid-img").click(position={"x": x, "y": y})
     page.wait_for_function(f"(window.neuronscope.stats.lastHeader.unit || {{}}).index === {unit}")
     page.wait_for_function("!document.getElementById('unit-img').hidden && document.getElementById('unit-img').naturalWidth === 224")
-    assert f"blocks.5:{unit}" in page.inner_text("#unit-caption")
+    assert f"blocks.4.dw_act:{unit}" in page.inner_text("#unit-caption")
     assert page.is_visible("#grid-highlight")
     page.keyboard.press("b")  # off -> gradient
     page.keyboard.press("b")  # gradient -> deconv
@@ -156,7 +164,7 @@ def test_clicking_a_unit_shows_its_enlarged_map_backprop_and_synthetic_image(pag
     page.keyboard.press("ArrowRight")
     page.wait_for_function(f"(window.neuronscope.stats.lastHeader.unit || {{}}).index === {unit + 1}")
     page.wait_for_function("!document.getElementById('synth-img').hidden && document.getElementById('synth-img').naturalWidth === 64", timeout=60_000)
-    page.wait_for_function("document.querySelectorAll('#examples img').length === 4")  # the store's 4 photos
+    page.wait_for_function("document.querySelectorAll('#examples img').length === 4", timeout=60_000)  # the store's 4 photos
     page.wait_for_function("[...document.querySelectorAll('#examples img, #patches img')].every(i => i.complete && i.naturalWidth > 0)")
     assert page.locator("#patches img").count() == 4
     page.screenshot(path=str(ARTIFACTS / "viewer_unit_backprop.png"))
@@ -214,3 +222,123 @@ def test_a_corrupt_file_shows_an_error_and_the_app_keeps_working(page, photo_fil
     upload(page, photo_files["coffee"])  # the same page still works
     page.wait_for_function("document.querySelector('#top5 li') && document.querySelector('#top5 li').textContent.includes('espresso')")
     assert page.evaluate("window.neuronscope.ws.readyState") == 1
+
+
+# --------------------------------------------------------------------------- the 2015 toolbox's modes
+
+
+def select_unit(page, unit: int) -> None:
+    page.evaluate(f"window.neuronscope.state.unit = null")
+    page.keyboard.press("Escape")
+    for _ in range(unit + 1):
+        page.keyboard.press("ArrowRight")
+    page.wait_for_function(f"(window.neuronscope.stats.lastHeader.unit || {{}}).index === {unit}")
+
+
+def grid_colourful(page) -> float:
+    """Mean |G - R| over the grid picture: 0 for a gray activation grid, large for red/green diffs."""
+    return page.evaluate(
+        """() => { const img = document.getElementById('grid-img'); const c = document.createElement('canvas');
+            c.width = img.naturalWidth; c.height = img.naturalHeight; const ctx = c.getContext('2d');
+            ctx.drawImage(img, 0, 0); const d = ctx.getImageData(0, 0, c.width, c.height).data; let s = 0;
+            for (let i = 0; i < d.length; i += 4) s += Math.abs(d[i + 1] - d[i]); return s / (d.length / 4); }"""
+    )
+
+
+def test_logits_are_named_by_class_and_the_unit_view_zooms(page, photo_files):
+    upload(page, photo_files["chelsea"])
+    page.select_option("#layer-select", "logits")
+    page.wait_for_function("window.neuronscope.stats.lastHeader.layer === 'logits'")
+    assert "classes" in page.inner_text("#layer-select")
+    select_unit(page, 1)
+    assert "logits:1 goldfish" in page.inner_text("#unit-caption")
+    page.select_option("#layer-select", "blocks.4.dw_act")
+    page.wait_for_function("window.neuronscope.stats.lastHeader.layer === 'blocks.4.dw_act'")
+    select_unit(page, 3)
+    page.keyboard.press("z")  # zoom: the selected unit's view fills the grid pane
+    page.wait_for_function("!document.getElementById('zoom-img').hidden && document.getElementById('zoom-img').naturalWidth === 224")
+    assert page.locator("#zoom-img").bounding_box()["width"] > 400  # larger than the unit pane itself
+    assert page.locator("#pane-unit .square").bounding_box()["width"] >= 260
+    page.screenshot(path=str(ARTIFACTS / "viewer_zoom_unit.png"))
+    page.keyboard.press("z")  # -> backprop (off: nothing to zoom), then off
+    page.keyboard.press("z")
+    page.wait_for_function("document.getElementById('zoom-img').hidden")
+
+
+def test_backprop_diffs_in_the_grid_and_a_frozen_backprop_unit(page, photo_files):
+    upload(page, photo_files["chelsea"])
+    page.select_option("#layer-select", "logits")
+    page.wait_for_function("window.neuronscope.stats.lastHeader.layer === 'logits'")
+    select_unit(page, 281)  # tabby
+    page.keyboard.press("d")  # freeze the backprop unit (turns guided backprop on)
+    page.wait_for_function("(window.neuronscope.stats.lastHeader.backprop || {}).frozen === true")
+    assert "frozen logits:281 tabby" in page.inner_text("#backprop-caption")
+    page.keyboard.press("ArrowRight")  # the selection moves on, the backprop unit stays
+    page.wait_for_function("(window.neuronscope.stats.lastHeader.unit || {}).index === 282")
+    assert page.evaluate("window.neuronscope.stats.lastHeader.backprop.source") == "logits:281"
+    page.select_option("#layer-select", "blocks.4.dw_act")
+    page.keyboard.press("a")  # the grid shows d(tabby)/d(blocks.4.dw_act), green + / red -
+    page.wait_for_function(
+        "window.neuronscope.stats.lastHeader.layer === 'blocks.4.dw_act' && window.neuronscope.stats.lastHeader.grid_kind === 'diffs'"
+    )
+    page.wait_for_function("document.getElementById('grid-img').complete && document.getElementById('grid-img').naturalWidth > 0")
+    assert "diffs from logits:281 tabby" in page.inner_text("#grid-caption")
+    assert grid_colourful(page) > 1.0
+    assert page.is_visible("#freeze-button.active")
+    page.screenshot(path=str(ARTIFACTS / "viewer_backprop_diffs_frozen.png"))
+    page.keyboard.press("a")
+    page.wait_for_function("window.neuronscope.stats.lastHeader.grid_kind === 'activations'")
+    page.wait_for_timeout(300)
+    assert grid_colourful(page) < 1.0  # gray again
+    page.keyboard.press("d")
+    page.wait_for_function("!(window.neuronscope.stats.lastHeader.backprop || {}).frozen && !document.querySelector('#freeze-button.active')")
+
+
+def test_pattern_mode_fills_the_grid_with_cached_preferred_images(page, photo_files):
+    upload(page, photo_files["coffee"])
+    page.select_option("#layer-select", "stem.act")  # 32 channels: a quick layer to render
+    page.wait_for_function("window.neuronscope.stats.lastHeader.layer === 'stem.act'")
+    page.keyboard.press("s")
+    page.wait_for_function("window.neuronscope.patternStatus && window.neuronscope.patternStatus.status === 'ready'", timeout=120_000)
+    page.wait_for_function("document.getElementById('grid-img').src.includes('patterns.png') && document.getElementById('grid-img').complete")
+    geo = page.evaluate("window.neuronscope.grid")
+    assert geo["tile_w"] == 32 and geo["channels"] == 32
+    assert natural_width(page, "#grid-img") == geo["width"]
+    assert "preferred patterns of 32 units" in page.inner_text("#grid-caption")
+    page.wait_for_timeout(300)
+    assert grid_colourful(page) > 1.0  # synthetic images are in colour
+    box = page.locator("#grid-img").bounding_box()  # clicking a pattern tile selects that unit
+    sx = box["width"] / geo["width"]
+    page.locator("#grid-img").click(position={"x": (geo["pad"] + 2 * (geo["tile_w"] + geo["pad"]) + 5) * sx, "y": 5 * sx})
+    page.wait_for_function("(window.neuronscope.stats.lastHeader.unit || {}).index === 2")
+    page.screenshot(path=str(ARTIFACTS / "viewer_patterns.png"))
+    page.keyboard.press("s")
+    page.wait_for_function("!document.getElementById('grid-img').src.includes('patterns.png')")
+
+
+def test_stepping_through_a_folder_of_input_images(page):
+    assert page.is_visible("#inputs-group")
+    page.keyboard.press("n")
+    page.wait_for_function("(window.neuronscope.stats.lastHeader || {}).input && window.neuronscope.stats.lastHeader.input.name === 'astronaut.jpg'")
+    assert "astronaut.jpg (1/3)" in page.inner_text("#input-caption")
+    page.keyboard.press("n")
+    page.wait_for_function("window.neuronscope.stats.lastHeader.input && window.neuronscope.stats.lastHeader.input.name === 'chelsea.jpg'")
+    assert page.evaluate("window.neuronscope.stats.lastHeader.stats.source") == "folder"
+    page.click("#prev-input")
+    page.wait_for_function("window.neuronscope.stats.lastHeader.input && window.neuronscope.stats.lastHeader.input.index === 0")
+    page.keyboard.press("p")  # wraps to the last image
+    page.wait_for_function("window.neuronscope.stats.lastHeader.input && window.neuronscope.stats.lastHeader.input.name === 'coffee.jpg'")
+    page.wait_for_function("document.querySelector('#top5 li') && document.querySelector('#top5 li').textContent.includes('espresso')")
+    page.screenshot(path=str(ARTIFACTS / "viewer_input_folder.png"))
+
+
+def test_deconv_of_the_top9_images(page, photo_files):
+    upload(page, photo_files["coffee"])
+    select_unit(page, 7)
+    page.wait_for_function("document.querySelectorAll('#examples img').length === 4", timeout=60_000)
+    page.select_option("#examples-view", "deconv")
+    page.wait_for_function("[...document.querySelectorAll('#examples img')].length === 4 && [...document.querySelectorAll('#examples img')].every(i => i.src.includes('backprop.jpg') && i.complete && i.naturalWidth === 224)", timeout=60_000)
+    assert "mode=deconv" in page.eval_on_selector("#examples img", "i => i.src")
+    page.screenshot(path=str(ARTIFACTS / "viewer_top9_deconv.png"))
+    page.select_option("#examples-view", "images")
+    page.wait_for_function("[...document.querySelectorAll('#examples img')].every(i => i.src.includes('kind=image'))")

@@ -21,12 +21,18 @@ def add_parser(sub):
     add_model_argument(p)
     p.add_argument("--images", metavar="DIR", help="image folder whose top-k store (neuronscope topk) feeds the top-9 pane")
     p.add_argument("--store", metavar="PATH", help="top-k store to read (default: the one made for --images)")
+    p.add_argument("--inputs", metavar="DIR",
+                   help="folder of input images to step through with n / p (default: the --images folder)")
+    p.add_argument("--atlas", metavar="PATH",
+                   help="atlas store (or site folder) of `neuronscope atlas`: its unit images feed pattern mode")
+    p.add_argument("--pattern-size", type=int, default=48, help="pattern-mode tile size when rendered here (default 48)")
+    p.add_argument("--pattern-steps", type=int, default=48, help="pattern-mode render steps (default 48)")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1, this machine only)")
     p.add_argument("--port", type=int, default=8000, help="port (default 8000; 0 picks a free one)")
     p.add_argument(
         "--allow-remote", action="store_true", help="allow a --host other than this machine (prints a warning)"
     )
-    p.add_argument("--layer", help="layer shown first (default blocks.5 or a middle block)")
+    p.add_argument("--layer", help="layer shown first (default: a rectified block output about input/8 wide; Lite0: blocks.4.dw_act)")
     p.add_argument("--cache-dir", help="where synthetic images are cached (default ~/.cache/neuronscope/viewer)")
     p.add_argument("--max-upload-mb", type=float, default=20.0, help="largest accepted upload (default 20 MB)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice, one per core)")
@@ -66,6 +72,12 @@ def check_args(args) -> None:
         raise NeuronscopeError(f"--images {args.images} is not a folder")
     if args.store is not None and not Path(args.store).exists():
         raise NeuronscopeError(f"--store {args.store} does not exist; make one with `neuronscope topk`")
+    if args.inputs is not None and not Path(args.inputs).is_dir():
+        raise NeuronscopeError(f"--inputs {args.inputs} is not a folder")
+    if args.atlas is not None and not Path(args.atlas).exists():
+        raise NeuronscopeError(f"--atlas {args.atlas} does not exist; make one with `neuronscope atlas MODEL --layers ... --out SITE`")
+    if args.pattern_size < 16 or args.pattern_steps < 1:
+        raise NeuronscopeError("--pattern-size must be >= 16 and --pattern-steps >= 1")
     if args.threads is not None and args.threads < 1:
         raise NeuronscopeError(f"--threads must be at least 1, got {args.threads}")
     if args.synth_steps < 1 or args.synth_size < 16:
@@ -99,6 +111,10 @@ def run(args):
         synth=not args.no_synth,
         synth_steps=args.synth_steps,
         synth_size=args.synth_size,
+        inputs=args.inputs if args.inputs is not None else args.images,
+        atlas=args.atlas,
+        pattern_size=args.pattern_size,
+        pattern_steps=args.pattern_steps,
     )
     store = app.state.viewer.store
     if store is not None:

@@ -23,6 +23,8 @@ from ..errors import NeuronscopeError, closest
 from ..models import Model
 from ..taps import LayerInfo, describe_layers, tap
 from . import frames as fr
+from .backward import layer_diffs
+from .layer_menu import curated_layers, first_layer
 
 log = logging.getLogger("neuronscope.viewer")
 
@@ -30,6 +32,8 @@ BACKPROP_MODES = ("off", "gradient", "deconv", "guided")
 BACKPROP_FILTERS = ("raw", "gray", "norm", "normblur")  # neuronscope.attribution.FILTERS
 FITS = ("crop", "stretch")
 BOOSTS = (0.0, 0.3, 0.5, 0.8, 1.0)
+SCALES = fr.SCALES  # channel (default), robust, layer
+BP_CONTRASTS = ("robust", "max")  # back pane: clip at the 99.5th percentile, or the 2015 toolbox's plain max
 GAMMAS = (1.0, 0.7, 0.5, 0.3)
 
 
@@ -38,14 +42,9 @@ def viewable_layers(model: Model) -> list[LayerInfo]:
     return [l for l in describe_layers(model) if l.shape is not None and len(l.shape) in (1, 3)]
 
 
-def default_layer(layers: list[LayerInfo]) -> str:
-    """``blocks.5`` when present, else the middle top-level map layer."""
-    names = [l.name for l in layers]
-    if "blocks.5" in names:
-        return "blocks.5"
-    top = [l.name for l in layers if l.shape is not None and len(l.shape) == 3 and l.kind != "pseudo" and "." not in l.name]
-    pool = top or [n for n in names if n not in ("input", "logits")] or names
-    return pool[len(pool) // 2]
+def default_layer(layers: list[LayerInfo], input_size: int = 224) -> str:
+    """The layer shown first: a rectified block output about input/8 wide (Lite0: ``blocks.4.dw_act``)."""
+    return first_layer(layers, curated_layers(layers), input_size)
 
 
 @dataclass
@@ -59,6 +58,10 @@ class ViewState:
     fit: str = "crop"
     boost: float = 0.0
     gamma: float = 1.0
+    scale: str = "channel"
+    bp_contrast: str = "robust"
+    show_back: bool = False  # the grid shows backward diffs instead of activations
+    bp_frozen: list | None = None  # [layer, unit]: backprop from this unit whatever is selected
     fmt: str = "jpeg"
     quality: int = 85
 
@@ -89,6 +92,8 @@ class ViewState:
             "backprop": BACKPROP_MODES,
             "bp_filter": BACKPROP_FILTERS,
             "fit": FITS,
+            "scale": SCALES,
+            "bp_contrast": BP_CONTRASTS,
             "fmt": tuple(fr.FORMATS),
         }
         for key, valid in choices.items():
@@ -102,6 +107,19 @@ class ViewState:
                 if isinstance(v, bool) or not isinstance(v, (int, float)) or float(v) not in valid:
                     raise NeuronscopeError(f"{key} {v!r} is not valid; valid: {', '.join(map(str, valid))}")
                 setattr(new, key, float(v))
+        if "show_back" in changes:
+            if not isinstance(changes["show_back"], bool):
+                raise NeuronscopeError(f"show_back {changes['show_back']!r} is not valid; valid: true, false")
+            new.show_back = changes["show_back"]
+        if "bp_frozen" in changes:
+            fz = changes["bp_frozen"]
+            if fz is not None:
+                ok = isinstance(fz, list) and len(fz) == 2 and isinstance(fz[0], str) and fz[0] in layers
+                ok = ok and isinstance(fz[1], int) and not isinstance(fz[1], bool)
+                if not ok or not 0 <= fz[1] < (layers[fz[0]].channels or 0):
+                    raise NeuronscopeError(f"bp_frozen {fz!r} is not valid; valid: null or [layer, unit] of a listed layer")
+                fz = [fz[0], fz[1]]
+            new.bp_frozen = fz
         if "quality" in changes:
             q = changes["quality"]
             if isinstance(q, bool) or not isinstance(q, int) or not 10 <= q <= 100:
@@ -137,11 +155,38 @@ def load_backward_view() -> Callable | None:
         return None
 
 
-def backprop_picture(grad: torch.Tensor, filter: str) -> np.ndarray:
-    """A (3, H, W) input-space signal as an (H, W, 3) uint8 picture (toolbox back-pane filters)."""
+def clip_signal(grad: torch.Tensor, q: float = 0.995) -> torch.Tensor:
+    """(3, H, W) signal with each pixel's colour vector shortened to the ``q`` quantile of pixel norms.
+
+    Guided backprop concentrates on a few pixels; scaled by its plain maximum
+    (the 2015 toolbox) almost everything is mid-gray. Clipping the top half
+    percent keeps the same picture, signs and filters, but visible.
+    """
+    norm = grad.norm(dim=0, keepdim=True)
+    cap = torch.quantile(norm.flatten(), q).clamp_min(1e-30)
+    return grad * (cap / norm.clamp_min(cap))
+
+
+def backprop_picture(grad: torch.Tensor, filter: str, contrast: str = "robust") -> np.ndarray:
+    """A (3, H, W) input-space signal as an (H, W, 3) uint8 picture (toolbox back-pane filters).
+
+    ``contrast``: ``robust`` clips the brightest 0.5 % of pixels first
+    (:func:`clip_signal`), ``max`` is the 2015 toolbox's plain normalisation.
+    """
     from ..attribution import render_view
 
+    if contrast == "robust":
+        grad = clip_signal(grad)
     return fr.to_uint8(render_view(grad[None], filter)[0])
+
+
+def backprop_source(state: "ViewState") -> tuple[str, int] | None:
+    """The unit backprop starts from: the frozen one, else the selected one."""
+    if state.bp_frozen is not None:
+        return state.bp_frozen[0], state.bp_frozen[1]
+    if state.unit is not None:
+        return state.layer, state.unit
+    return None
 
 
 class FrameProcessor:
@@ -164,6 +209,7 @@ class FrameProcessor:
         self._forward_cache: tuple | None = None  # (token, layer, act, logits)
         self._backprop_cache: tuple | None = None  # ((token, layer, unit, mode), grad)
         self._refit_cache: tuple | None = None  # ((token, fit), refitted frame)
+        self._diff_cache: tuple | None = None  # ((token, src, mode, layer), diffs)
 
     @property
     def backprop_available(self) -> bool:
@@ -207,6 +253,16 @@ class FrameProcessor:
         self._forward_cache = (frame.token, layer, act, logits)
         return act, logits
 
+    def diffs(self, frame: Frame, src: tuple[str, int], mode: str, layer: str) -> torch.Tensor | None:
+        """Backward diffs at ``layer`` from the backprop unit ``src`` (cached per frame)."""
+        c = self._diff_cache
+        key = (frame.token, src, mode, layer)
+        if c is not None and c[0] == key:
+            return c[1]
+        d = layer_diffs(self.model, frame.x.to(self.model.device), src[0], src[1], mode, layer)
+        self._diff_cache = (key, d)
+        return d
+
     def backprop(self, frame: Frame, layer: str, unit: int, mode: str) -> torch.Tensor:
         c = self._backprop_cache
         key = (frame.token, layer, unit, mode)
@@ -232,7 +288,16 @@ class FrameProcessor:
         act, logits = self.forward(frame, state.layer)
         t1 = time.perf_counter()
         times["forward_ms"] = (t1 - t0) * 1000
-        pic, geo, _ = fr.layer_grid(act, boost=state.boost, gamma=state.gamma, max_side=self.max_grid_side)
+        src = backprop_source(state)
+        grid_kind, grid_note, pic = "activations", None, None
+        if state.show_back:
+            pic, geo, grid_note = self._diff_grid(frame, state, src)
+            if pic is not None:
+                grid_kind = "diffs"
+        if pic is None:
+            pic, geo, _ = fr.layer_grid(
+                act, boost=state.boost, gamma=state.gamma, max_side=self.max_grid_side, scale=state.scale
+            )
         blobs = []
         data, mime = fr.encode(pic, state.fmt, state.quality)
         blobs.append(("grid", data, mime))
@@ -247,6 +312,9 @@ class FrameProcessor:
             "layer": state.layer,
             "shape": list(act.shape),
             "grid": geo.as_dict(),
+            "grid_kind": grid_kind,
+            "grid_note": grid_note,
+            "scale": state.scale,
             "range": [float(maps.min()), float(maps.max())],
             "top5": self.top_classes(logits),
             "unit": None,
@@ -258,6 +326,7 @@ class FrameProcessor:
             flat = int(m.flatten().argmax())
             header["unit"] = {
                 "index": u,
+                "label": self.model.label(u) if state.layer == "logits" else None,
                 "max": float(m.max()),
                 "mean": float(m.mean()),
                 "argmax": [flat // m.shape[-1], flat % m.shape[-1]],
@@ -266,7 +335,8 @@ class FrameProcessor:
             firing = m.clamp(min=0) / maps.max().clamp_min(1e-12)
             data, mime = fr.encode(fr.unit_overlay(frame.x[0], firing), "jpeg", 88)
             blobs.append(("unit", data, mime))
-            header["backprop"] = self._backprop_pane(frame, state, blobs)
+        if src is not None:
+            header["backprop"] = self._backprop_pane(frame, state, src, blobs)
         elif state.backprop != "off":
             header["backprop"] = {"mode": state.backprop, "status": "idle", "message": "select a unit to see its backprop view"}
         t3 = time.perf_counter()
@@ -275,7 +345,30 @@ class FrameProcessor:
         header["timing"] = {k: round(v, 2) for k, v in times.items()}
         return Result(header, blobs)
 
-    def _backprop_pane(self, frame: Frame, state: ViewState, blobs: list) -> dict:
+    def _diff_grid(self, frame: Frame, state: ViewState, src) -> tuple:
+        """The layer grid of backward diffs, or (None, None, why not)."""
+        if state.backprop == "off":
+            return None, None, "backprop is off: press b to choose gradient, deconv or guided"
+        if src is None:
+            return None, None, "select (or freeze, d) a unit to backprop from"
+        if self._backward is None:
+            return None, None, "backprop unavailable in this version"
+        if state.layer == "input":
+            return None, None, "the input's diffs are the backprop pane"
+        try:
+            d = self.diffs(frame, src, state.backprop, state.layer)
+        except NeuronscopeError as e:
+            return None, None, str(e)
+        if d is None:
+            return None, None, (
+                f"{state.layer} comes after the backprop unit {src[0]}:{src[1]}: diffs show in the layers before it"
+            )
+        pic, geo, _ = fr.layer_grid(
+            d, boost=state.boost, gamma=state.gamma, max_side=self.max_grid_side, scale=state.scale, signed=True
+        )
+        return pic, geo, None
+
+    def _backprop_pane(self, frame: Frame, state: ViewState, src: tuple[str, int], blobs: list) -> dict:
         mode = state.backprop
         if mode == "off":
             return {"mode": mode, "status": "off"}
@@ -286,24 +379,39 @@ class FrameProcessor:
                 "message": "backprop unavailable: neuronscope.attribution is not installed in this version",
             }
         try:
-            grad = self.backprop(frame, state.layer, state.unit, mode)
+            grad = self.backprop(frame, src[0], src[1], mode)
         except NeuronscopeError as e:
             return {"mode": mode, "status": "error", "message": str(e)}
         except Exception as e:  # noqa: BLE001 - a failing backward pass must not stop the live view
             log.exception("backprop failed")
             return {"mode": mode, "status": "error", "message": f"backprop failed: {type(e).__name__}: {e}"}
-        data, mime = fr.encode(backprop_picture(grad, state.bp_filter), "jpeg", 90)
+        data, mime = fr.encode(backprop_picture(grad, state.bp_filter, state.bp_contrast), "jpeg", 90)
         blobs.append(("backprop", data, mime))
-        return {"mode": mode, "status": "ok", "filter": state.bp_filter, "absmax": float(grad.abs().max())}
+        return {
+            "mode": mode,
+            "status": "ok",
+            "filter": state.bp_filter,
+            "contrast": state.bp_contrast,
+            "absmax": float(grad.abs().max()),
+            "source": f"{src[0]}:{src[1]}",
+            "label": self.model.label(src[1]) if src[0] == "logits" else None,
+            "frozen": state.bp_frozen is not None,
+        }
 
 
 def layer_table(layers: list[LayerInfo]) -> list[dict]:
-    """The layer list as sent to the page."""
-    return [{"name": l.name, "kind": l.kind, "shape": list(l.shape), "channels": l.channels} for l in layers]
+    """The layer list as sent to the page; ``curated`` marks the short list shown by default."""
+    short = set(curated_layers(layers))
+    return [
+        {"name": l.name, "kind": l.kind, "shape": list(l.shape), "channels": l.channels, "curated": l.name in short}
+        for l in layers
+    ]
 
 
 __all__ = [
     "BACKPROP_MODES",
+    "backprop_source",
+    "clip_signal",
     "Frame",
     "FrameProcessor",
     "Result",

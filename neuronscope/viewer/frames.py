@@ -7,8 +7,9 @@
   model input by centre-cropping or stretching.
 * :func:`layer_grid` tiles all channels of a layer into **one** near-square
   picture (one image to encode and send, not one per channel), with the
-  toolbox's display controls: the whole layer scaled to [0, 1], an optional
-  per-channel boost ``max^-beta`` and a gamma.
+  toolbox's display controls: a display scale (per channel, robust over the
+  layer, or the whole layer's min..max), an optional per-channel boost
+  ``max^-beta`` and a gamma; backward diffs in red/green (:func:`signed_colors`).
 * :func:`unit_overlay` draws the selected unit's map over the input.
 * :func:`encode` turns any of these arrays into JPEG, PNG or WebP bytes.
 """
@@ -174,44 +175,138 @@ def as_maps(act: torch.Tensor) -> torch.Tensor:
     raise NeuronscopeError(f"cannot show an activation of shape {tuple(act.shape)}; expected (C,H,W) or (C,)")
 
 
-def normalize_layer(maps: torch.Tensor, boost: float = 0.0, gamma: float = 1.0) -> torch.Tensor:
-    """The toolbox's layer display: whole layer to [0, 1], per-channel boost, gamma."""
+SCALES = ("channel", "robust", "layer")
+
+
+def _sample(v: torch.Tensor, n: int = 200_000) -> torch.Tensor:
+    flat = v.flatten()
+    return flat if flat.numel() <= n else flat[:: math.ceil(flat.numel() / n)]
+
+
+def _quantile(v: torch.Tensor, q: float) -> torch.Tensor:
+    return torch.quantile(_sample(v).float(), q)
+
+
+def scale_maps(maps: torch.Tensor, scale: str = "layer") -> torch.Tensor:
+    """(C, H, W) activations to [0, 1] for display.
+
+    ``layer``: the whole layer's min..max to 0..1 (the 2015 toolbox). ``robust``:
+    the whole layer's 0.5th..99.5th percentile to 0..1, clipped, so a few
+    extreme values do not wash every tile out. ``channel``: each channel's own
+    min..max to 0..1, with a floor on the range (a tenth of the layer's robust
+    range) so a nearly dead channel stays dark instead of showing amplified noise.
+    """
+    if scale not in SCALES:
+        raise NeuronscopeError(f"unknown display scale {scale!r}; valid: {', '.join(SCALES)}")
     maps = maps.float()
-    lo, hi = maps.min(), maps.max()
-    v = (maps - lo) / (hi - lo).clamp_min(1e-12)
+    if scale == "layer":
+        lo, hi = maps.min(), maps.max()
+        return (maps - lo) / (hi - lo).clamp_min(1e-12)
+    lo, hi = _quantile(maps, 0.005), _quantile(maps, 0.995)
+    if scale == "robust":
+        return ((maps - lo) / (hi - lo).clamp_min(1e-12)).clamp(0, 1)
+    c = maps.shape[0]
+    flat = maps.reshape(c, -1)
+    clo = flat.amin(1).view(c, 1, 1)
+    chi = flat.amax(1).view(c, 1, 1)
+    span = (chi - clo).clamp_min(max(float(hi - lo) * 0.1, 1e-12))
+    return ((maps - clo) / span).clamp(0, 1)
+
+
+def scale_signed(d: torch.Tensor, scale: str = "layer") -> torch.Tensor:
+    """(C, H, W) signed values (gradients) to [-1, 1] with 0 kept at 0.
+
+    ``layer``: divided by the layer's max |d| (the 2015 toolbox); ``robust``: by
+    its 99.5th percentile of |d|, clipped; ``channel``: by each channel's max |d|
+    with the same floor as :func:`scale_maps`.
+    """
+    if scale not in SCALES:
+        raise NeuronscopeError(f"unknown display scale {scale!r}; valid: {', '.join(SCALES)}")
+    d = d.float()
+    a = d.abs()
+    if scale == "layer":
+        return d / a.max().clamp_min(1e-20)
+    q = _quantile(a, 0.995).clamp_min(1e-20)
+    if scale == "robust":
+        return (d / q).clamp(-1, 1)
+    peak = a.reshape(a.shape[0], -1).amax(1).view(-1, 1, 1).clamp_min(float(q) * 0.1)
+    return (d / peak).clamp(-1, 1)
+
+
+def boost_and_gamma(v: torch.Tensor, boost: float = 0.0, gamma: float = 1.0) -> torch.Tensor:
+    """The toolbox's per-channel boost ``max^-beta`` and gamma on [0, 1] maps (C, [3,] H, W)."""
     if boost:
-        peak = v.amax(dim=(1, 2), keepdim=True).clamp_min(1e-6)
+        dims = tuple(range(1, v.dim()))
+        peak = v.amax(dim=dims, keepdim=True).clamp_min(1e-6)
         v = v * peak.pow(-boost)
     if gamma != 1.0:
         v = v.clamp(0, 1).pow(gamma)
     return v.clamp(0, 1)
 
 
-def layer_grid(
-    act: torch.Tensor, *, boost: float = 0.0, gamma: float = 1.0, max_side: int = 1024, pad: int = 1
-) -> tuple[np.ndarray, GridGeometry, torch.Tensor]:
-    """All channels of one image's activation tiled into one uint8 gray picture.
+def normalize_layer(maps: torch.Tensor, boost: float = 0.0, gamma: float = 1.0, scale: str = "layer") -> torch.Tensor:
+    """The layer display: ``scale`` (see :func:`scale_maps`), per-channel boost, gamma."""
+    return boost_and_gamma(scale_maps(maps, scale), boost, gamma)
 
-    Tiles are shrunk (area average) so the picture's longer side stays within
-    ``max_side`` (shrunk by an integer factor). Returns the picture, its geometry and the normalized maps
-    (C, H, W) in [0, 1] at full resolution (for the enlarged unit view).
+
+# Negative and positive diffs in the grid: red and green, as in the 2015 toolbox.
+NEG_POS = (torch.tensor([1.0, 0.25, 0.25]), torch.tensor([0.3, 1.0, 0.3]))
+
+
+def signed_colors(d: torch.Tensor, boost: float = 0.0, gamma: float = 1.0, scale: str = "robust") -> torch.Tensor:
+    """(C, H, W) signed diffs to (C, 3, H, W) colours: black at 0, green positive, red negative."""
+    s = scale_signed(d, scale)
+    mag = boost_and_gamma(s.abs(), boost, gamma)
+    neg, pos = NEG_POS
+    col = torch.where((s >= 0)[:, None], pos.view(1, 3, 1, 1), neg.view(1, 3, 1, 1))
+    return col * mag[:, None]
+
+
+def layer_grid(
+    act: torch.Tensor,
+    *,
+    boost: float = 0.0,
+    gamma: float = 1.0,
+    max_side: int = 1024,
+    pad: int = 1,
+    scale: str = "layer",
+    signed: bool = False,
+) -> tuple[np.ndarray, GridGeometry, torch.Tensor]:
+    """All channels of one image's activation tiled into one uint8 picture.
+
+    Gray for activations; with ``signed`` (backward diffs) an RGB picture with
+    positive values green and negative red. Tiles are shrunk (area average) so
+    the picture's longer side stays within ``max_side`` (shrunk by an integer
+    factor). Returns the picture, its geometry and the displayed maps in [0, 1]
+    at full resolution, (C, H, W) or (C, 3, H, W) when ``signed``.
     """
     maps = as_maps(act.detach().float().cpu())
     c, h, w = maps.shape
-    v = normalize_layer(maps, boost, gamma)
+    v = signed_colors(maps, boost, gamma, scale) if signed else normalize_layer(maps, boost, gamma, scale)
+    return tile_maps(v, max_side=max_side, pad=pad) + (v,)
+
+
+def tile_maps(v: torch.Tensor, *, max_side: int = 1024, pad: int = 1) -> tuple[np.ndarray, GridGeometry]:
+    """(C, H, W) gray or (C, 3, H, W) colour tiles in [0, 1] as one near-square uint8 grid picture."""
+    colour = v.dim() == 4
+    c, h, w = v.shape[0], v.shape[-2], v.shape[-1]
     cols, rows = grid_shape(c)
     fit = min((max_side - pad * (cols + 1)) / max(1, cols * w), (max_side - pad * (rows + 1)) / max(1, rows * h))
     factor = 1 if fit >= 1 else math.ceil(1 / fit)  # integer pooling: fast and exact
-    tiles = v if factor == 1 else F.avg_pool2d(v[None], factor, ceil_mode=True)[0]
+    flat = v.reshape(-1, h, w)
+    tiles = flat if factor == 1 else F.avg_pool2d(flat[None], factor, ceil_mode=True)[0]
     th, tw = tiles.shape[-2:]
-    canvas = torch.full((rows * (th + pad) + pad, cols * (tw + pad) + pad), _BACKGROUND)
-    full = torch.full((rows * cols, th, tw), _BACKGROUND)  # cells past the last channel stay background
+    k = 3 if colour else 1
+    tiles = tiles.reshape(c, k, th, tw)
+    canvas = torch.full((k, rows * (th + pad) + pad, cols * (tw + pad) + pad), _BACKGROUND)
+    full = torch.full((rows * cols, k, th, tw), _BACKGROUND)  # cells past the last channel stay background
     full[:c] = tiles
-    body = canvas[pad:, pad:].view(rows, th + pad, cols, tw + pad)
-    body[:, :th, :, :tw] = full.view(rows, cols, th, tw).permute(0, 2, 1, 3)
-    pic = (canvas * 255.0 + 0.5).clamp(0, 255).to(torch.uint8).numpy()
+    body = canvas[:, pad:, pad:].view(k, rows, th + pad, cols, tw + pad)
+    body[:, :, :th, :, :tw] = full.view(rows, cols, k, th, tw).permute(2, 0, 3, 1, 4)
+    pic = (canvas * 255.0 + 0.5).clamp(0, 255).to(torch.uint8)
+    pic = pic.permute(1, 2, 0).contiguous().numpy() if colour else pic[0].numpy()
     geo = GridGeometry(c, cols, rows, th, tw, pad, pic.shape[1], pic.shape[0])
-    return pic, geo, v
+    return pic, geo
 
 
 # --------------------------------------------------------------------------- unit views

@@ -19,7 +19,8 @@ import logging
 import os
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
-from dataclasses import asdict
+from collections import OrderedDict
+from dataclasses import asdict, dataclass
 from importlib import resources
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -32,9 +33,20 @@ from .. import __version__
 from ..errors import NeuronscopeError, closest
 from ..models import Model
 from . import protocol
-from .compute import Frame, FrameProcessor, ViewState, default_layer as pick_default_layer, layer_table, viewable_layers
+from .compute import (
+    BACKPROP_FILTERS,
+    BACKPROP_MODES,
+    Frame,
+    FrameProcessor,
+    ViewState,
+    backprop_picture,
+    default_layer as pick_default_layer,
+    layer_table,
+    viewable_layers,
+)
 from .examples import ExamplesPane, open_examples_store
-from .frames import LatestSlot
+from .frames import LatestSlot, encode, fit_square, image_to_tensor
+from .patterns import PatternGrid, open_atlas
 from .synth import SynthRenderer
 
 log = logging.getLogger("neuronscope.viewer")
@@ -46,6 +58,17 @@ _STATIC = {"app.js": "application/javascript", "style.css": "text/css"}
 
 def _static(name: str) -> bytes:
     return resources.files("neuronscope.viewer").joinpath("static", name).read_bytes()
+
+
+@dataclass(frozen=True)
+class FolderItem:
+    """An image of the --inputs folder, asked for by its index."""
+
+    seq: int
+    data: bytes
+    name: str
+    index: int
+    source: str = "folder"
 
 
 class Viewer:
@@ -65,6 +88,10 @@ class Viewer:
         synth_size: int = 128,
         synth_steps: int = 128,
         synth_preset: str = "lucid",
+        inputs=None,
+        atlas=None,
+        pattern_size: int = 48,
+        pattern_steps: int = 48,
     ):
         self.model = model
         self.layers = viewable_layers(model)
@@ -75,7 +102,7 @@ class Viewer:
                 f"model {model.name!r} has no viewable layer {layer!r}"
                 + (f"; closest: {', '.join(hint)}" if hint else "")
             )
-        self.default_layer = layer or pick_default_layer(self.layers)
+        self.default_layer = layer or pick_default_layer(self.layers, model.input_size)
         self.max_upload_bytes = int(max_upload_mb * (1 << 20))
         self.processor = FrameProcessor(model, self.layers, backward_view=backward_view)
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="neuronscope-model")
@@ -83,7 +110,41 @@ class Viewer:
         self.examples = ExamplesPane(model, self.store)
         cache = Path(cache_dir) if cache_dir is not None else DEFAULT_CACHE
         self.synth = SynthRenderer(model, cache, size=synth_size, steps=synth_steps, preset=synth_preset) if synth else None
+        self.atlas = open_atlas(atlas, model.name) if isinstance(atlas, (str, os.PathLike)) else atlas
+        self.patterns = (
+            PatternGrid(model, cache, self.layer_index, size=pattern_size, steps=pattern_steps, preset=synth_preset,
+                        atlas=self.atlas)
+            if synth or self.atlas is not None else None
+        )
+        self.inputs = self._list_inputs(inputs)
+        self._example_views: OrderedDict = OrderedDict()  # backprop pictures of top-9 images
         self.connections = 0
+
+    @staticmethod
+    def _list_inputs(inputs) -> list[Path]:
+        if inputs is None:
+            return []
+        if isinstance(inputs, (str, os.PathLike)):
+            from ..images import list_images
+
+            return list_images(inputs)
+        return [Path(p) for p in inputs]
+
+    def example_backprop(self, layer: str, unit: int, rank: int, mode: str, filter: str) -> bytes | None:
+        """The backward view of the unit on its rank-th top image (deconv of the top-9, as in the 2015 toolbox)."""
+        key = (layer, unit, rank, mode, filter)
+        if key in self._example_views:
+            return self._example_views[key]
+        value = self.examples.get(layer, unit)
+        if isinstance(value, str) or not 0 <= rank < len(value):
+            return None
+        x = image_to_tensor(fit_square(value[rank].image.convert("RGB"), self.model.input_size, "crop"))
+        grad = self.processor._backward(self.model, x.to(self.model.device), layer, unit, mode)[0].float().cpu()
+        data, _ = encode(backprop_picture(grad, filter), "jpeg", 88)
+        self._example_views[key] = data
+        while len(self._example_views) > 256:
+            self._example_views.popitem(last=False)
+        return data
 
     def check_unit(self, layer: str, unit: int) -> None:
         info = self.layer_index.get(layer)
@@ -103,11 +164,19 @@ class Viewer:
             "backprop_available": self.processor.backprop_available,
             "synth_available": self.synth is not None and self.synth.available(),
             "examples_available": self.store is not None,
+            "curated_layers": [l["name"] for l in layer_table(self.layers) if l["curated"]],
+            "class_labels": [self.model.label(k) for k in range(len(self.model.labels))] if self.model.labels else None,
+            "inputs": [p.name for p in self.inputs],
+            "patterns_available": self.patterns is not None,
+            "atlas": str(getattr(self.atlas, "path", "")) or None,
+            "examples_store": str(getattr(self.store, "path", "")) or None,
         }
 
     def close(self) -> None:
         if self.synth is not None:
             self.synth.close()
+        if self.patterns is not None:
+            self.patterns.close()
         self.executor.shutdown(wait=False, cancel_futures=True)
 
 
@@ -122,6 +191,8 @@ class Session:
         self.frame_source = "frame"
         self.processed = 0
         self.malformed = 0
+        self.folder_seq = 0
+        self.input: dict | None = None  # the --inputs image on screen
         self._send_lock = asyncio.Lock()  # the receiver and the worker both send
 
     async def send_json(self, obj: dict) -> None:
@@ -158,8 +229,11 @@ class Session:
             if kind == "ping":
                 await self.send_json({"type": "pong"})
                 return
+            if kind == "input":
+                self.put_input(obj.get("index"))
+                return
             if kind != "state":
-                raise NeuronscopeError(f"unknown message type {kind!r} (valid: state, ping)")
+                raise NeuronscopeError(f"unknown message type {kind!r} (valid: state, input, ping)")
             changes = {k: v for k, v in obj.items() if k != "type"}
             self.state = self.state.updated(changes, self.viewer.layer_index)
         except NeuronscopeError as e:
@@ -168,6 +242,21 @@ class Session:
             return
         await self.send_json({"type": "state", "state": asdict(self.state)})
         self.slot.poke()
+
+    def put_input(self, index) -> None:
+        """Queue image ``index`` of the --inputs folder (the page never names a path)."""
+        files = self.viewer.inputs
+        if not files:
+            raise NeuronscopeError("no input folder: start serve with --inputs DIR (or --images DIR) to step through images")
+        if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < len(files):
+            raise NeuronscopeError(f"input index {index!r} is not valid; valid: 0..{len(files) - 1}")
+        path = files[index]
+        try:
+            data = path.read_bytes()
+        except OSError as e:
+            raise NeuronscopeError(f"{path.name} cannot be read ({e.strerror or e})") from None
+        self.folder_seq -= 1  # folder frames count down from -1: never confused with the page's own
+        self.slot.put(FolderItem(self.folder_seq, data, path.name, index))
 
     async def work(self) -> None:
         """Process the newest frame, again and again, until the connection ends."""
@@ -182,7 +271,9 @@ class Session:
                         lambda: processor.decode(
                             item.seq,
                             item.data,
-                            name="the uploaded file" if item.source == "upload" else "the video frame",
+                            name={"upload": "the uploaded file", "folder": getattr(item, "name", "")}.get(
+                                item.source, "the video frame"
+                            ),
                             fit=self.state.fit,
                             max_bytes=self.viewer.max_upload_bytes,
                         ),
@@ -191,6 +282,10 @@ class Session:
                     await self.error(str(e), item.source, item.seq)
                     continue
                 self.frame_source = item.source
+                self.input = (
+                    {"index": item.index, "name": item.name, "count": len(self.viewer.inputs)}
+                    if isinstance(item, FolderItem) else None
+                )
             if self.frame is None:
                 continue
             frame, state = self.frame, self.state
@@ -217,6 +312,7 @@ class Session:
                 "malformed": self.malformed,
                 "source": self.frame_source,
             }
+            result.header["input"] = self.input
             await self.send_bytes(protocol.pack_result(result.header, result.blobs))
 
 
@@ -242,6 +338,10 @@ def create_app(
     synth_size: int = 128,
     synth_steps: int = 128,
     synth_preset: str = "lucid",
+    inputs=None,
+    atlas=None,
+    pattern_size: int = 48,
+    pattern_steps: int = 48,
 ) -> FastAPI:
     """The live toolbox app for ``model``.
 
@@ -252,6 +352,10 @@ def create_app(
     header values accepted (default: local names only; ``["*"]`` for a
     deliberate non-local bind). ``backward_view``: the backprop function
     (default: ``neuronscope.attribution.backward_view`` when present).
+    ``inputs``: a folder (or list) of images to step through. ``atlas``: an
+    atlas store (or its site folder) whose unit images feed pattern mode;
+    without one, pattern tiles of ``pattern_size`` px are rendered with
+    ``pattern_steps`` steps in the background (off with ``synth=False``).
     """
     viewer = Viewer(
         model,
@@ -265,6 +369,10 @@ def create_app(
         synth_size=synth_size,
         synth_steps=synth_steps,
         synth_preset=synth_preset,
+        inputs=inputs,
+        atlas=atlas,
+        pattern_size=pattern_size,
+        pattern_steps=pattern_steps,
     )
 
     @asynccontextmanager
@@ -314,6 +422,37 @@ def create_app(
         if path is None or not path.exists():
             return JSONResponse({"error": "not rendered yet"}, status_code=404)
         return Response(path.read_bytes(), media_type="image/png", headers={"Cache-Control": "max-age=3600"})
+
+    @app.get("/api/patterns")
+    def patterns_status(layer: str):
+        viewer.check_unit(layer, 0)
+        if viewer.patterns is None:
+            return {"status": "unavailable", "message": "pattern mode is off (--no-synth and no --atlas)"}
+        return viewer.patterns.status(layer)
+
+    @app.get("/api/patterns.png")
+    def patterns_image(layer: str):
+        viewer.check_unit(layer, 0)
+        if viewer.patterns is None:
+            return JSONResponse({"error": "pattern mode is off"}, status_code=404)
+        return Response(viewer.patterns.picture(layer), media_type="image/png", headers={"Cache-Control": "no-cache"})
+
+    @app.get("/api/examples/backprop.jpg")
+    async def example_backprop(
+        layer: str, unit: int = Query(ge=0), rank: int = Query(ge=0, le=99), mode: str = "deconv", filter: str = "raw"
+    ):
+        viewer.check_unit(layer, unit)
+        if mode not in BACKPROP_MODES[1:]:
+            raise NeuronscopeError(f"mode {mode!r} is not valid; valid: {', '.join(BACKPROP_MODES[1:])}")
+        if filter not in BACKPROP_FILTERS:
+            raise NeuronscopeError(f"filter {filter!r} is not valid; valid: {', '.join(BACKPROP_FILTERS)}")
+        if viewer.processor._backward is None:
+            return JSONResponse({"error": "backprop unavailable in this version"}, status_code=404)
+        loop = asyncio.get_running_loop()
+        data = await loop.run_in_executor(viewer.executor, viewer.example_backprop, layer, unit, rank, mode, filter)
+        if data is None:
+            return JSONResponse({"error": "no such example"}, status_code=404)
+        return Response(data, media_type="image/jpeg", headers={"Cache-Control": "max-age=3600"})
 
     @app.get("/api/examples")
     def examples(layer: str, unit: int = Query(ge=0)):

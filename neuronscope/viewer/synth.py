@@ -27,6 +27,29 @@ class _Cancelled(Exception):
     pass
 
 
+def preset_for(model, layers, preset):
+    """``preset``, without ReLU gradient redirection when a target layer is itself a rectifier module.
+
+    The render loop swaps ReLU modules for redirecting ones during its first
+    steps, and a hook on a swapped-out module never fires, so a target such as
+    ``blocks.4.dw_act`` would find no activation. Optimizing such a unit
+    without redirection keeps the rest of the preset.
+    """
+    import dataclasses
+
+    import torch.nn as nn
+
+    from ..optim.presets import get_preset
+
+    p = get_preset(preset)
+    if p.redirect_steps < 0:
+        return p
+    modules = dict(getattr(model, "net", model).named_modules())
+    if any(isinstance(modules.get(l), (nn.ReLU, nn.ReLU6)) for l in layers):
+        return dataclasses.replace(p, redirect_steps=-1)
+    return p
+
+
 def _slug(text: str) -> str:
     safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("._") or "x"
     return f"{safe[:60]}-{hashlib.sha1(text.encode()).hexdigest()[:8]}"
@@ -157,7 +180,7 @@ class SynthRenderer:
             [O.channel(layer, unit)],
             size=self.size,
             steps=self.steps,
-            preset=self.preset,
+            preset=preset_for(self._copy, [layer], self.preset),
             seed=0,
             progress=False,
             callback=callback,

@@ -14,11 +14,23 @@
   const FILTERS = ["raw", "gray", "norm", "normblur"];
   const BOOSTS = ["0", "0.3", "0.5", "0.8", "1"];
   const GAMMAS = ["1", "0.7", "0.5", "0.3"];
+  const SCALES = ["channel", "robust", "layer"];
+  const ZOOMS = ["off", "unit", "backprop"];
   const MAX_IN_FLIGHT = 2;
 
   const ns = {
     info: null,
-    state: { layer: null, unit: null, backprop: "off", bp_filter: "raw", fit: "crop", boost: 0, gamma: 1 },
+    state: {
+      layer: null, unit: null, backprop: "off", bp_filter: "raw", fit: "crop", boost: 0, gamma: 1,
+      scale: "channel", bp_contrast: "robust", show_back: false, bp_frozen: null,
+    },
+    pattern: false, // the grid shows every unit's synthetic preferred image
+    patternTimer: null,
+    patternStatus: null,
+    actGrid: null, // the activation grid's geometry (pattern mode keeps it for when it ends)
+    zoom: "off",
+    allLayers: false,
+    inputIndex: null,
     grid: null,
     stats: { results: 0, errors: 0, sent: 0, lastHeader: null, fps: 0, seqs: [] },
     ws: null,
@@ -125,16 +137,19 @@
     const blobs = {};
     for (const b of header.blobs) blobs[b.name] = new Blob([new Uint8Array(buffer, base + b.offset, b.length)], { type: b.mime });
 
-    setPicture("grid-img", blobs.grid);
+    ns.actGrid = header.grid;
+    if (!ns.pattern) {
+      setPicture("grid-img", blobs.grid);
+      ns.grid = header.grid;
+      $("grid-placeholder").hidden = true;
+    }
     setPicture("input-img", blobs.input);
-    $("grid-placeholder").hidden = true;
     $("input-placeholder").hidden = true;
-    ns.grid = header.grid;
     fitGrid();
     ns.state.layer = header.layer;
     $("layer-caption").textContent = header.layer;
-    $("grid-caption").textContent =
-      `${header.shape.join("×")} · ${header.grid.channels} channels · range ${fmt(header.range[0])}…${fmt(header.range[1])}`;
+    if (!ns.pattern) $("grid-caption").textContent = gridCaption(header);
+    $("pane-grid").dataset.kind = ns.pattern ? "patterns" : header.grid_kind;
     drawTop5(header.top5);
     drawUnit(header, blobs);
     drawBackprop(header.backprop, blobs.backprop);
@@ -145,7 +160,12 @@
     $("timing").textContent = `model ${Math.round(header.timing.total_ms)} ms`;
     if (st.source === "upload") {
       $("input-caption").textContent = ns.uploadName ? `— ${ns.uploadName}` : "";
+    } else if (st.source === "folder" && header.input) {
+      ns.inputIndex = header.input.index;
+      $("input-caption").textContent = `— ${header.input.name} (${header.input.index + 1}/${header.input.count})`;
+      $("input-name").textContent = `${header.input.index + 1}/${header.input.count} ${header.input.name}`;
     }
+    drawZoom();
     const now = performance.now();
     ns.resultTimes.push(now);
     while (ns.resultTimes.length > 30 || (ns.resultTimes.length && now - ns.resultTimes[0] > 3000)) ns.resultTimes.shift();
@@ -178,6 +198,26 @@
 
   const fmt = (v) => (Math.abs(v) >= 100 || v === 0 ? v.toFixed(0) : v.toPrecision(3));
 
+  const SCALE_NAMES = { channel: "each channel to its own range", robust: "robust over the layer", layer: "whole layer min…max" };
+
+  function gridCaption(header) {
+    const base = `${header.shape.join("×")} · ${header.grid.channels} channels`;
+    if (header.grid_kind === "diffs") {
+      const bp = header.backprop || {};
+      const who = bp.source ? ` from ${bp.source}${bp.label ? " " + bp.label : ""}` : "";
+      return `${base} · ${bp.mode} diffs${who} (green +, red −)`;
+    }
+    const note = header.grid_note ? ` · ${header.grid_note}` : "";
+    return `${base} · ${SCALE_NAMES[header.scale] || header.scale} · range ${fmt(header.range[0])}…${fmt(header.range[1])}${note}`;
+  }
+
+  // Output units are classes: name them (logits:281 tabby).
+  function unitName(layer, unit) {
+    const labels = ns.info && ns.info.class_labels;
+    if (layer === "logits" && labels && unit < labels.length) return `${layer}:${unit} ${labels[unit]}`;
+    return `${layer}:${unit}`;
+  }
+
   // ------------------------------------------------------------------ panes
 
   function drawTop5(top) {
@@ -208,7 +248,7 @@
     }
     setPicture("unit-img", blobs.unit);
     const [y, x] = u.argmax;
-    $("unit-caption").textContent = `${header.layer}:${u.index} · max ${fmt(u.max)} at (${x}, ${y}) · mean ${fmt(u.mean)}`;
+    $("unit-caption").textContent = `${unitName(header.layer, u.index)} · max ${fmt(u.max)} at (${x}, ${y}) · mean ${fmt(u.mean)}`;
     $("unit-caption").parentElement.title = $("unit-caption").textContent;
   }
 
@@ -216,7 +256,9 @@
     const cap = $("backprop-caption");
     if (bp.status === "ok") {
       setPicture("backprop-img", blob);
-      cap.textContent = `${bp.mode} · ${bp.filter === "normblur" ? "norm+blur" : bp.filter}`;
+      const from = bp.source ? ` · ${bp.frozen ? "frozen " : ""}${bp.source}${bp.label ? " " + bp.label : ""}` : "";
+      cap.textContent = `${bp.mode} · ${bp.filter === "normblur" ? "norm+blur" : bp.filter} · ${bp.contrast}${from}`;
+      $("pane-backprop").dataset.status = bp.status;
       return;
     }
     $("backprop-img").hidden = true;
@@ -224,10 +266,8 @@
     $("pane-backprop").dataset.status = bp.status;
   }
 
-  function drawHighlight() {
-    const hl = $("grid-highlight");
-    const g = ns.grid, u = ns.state.unit;
-    if (!g || u === null || u === undefined || u >= g.channels) { hl.hidden = true; return; }
+  function placeBox(hl, g, u) {
+    if (!g || u === null || u === undefined || u >= g.channels || ns.zoom !== "off") { hl.hidden = true; return; }
     const col = u % g.cols, row = Math.floor(u / g.cols);
     const x = g.pad + col * (g.tile_w + g.pad), y = g.pad + row * (g.tile_h + g.pad);
     hl.style.left = `${(x / g.width) * 100}%`;
@@ -235,6 +275,38 @@
     hl.style.width = `${(g.tile_w / g.width) * 100}%`;
     hl.style.height = `${(g.tile_h / g.height) * 100}%`;
     hl.hidden = false;
+  }
+
+  function drawHighlight() {
+    placeBox($("grid-highlight"), ns.grid, ns.state.unit);
+    const fz = ns.state.bp_frozen;
+    placeBox($("frozen-highlight"), ns.grid, fz && fz[0] === ns.state.layer ? fz[1] : null);
+    $("freeze-button").classList.toggle("active", !!fz);
+    $("freeze-button").textContent = fz ? `Unfreeze ${unitName(fz[0], fz[1])}` : "Freeze unit";
+  }
+
+  // ------------------------------------------------------------------ zoom (z): the unit or backprop view fills the grid pane
+
+  function drawZoom() {
+    const z = $("zoom-img");
+    const src = ns.zoom === "unit" ? $("unit-img") : ns.zoom === "backprop" ? $("backprop-img") : null;
+    if (!src || src.hidden || !src.src) {
+      z.hidden = true;
+      $("grid-wrap").classList.remove("zoomed");
+      if (src && ns.zoom !== "off") $("grid-caption").dataset.zoom = ns.zoom;
+      return;
+    }
+    if (z.src !== src.src) z.src = src.src;
+    z.hidden = false;
+    $("grid-wrap").classList.add("zoomed");
+    drawHighlight();
+  }
+
+  function setZoom(mode) {
+    ns.zoom = mode;
+    document.body.dataset.zoom = mode;
+    drawZoom();
+    drawHighlight();
   }
 
   // ------------------------------------------------------------------ unit choice
@@ -258,16 +330,18 @@
     ns.state.layer = name;
     ns.state.unit = null;
     ns.grid = null;
+    if (!shownLayers().some((l) => l.name === name)) { ns.allLayers = true; $("all-layers").checked = true; fillLayers(); }
     $("layer-select").value = name;
     sendState({ layer: name });
     drawHighlight();
     loadUnitExtras();
+    if (ns.pattern) loadPatterns();
   }
 
   const layerInfo = (name) => ns.info && ns.info.layers.find((l) => l.name === name);
 
   function stepLayer(delta) {
-    const names = ns.info.layers.map((l) => l.name);
+    const names = shownLayers().map((l) => l.name);
     const i = names.indexOf(ns.state.layer);
     const j = Math.max(0, Math.min(names.length - 1, i + delta));
     selectLayer(names[j]);
@@ -311,9 +385,13 @@
         $("examples-note").hidden = false;
         return;
       }
-      $("examples-caption").textContent = `— ${layer}:${unit}`;
+      $("examples-caption").textContent = `— ${unitName(layer, unit)}`;
       for (const it of d.items) {
-        $("examples").append(exampleTile(`/api/examples/img?${q}&rank=${it.rank}&kind=image`, it.score, it.caption));
+        const view = $("examples-view").value;
+        const src = view === "images"
+          ? `/api/examples/img?${q}&rank=${it.rank}&kind=image`
+          : `/api/examples/backprop.jpg?${q}&rank=${it.rank}&mode=${view}&filter=${ns.state.bp_filter}`;
+        $("examples").append(exampleTile(src, it.score, view === "images" ? it.caption : `${view} · ${it.caption}`));
         if (it.patch) $("patches").append(exampleTile(`/api/examples/img?${q}&rank=${it.rank}&kind=patch`, it.score, "max patch"));
       }
     }).catch(() => { $("examples-caption").textContent = "— could not load"; });
@@ -337,7 +415,7 @@
         const img = $("synth-img");
         img.src = `/api/synth.png?${q}`;
         img.hidden = false;
-        cap.textContent = `— ${layer}:${unit}`;
+        cap.textContent = `— ${unitName(layer, unit)}`;
       } else if (d.status === "queued" || d.status === "rendering" || d.status === "missing") {
         cap.textContent = d.status === "rendering" ? `— rendering ${Math.round((d.progress || 0) * 100)}%` : "— queued";
         ns.synthTimer = setTimeout(() => pollSynth(q, layer, unit), 1000);
@@ -478,6 +556,9 @@
     $("fit-select").value = ns.state.fit;
     $("boost-select").value = String(ns.state.boost);
     $("gamma-select").value = String(ns.state.gamma);
+    $("scale-select").value = ns.state.scale;
+    $("contrast-select").value = ns.state.bp_contrast;
+    $("grid-mode").value = ns.pattern ? "pattern" : ns.state.show_back ? "back" : "act";
   }
 
   function bindSelect(id, key, parse = (v) => v) {
@@ -493,6 +574,122 @@
   bindSelect("fit-select", "fit");
   bindSelect("boost-select", "boost", Number);
   bindSelect("gamma-select", "gamma", Number);
+  bindSelect("scale-select", "scale");
+  bindSelect("contrast-select", "bp_contrast");
+  $("grid-mode").addEventListener("change", (ev) => { setGridMode(ev.target.value); ev.target.blur(); });
+  $("all-layers").addEventListener("change", (ev) => { ns.allLayers = ev.target.checked; fillLayers(); ev.target.blur(); });
+  $("freeze-button").addEventListener("click", (ev) => { toggleFreeze(); ev.target.blur(); });
+  $("prev-input").addEventListener("click", (ev) => { stepInput(-1); ev.target.blur(); });
+  $("next-input").addEventListener("click", (ev) => { stepInput(1); ev.target.blur(); });
+  $("examples-view").addEventListener("change", (ev) => { loadUnitExtras(); ev.target.blur(); });
+  for (const [id, mode] of [["pane-unit", "unit"], ["pane-backprop", "backprop"]]) {
+    $(id).querySelector(".square").addEventListener("click", () => setZoom(ns.zoom === mode ? "off" : mode));
+  }
+  $("zoom-img").addEventListener("click", () => setZoom("off"));
+
+  // ------------------------------------------------------------------ grid modes: activations, backprop diffs (a), patterns (s)
+
+  function setGridMode(mode) {
+    const back = mode === "back";
+    ns.pattern = mode === "pattern";
+    if (ns.state.show_back !== back) { ns.state.show_back = back; sendState({ show_back: back }); }
+    if (back && ns.state.backprop === "off") { ns.state.backprop = "guided"; sendState({ backprop: "guided" }); }
+    syncControls();
+    if (ns.pattern) loadPatterns();
+    else {
+      clearTimeout(ns.patternTimer);
+      if (ns.actGrid) ns.grid = ns.actGrid;
+      if (ns.stats.lastHeader) sendState({}); // redraw the activation grid
+    }
+    $("pane-grid").dataset.kind = ns.pattern ? "patterns" : back ? "diffs" : "activations";
+  }
+
+  function loadPatterns() {
+    clearTimeout(ns.patternTimer);
+    const layer = ns.state.layer;
+    if (!ns.pattern || !layer) return;
+    fetch(`/api/patterns?layer=${encodeURIComponent(layer)}`).then((r) => r.json()).then((d) => {
+      if (!ns.pattern || ns.state.layer !== layer) return;
+      ns.patternStatus = d;
+      if (d.status === "unavailable" || d.status === "failed" || d.error) {
+        $("grid-caption").textContent = `patterns: ${d.message || d.error}`;
+        return;
+      }
+      const img = $("grid-img");
+      img.src = `/api/patterns.png?layer=${encodeURIComponent(layer)}&done=${d.done}`;
+      img.hidden = false;
+      $("grid-placeholder").hidden = true;
+      ns.grid = d.geometry;
+      fitGrid();
+      drawHighlight();
+      const how = d.source === "atlas" ? "from the atlas store" : `rendered ${d.size}px, ${d.steps} steps, cached`;
+      $("grid-caption").textContent = d.status === "ready"
+        ? `preferred patterns of ${d.total} units · ${how}`
+        : `preferred patterns · ${d.done}/${d.total} ready · ${d.status} in the background (${how})`;
+      if (d.status !== "ready") ns.patternTimer = setTimeout(loadPatterns, 1500);
+    }).catch(() => { $("grid-caption").textContent = "patterns: could not load"; });
+  }
+
+  // ------------------------------------------------------------------ frozen backprop unit (d)
+
+  function toggleFreeze() {
+    const fz = ns.state.bp_frozen;
+    const u = ns.state.unit;
+    let next = null;
+    if (!fz) {
+      if (u === null || u === undefined) { showMessage("select a unit first: its backprop view then stays while you move on", "info", 4000); return; }
+      next = [ns.state.layer, u];
+      if (ns.state.backprop === "off") { ns.state.backprop = "guided"; sendState({ backprop: "guided" }); }
+    }
+    ns.state.bp_frozen = next;
+    sendState({ bp_frozen: next });
+    syncControls();
+    drawHighlight();
+  }
+
+  // ------------------------------------------------------------------ the --inputs folder (n / p)
+
+  function stepInput(delta) {
+    const n = ns.info && ns.info.inputs ? ns.info.inputs.length : 0;
+    if (!n) { showMessage("no input folder: start serve with --inputs DIR to step through images", "info", 5000); return; }
+    const i = ns.inputIndex === null ? (delta > 0 ? 0 : n - 1) : (ns.inputIndex + delta + n) % n;
+    showInput(i);
+  }
+
+  function showInput(i) {
+    if (!ns.ws || ns.ws.readyState !== WebSocket.OPEN) return;
+    stopLive();
+    ns.lastUpload = null;
+    ns.uploadName = null;
+    ns.inputIndex = i;
+    ns.ws.send(JSON.stringify({ type: "input", index: i }));
+  }
+
+  // ------------------------------------------------------------------ layer list: curated or all (l)
+
+  function shownLayers() {
+    if (!ns.info) return [];
+    return ns.allLayers ? ns.info.layers : ns.info.layers.filter((l) => l.curated);
+  }
+
+  function fillLayers() {
+    const sel = $("layer-select");
+    const current = ns.state.layer;
+    const list = shownLayers();
+    sel.replaceChildren(...list.map((l) => {
+      const o = document.createElement("option");
+      o.value = l.name;
+      o.textContent = `${l.name}  (${l.shape.join("×")})${l.name === "logits" && ns.info.class_labels ? " classes" : ""}`;
+      return o;
+    }));
+    if (current && !list.some((l) => l.name === current)) {
+      const o = document.createElement("option");
+      o.value = current;
+      o.textContent = current;
+      sel.append(o);
+    }
+    if (current) sel.value = current;
+  }
 
   function cycle(key, values, parse = (v) => v) {
     const cur = String(ns.state[key]);
@@ -516,6 +713,14 @@
       case "PageDown": case "]": stepLayer(1); break;
       case "PageUp": case "[": stepLayer(-1); break;
       case "b": cycle("backprop", BACKPROP_MODES); break;
+      case "a": setGridMode(ns.state.show_back ? "act" : "back"); break;
+      case "s": setGridMode(ns.pattern ? "act" : "pattern"); break;
+      case "d": toggleFreeze(); break;
+      case "z": setZoom(ZOOMS[(ZOOMS.indexOf(ns.zoom) + 1) % ZOOMS.length]); break;
+      case "x": cycle("scale", SCALES); break;
+      case "l": ns.allLayers = !ns.allLayers; $("all-layers").checked = ns.allLayers; fillLayers(); break;
+      case "n": stepInput(1); break;
+      case "p": stepInput(-1); break;
       case "f": cycle("bp_filter", FILTERS); break;
       case "c": cycle("fit", ["crop", "stretch"]); break;
       case "o": cycle("boost", BOOSTS, Number); break;
@@ -535,15 +740,12 @@
       const info = await (await fetch("/api/info")).json();
       ns.info = info;
       $("model-name").textContent = `${info.model} · ${info.input_size}px`;
-      const sel = $("layer-select");
-      for (const l of info.layers) {
-        const o = document.createElement("option");
-        o.value = l.name;
-        o.textContent = `${l.name}  (${l.shape.join("×")})`;
-        sel.append(o);
-      }
       ns.state.layer = info.default_layer;
-      sel.value = info.default_layer;
+      fillLayers();
+      if (info.inputs && info.inputs.length) {
+        $("inputs-group").hidden = false;
+        $("input-name").textContent = `${info.inputs.length} images`;
+      }
       $("layer-caption").textContent = info.default_layer;
       if (!info.backprop_available) $("backprop-caption").textContent = "unavailable in this version";
     } catch (e) {
@@ -551,6 +753,21 @@
     }
     loadUnitExtras();
     connect();
+    installGridHover();
+  }
+
+  // Hovering the grid names the unit under the pointer (class names for the logits).
+  function installGridHover() {
+    const img = $("grid-img");
+    img.addEventListener("mousemove", (ev) => {
+      const g = ns.grid;
+      if (!g) return;
+      const r = img.getBoundingClientRect();
+      const x = ((ev.clientX - r.left) / r.width) * g.width, y = ((ev.clientY - r.top) / r.height) * g.height;
+      const col = Math.floor((x - g.pad) / (g.tile_w + g.pad)), row = Math.floor((y - g.pad) / (g.tile_h + g.pad));
+      const u = row * g.cols + col;
+      img.title = col >= 0 && col < g.cols && u >= 0 && u < g.channels ? unitName(ns.state.layer, u) : "";
+    });
   }
   start();
 })();
