@@ -61,7 +61,7 @@ RESULTS = HERE / "results" / "render_vs_lucent.json"
 STEADY_FROM = 18  # first step counted in the steady-state rate (neuronscope redirects ReLUs for steps 0..16)
 TOOLS = {"ns": "neuronscope (default: mixed precision)", "ns-f32": "neuronscope, precision=float32", "ns-bf16": "neuronscope, precision=bfloat16", "ns-plain": "neuronscope, fast=False",
          "lucent": "Lucent 0.1.8 (batched)", "lucent-heap": "Lucent, glibc heap tuned like neuronscope's"}
-#: what neuronscope.allocator.roomy_heap sets, as glibc tunables for a Lucent process (for comparison only)
+#: what neuronscope.optim.engine.heap.roomy_heap sets, as glibc tunables for a Lucent process (for comparison only)
 HEAP_TUNABLES = "glibc.malloc.mmap_threshold=33554432:glibc.malloc.trim_threshold=2147483647:glibc.malloc.top_pad=268435456"
 
 

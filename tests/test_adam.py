@@ -1,10 +1,10 @@
-"""neuronscope's render Adam (neuronscope.optim.adam) is torch.optim.Adam's update."""
+"""neuronscope's render Adam (neuronscope.optim.engine.adam) is torch.optim.Adam's update."""
 
 from __future__ import annotations
 
 import torch
 
-from neuronscope.optim.adam import Adam
+from neuronscope.optim.engine.adam import Adam
 
 
 def test_matches_torch_adam_step_by_step():

@@ -1,4 +1,4 @@
-"""The render-time fast copy (neuronscope.optim.fast): same function, same addresses, original untouched."""
+"""The render-time fast copy (neuronscope.optim.engine.fast_copy): same function, same addresses, original untouched."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from torch import nn
 from neuronscope.models import Model, ModelInfo
 from neuronscope.optim import objectives as O
 from neuronscope.optim import render
-from neuronscope.optim.fast import build_fast_model, conv_bn_pairs, fast_model
+from neuronscope.optim.engine.fast_copy import build_fast_model, conv_bn_pairs, fast_model
 from neuronscope.taps import module_names, parse_address, tap
 
 TAPS = ["stem", "blocks.1.expand_act", "blocks.5.dw_bn", "blocks.10", "head", "logits"]
@@ -233,7 +233,7 @@ def test_render_hooks_and_relu_swaps_happen_on_the_copy_and_are_undone(lite0):
 
 
 def test_automatic_choice_uses_the_copy_only_for_real_work_on_cpu(lite0):
-    from neuronscope.optim.fast import use_fast
+    from neuronscope.optim.engine.fast_copy import use_fast
 
     assert not use_fast("cpu", 1, 48, 2)  # a test-sized render: building the copy would cost more than it saves
     assert use_fast("cpu", 8, 224, 128) and use_fast("cpu", 1, 128, 512)

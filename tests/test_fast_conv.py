@@ -6,13 +6,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from neuronscope import allocator
+from neuronscope.optim.engine import heap as allocator
 from neuronscope.errors import NeuronscopeError
 from neuronscope.optim import objectives as O
 from neuronscope.optim import render
-from neuronscope.optim.fast import fast_model, native_bf16, resolve_precision
+from neuronscope.optim.engine.fast_copy import fast_model, native_bf16, resolve_precision
 from neuronscope.models.efficientnet_lite import same_pads
-from neuronscope.optim.fast_conv import FastConv2d
+from neuronscope.optim.engine.fast_conv import FastConv2d
 
 # (in, out, kernel, stride, groups, padding): pointwise, stem-like, depthwise 3x3/5x5 at stride 1/2,
 # grouped, even kernels, stride 3, and strided 1x1 (phases without taps)
@@ -79,7 +79,7 @@ def test_fused_activation_equals_conv_then_activation(act, dtype, redirect):
     assert bool(want[1].abs().sum() > 0) == redirect  # the dead row gets a gradient only when redirected
     with torch.no_grad():
         assert (fused(x) - want_y).abs().max() < tol * 10
-    from neuronscope.optim.fast_conv import _ONEDNN_CONV_POINTWISE
+    from neuronscope.optim.engine.fast_conv import _ONEDNN_CONV_POINTWISE
 
     if dtype == torch.float32 and _ONEDNN_CONV_POINTWISE is not None:
         assert fused.onednn_fusion  # the fused kernel ran (it turns itself off on failure)

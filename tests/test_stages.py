@@ -1,4 +1,4 @@
-"""Render stages (neuronscope.optim.stages) and the threaded row split (neuronscope.optim.row_split)."""
+"""Render stages (neuronscope.optim.engine.stages) and the threaded row split (neuronscope.optim.engine.row_split)."""
 
 from __future__ import annotations
 
@@ -10,10 +10,10 @@ import torch
 from neuronscope.errors import NeuronscopeError
 from neuronscope.optim import objectives as O
 from neuronscope.optim import render
-from neuronscope.optim.fast import fast_model, native_bf16
+from neuronscope.optim.engine.fast_copy import fast_model, native_bf16
 from neuronscope.optim.redirect import RedirectedReLU
-from neuronscope.optim.row_split import RowSplitter
-from neuronscope.optim.stages import FLOAT32_TAIL, StagedNetwork, plan_stages
+from neuronscope.optim.engine.row_split import RowSplitter
+from neuronscope.optim.engine.stages import FLOAT32_TAIL, StagedNetwork, plan_stages
 from neuronscope.taps import tap
 
 LAYERS = ["blocks.5", "logits"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 def add_parser(sub):
     from ..optim.presets import DEFAULT_PRESET, PRESETS
-    from ..optim.stages import PRECISIONS
+    from ..optim.engine.stages import PRECISIONS
 
     p = sub.add_parser(
         "render", help="synthesize the images that maximize units, classes or channels",

@@ -29,7 +29,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..allocator import roomy_heap
+from ..optim.engine.heap import roomy_heap
 from ..errors import NeuronscopeError
 from ..models.adapter import Model
 from ..taps import tap
@@ -148,7 +148,7 @@ def render_mfv(
     bar = tqdm(total=total, desc=f"mfv {unit.label}", unit="it", disable=not progress, leave=False, dynamic_ncols=True)
     step = 0
     rows = np.arange(b)
-    # the schedule allocates and frees the same activation buffers every iteration: keep them (see allocator)
+    # the schedule allocates and frees the same activation buffers every iteration: keep them (see optim.engine.heap)
     with roomy_heap():
         try:
             with tap(model, [unit.layer], stop_early=True) as taps:

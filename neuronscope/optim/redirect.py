@@ -36,7 +36,7 @@ def activation_grad(g: torch.Tensor, a: torch.Tensor, upper: float | None, redir
     ``a`` may be the input ``z`` or the output ``clamp(z)``: both are strictly
     inside (0, upper) at the same places, and ``z <= 0`` / ``z >= upper`` exactly
     where the output sits at 0 / upper, so the fused conv+activation of
-    :mod:`neuronscope.optim.fast_conv`, which keeps only its output, gets the same gradient.
+    :mod:`neuronscope.optim.engine.fast_conv`, which keeps only its output, gets the same gradient.
     """
     # the ordinary ReLU/ReLU6 gradient, by the fused kernels autograd itself uses
     if upper is None:

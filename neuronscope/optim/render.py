@@ -14,17 +14,17 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 
-from ..allocator import roomy_heap
+from .engine.heap import roomy_heap
 from ..errors import NeuronscopeError
 from ..models import Model
 from ..taps import tap
-from .adam import Adam
-from .fast import use_fast
+from .engine.adam import Adam
+from .engine.fast_copy import use_fast
 from .objectives import Objective, as_objective
 from .params import ImageParam, RawCaffeParam, make_param
 from .presets import DEFAULT_PRESET, Preset, get_preset
 from .regularizers import deepvis_update, step_size
-from .stages import StagedNetwork, plan_stages
+from .engine.stages import StagedNetwork, plan_stages
 
 
 #: A post-step image operator: ``op(param, step, frozen)``, called after every optimizer step
@@ -111,10 +111,10 @@ def render(
     objective reaches it. ``callback(step, images, values)`` may return True to stop.
     ``fast``: optimize through a faster copy of the model (BatchNorm folded into
     convolutions, channels-last on CPU; the same function up to float rounding, see
-    :mod:`neuronscope.optim.fast`); ``None`` does so on CPU for renders big enough
+    :mod:`neuronscope.optim.engine.fast_copy`); ``None`` does so on CPU for renders big enough
     to repay building the copy. ``precision`` of that copy: ``mixed`` (default: on a
     device with native bfloat16, the first steps in bfloat16 and the last quarter in
-    float32, see :mod:`neuronscope.optim.stages`; float32 elsewhere), ``float32``,
+    float32, see :mod:`neuronscope.optim.engine.stages`; float32 elsewhere), ``float32``,
     ``bfloat16`` (fastest; its input gradient is only ~0.92 cosine-similar to
     float32's), or ``auto`` (bfloat16 where native, else float32). Measured in
     benchmarks/render_vs_lucent.py and docs/render-speed.md.

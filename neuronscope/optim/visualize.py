@@ -12,7 +12,7 @@ from ..models import Model
 from .outputs import check_output_dir, write_render
 from .presets import DEFAULT_PRESET, get_preset
 from .render import render
-from .stages import check_precision
+from .engine.stages import check_precision
 from .targets import Target, parse_targets
 
 

@@ -23,7 +23,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import torch
 
-from ..taps import Taps
+from ...taps import Taps
 
 
 def _one_thread():

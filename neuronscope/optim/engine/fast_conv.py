@@ -22,7 +22,7 @@ backward masks the incoming gradient with the *output* (which is at 0 or 6
 exactly where the input was outside the open range). The clamp's forward pass
 and its saved input (the largest tensors of an inverted-residual network) are gone.
 
-:class:`FastConv2d` is used by :mod:`neuronscope.optim.fast` in the render-time
+:class:`FastConv2d` is used by :mod:`neuronscope.optim.engine.fast_copy` in the render-time
 copy of a model, only for convolutions whose weights are frozen.
 """
 
@@ -32,8 +32,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..models.efficientnet_lite import same_pads
-from .redirect import ACTIVATIONS, activation_grad
+from ...models.efficientnet_lite import same_pads
+from ..redirect import ACTIVATIONS, activation_grad
 
 
 def _transposed(weight: torch.Tensor, groups: int) -> torch.Tensor:
@@ -127,7 +127,7 @@ class FastConv2d(nn.Module):
     TensorFlow's size-dependent padding (asymmetric for stride 2 on even sizes).
     The weight gets no gradient; use it only where the weights are frozen.
     ``fused_activation``: ``None``, ``"relu"`` or ``"relu6"`` applied to the output
-    (``redirect=True`` gives its backward ReLU gradient redirection, see redirect.py).
+    (``redirect=True`` gives its backward ReLU gradient redirection, see neuronscope.optim.redirect).
     """
 
     def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None, stride: int | tuple[int, int],

@@ -13,7 +13,7 @@ within a step or two. :func:`fast_model` returns such a rewrite:
   ``torch.fx`` (convolutions and norms as leaves); a network that cannot be
   traced is simply not folded.
 * **input-gradient-only convolutions**: every remaining plain convolution
-  becomes a :class:`~neuronscope.optim.fast_conv.FastConv2d`, whose backward
+  becomes a :class:`~neuronscope.optim.engine.fast_conv.FastConv2d`, whose backward
   computes the image gradient with forward convolutions (see that module).
 * **fused activations**: a ``ReLU``/``ReLU6`` module that reads only a fast
   convolution's output (through nothing but folded-away BatchNorms) is fused
@@ -42,11 +42,11 @@ from typing import Iterable
 import torch
 from torch import nn
 
-from ..errors import NeuronscopeError
-from ..models import Model
-from ..taps import parse_address
+from ...errors import NeuronscopeError
+from ...models import Model
+from ...taps import parse_address
 from .fast_conv import FastConv2d
-from .redirect import activation_kind
+from ..redirect import activation_kind
 
 
 @dataclass
@@ -138,7 +138,7 @@ class BiasAfter(nn.Module):
 
 def _fast_equivalent(conv: nn.Module, weight=None, bias=None) -> FastConv2d | None:
     """A :class:`FastConv2d` for a convolution whose forward is known (plain ``nn.Conv2d``, ``Conv2dSame``)."""
-    from ..models.efficientnet_lite import Conv2dSame
+    from ...models.efficientnet_lite import Conv2dSame
 
     if not isinstance(conv, nn.Conv2d) or tuple(conv.dilation) != (1, 1) or conv.padding_mode != "zeros":
         return None

@@ -3,13 +3,13 @@
 A render runs the model forward and backward once per step. Which network does it:
 
 * ``fast=False``: the model as given.
-* otherwise a faster copy (:mod:`neuronscope.optim.fast`), in the ``precision``
+* otherwise a faster copy (:mod:`neuronscope.optim.engine.fast_copy`), in the ``precision``
   asked for. ``precision="mixed"`` runs the first steps through a bfloat16 copy
   and the last :data:`FLOAT32_TAIL` of them through a float32 one, so the image
   the render returns is refined by float32 gradients (same parameterization and
   Adam state throughout; only the network changes).
 * a bfloat16 stage on a multi-core CPU splits the rows over threads
-  (:mod:`neuronscope.optim.row_split`), each with its own copy.
+  (:mod:`neuronscope.optim.engine.row_split`), each with its own copy.
 
 :class:`StagedNetwork` enters each stage's taps (and, for the first
 ``redirect_steps``, ReLU redirection) when its first step comes, and leaves them
@@ -24,12 +24,12 @@ from dataclasses import dataclass
 
 import torch
 
-from ..errors import NeuronscopeError
-from ..models import Model
-from ..taps import tap
-from .fast import PRECISIONS as COPY_PRECISIONS
-from .fast import fast_model, native_bf16, resolve_precision
-from .redirect import redirected_relus
+from ...errors import NeuronscopeError
+from ...models import Model
+from ...taps import tap
+from .fast_copy import PRECISIONS as COPY_PRECISIONS
+from .fast_copy import fast_model, native_bf16, resolve_precision
+from ..redirect import redirected_relus
 from .row_split import RowSplitter
 
 #: with precision="mixed", the share of the steps (the last ones) run in float32. Chosen on 31 ImageNet
