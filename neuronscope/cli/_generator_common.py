@@ -7,7 +7,8 @@ from pathlib import Path
 
 def add_generator_arguments(p) -> None:
     p.add_argument("--generator", default="shipped",
-                   help="generator file from `neuronscope train-generator` (default: the shipped Lite0 generator)")
+                   help="generator file from `neuronscope train-generator` or `neuronscope convert-generator` (the "
+                   "DGN-AM/PPGN Caffe generators, BigGAN) (default: the shipped Lite0 generator)")
     p.add_argument("--size", type=int, default=None, help="resolution the classifier sees the generated image at "
                    "(default: min(model size, 2 x generator size))")
     p.add_argument("--seed", type=int, default=0)
@@ -34,8 +35,22 @@ def setup(args, verb: str, at_least_one: tuple[str, ...] = ("n",)):
         raise NeuronscopeError(f"{' and '.join('--' + name for name in at_least_one)} must be at least 1")
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.generator not in (None, "", "shipped") and not Path(args.generator).is_file():
+        from ..generators import Generator
+
+        Generator.load(args.generator)  # raises "generator file not found" before the model loads
     model = load(args)
     gen = load_generator(args.generator, model.name, device=model.device)
+    if getattr(args, "variant", None):
+        import sys
+
+        from ..generators.ppgn import variant_for
+
+        chosen = variant_for(gen, model, args.variant)
+        if chosen != args.variant:
+            print(f"note: variant {args.variant} needs the generator's encoder ({gen.spec.model} {gen.spec.layer}), "
+                  f"which is not {model.name}; using {chosen}", file=sys.stderr)
+            args.variant = chosen
     out = Path(prepare_output_dir(args.out or f"{verb}-{model.name}", overwrite=args.overwrite))
     return model, gen, out
 

@@ -177,6 +177,10 @@ class Generator(Frozen):
             raise NeuronscopeError(f"unknown code init {kind!r}; valid: stats, normal")
         return self.clip(self.code_mean + self.code_std * z)
 
+    def can_encode(self, model) -> bool:
+        """Whether ``model`` is the classifier whose layer the codes come from (E(x) is then available)."""
+        return model is not None and getattr(model, "name", None) == self.spec.model
+
     def encode(self, model, x: torch.Tensor, *, grad: bool = False) -> torch.Tensor:
         """E(x) for this generator's code layer."""
         return encode(model, x, self.spec, grad=grad)
@@ -218,14 +222,22 @@ class Generator(Frozen):
 
         p = Path(path)
         if not p.is_file():
-            raise NeuronscopeError(f"generator file not found: {p}")
+            raise NeuronscopeError(
+                f"generator file not found: {p}. Make one with `neuronscope train-generator`, or convert the seeds' "
+                "generators with `neuronscope convert-generator`: DGN-AM/PPGN's generator.caffemodel (see "
+                "`neuronscope convert-generator --help` for where each file was published) or a BigGAN of "
+                "pytorch-pretrained-biggan"
+            )
         try:
             blob = torch.load(p, map_location="cpu", weights_only=False)
         except Exception as e:  # corrupt or not a torch file
             raise NeuronscopeError(f"{p} is not a neuronscope generator file ({e})") from e
         if not isinstance(blob, dict) or blob.get("format") != "neuronscope-generator/1":
             raise NeuronscopeError(f"{p} is not a neuronscope generator file (format neuronscope-generator/1)")
-        net = build_generator_net(**blob["net_config"])
+        try:
+            net = build_generator_net(**blob["net_config"])
+        except ImportError as e:
+            raise NeuronscopeError(f"{p} needs a package that is not installed: {e} (for BigGAN: pip install 'neuronscope[biggan]')") from None
         net.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in blob["net"].items()})
         dae = None
         if blob.get("dae") is not None and blob.get("dae_config"):

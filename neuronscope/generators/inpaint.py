@@ -3,7 +3,8 @@
 Given an image x and a mask M (1 = hole to fill):
 
 * the context is c = x outside the hole, and the mean context colour inside it;
-  the chains start from h0 = E(c) (every row a separate chain, rows after the
+  the chains start from h0 = E(c) (for a generator without its encoder at hand,
+  the code that best reproduces the context, found by gradient descent) (every row a separate chain, rows after the
   first with a little noise on h0 for diversity);
 * each step the generated image is composited, x~ = G(h) * M + c * (1 - M);
   the condition (optional: any target, e.g. ``class:ostrich``) and the prior
@@ -60,6 +61,21 @@ def parse_mask(spec: str, size: int) -> torch.Tensor:
     return m
 
 
+def fit_code(generator: Generator, target: torch.Tensor, weight: torch.Tensor, *, steps: int = 40, seed: int = 0) -> torch.Tensor:
+    """A code whose image matches ``target`` where ``weight`` is 1: E(x) by optimization, for
+    generators whose encoder is not at hand. Adam from the mean code, clipped to the box each step."""
+    h = generator.clip(generator.code_mean[None].clone()).requires_grad_(True)
+    opt = torch.optim.Adam([h], lr=0.1 * float(generator.code_std.mean().clamp(min=1e-6)))
+    for _ in range(steps):
+        loss = (((generator(h) - target) * weight) ** 2).sum()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        with torch.no_grad():
+            h.copy_(generator.clip(h))
+    return h.detach()
+
+
 def inpaint(
     generator: Generator,
     model,
@@ -97,7 +113,10 @@ def inpaint(
     fill = (x * keep).sum((2, 3), keepdim=True) / keep.sum()
     c = x * keep + fill * m
     encoder = encoder or model
-    h0 = generator.encode(encoder, c).repeat(n, 1)
+    if generator.can_encode(encoder):
+        h0 = generator.encode(encoder, c).repeat(n, 1)
+    else:  # no encoder for this generator's code (BigGAN, a Caffe generator with another classifier)
+        h0 = fit_code(generator, c, keep, seed=seed).repeat(n, 1)
     g = torch.Generator().manual_seed(seed)
     if n > 1:
         h0[1:] = h0[1:] + 0.3 * generator.code_std * torch.randn(h0[1:].shape, generator=g).to(device)

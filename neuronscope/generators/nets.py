@@ -122,7 +122,19 @@ class CodeDAE(nn.Module):
         return (x + self.f(x)).flatten(1)
 
 
-def build_generator_net(**config) -> ConvGenerator:
+def build_generator_net(kind: str = "conv", **config) -> nn.Module:
+    """Rebuild a saved generator network from its config: ``kind`` conv (the nets here), caffe
+    (a converted Caffe generator) or biggan (a BigGAN adapter)."""
+    if kind == "caffe":
+        from .caffe_net import build_caffe_net
+
+        return build_caffe_net(**config)
+    if kind == "biggan":
+        from .biggan import build_biggan_net
+
+        return build_biggan_net(**config)
+    if kind != "conv":
+        raise ValueError(f"unknown generator net kind {kind!r}")
     return ConvGenerator(**config)
 
 

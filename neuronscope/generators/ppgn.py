@@ -7,7 +7,9 @@ Each step, per batch row::
 
 * R is the prior's denoiser: ``dae`` (PPGN-h: a DAE on codes), ``cycle``
   (joint PPGN-h: R = E o G, the generator's own encoder round trip) or
-  ``none`` (DGN-AM: only the L2 decay acts as a prior).
+  ``none`` (DGN-AM: only the L2 decay acts as a prior) or ``gauss``
+  (R(h) = the mean code mu: the drift of a Gaussian code prior, for
+  generators without a DAE or an encoder, e.g. BigGAN or the Caffe fc6 one).
 * dcond = d log p(y | G(h)) / dh (exact log-softmax by default; ``compat``
   gives the released (1 - p_y) gradient) or, for DGN-AM, d a / dh.
 * ``update`` says how the terms are scaled, since the papers' epsilons were
@@ -41,7 +43,7 @@ from ..errors import NeuronscopeError
 from .base import Generator
 from .conditions import Condition
 
-PRIORS = ("dae", "cycle", "none")
+PRIORS = ("dae", "cycle", "none", "gauss")
 UPDATES = ("scaled", "released", "raw")
 
 
@@ -77,6 +79,9 @@ PRESETS: dict[str, SamplerConfig] = {
     "ppgn-h": SamplerConfig(eps1=0.01, eps2=1.0, eps3=0.03, prior="dae", lr=0.2, steps=200, burn_in=40),
     "joint-ppgn-h": SamplerConfig(eps1=0.01, eps2=1.0, eps3=0.03, prior="cycle", lr=0.2, steps=200, burn_in=40),
     "noiseless-joint-ppgn-h": SamplerConfig(eps1=0.01, eps2=1.0, eps3=0.0, prior="cycle", lr=0.2, steps=200, burn_in=40),
+    # Generators that bring neither a code DAE nor their encoder (BigGAN, the Caffe fc6 generator
+    # steering another classifier): PPGN's update with a pull toward the mean code as the prior.
+    "ppgn-gauss": SamplerConfig(eps1=0.01, eps2=1.0, eps3=0.03, prior="gauss", lr=0.2, steps=200, burn_in=40),
 }
 
 
@@ -89,6 +94,20 @@ def preset(name: str, **overrides) -> SamplerConfig:
     if bad:
         raise NeuronscopeError(f"unknown sampler settings {bad}; valid: {', '.join(SamplerConfig.__dataclass_fields__)}")
     return replace(PRESETS[key], **{k: v for k, v in overrides.items() if v is not None})
+
+
+def no_encoder_variants(generator: Generator) -> list[str]:
+    """The presets that run without the generator's encoder (``ppgn-h`` only if it has a code DAE)."""
+    return [k for k, v in PRESETS.items() if v.prior != "cycle" and (v.prior != "dae" or generator.dae is not None)]
+
+
+def variant_for(generator: Generator, model, variant: str, encoder=None) -> str:
+    """``variant``, or when it needs an encoder this generator cannot use with ``model``, the PPGN
+    variant that does not: ``ppgn-h`` with the generator's DAE, else ``ppgn-gauss``."""
+    cfg = preset(variant)
+    if cfg.prior != "cycle" or generator.can_encode(encoder or model):
+        return variant
+    return "ppgn-h" if generator.dae is not None else "ppgn-gauss"
 
 
 @dataclass
@@ -157,9 +176,10 @@ def run_chain(
     B = h.shape[0]
     if cfg.prior == "cycle":
         encoder = encoder or model
-        if encoder is None or getattr(encoder, "name", None) != generator.spec.model:
+        if not generator.can_encode(encoder):
             raise NeuronscopeError(
-                f"prior 'cycle' needs the generator's encoder {generator.spec.model!r}; pass encoder=load_model(...)"
+                f"prior 'cycle' needs the generator's encoder {generator.spec.model!r}; pass encoder=load_model(...), "
+                f"or use a variant whose prior needs no encoder: {', '.join(no_encoder_variants(generator))}"
             )
     gen = torch.Generator().manual_seed(seed + 7919)
     sigma = generator.code_std.clamp(min=0)
@@ -177,6 +197,8 @@ def run_chain(
                 return generator.denoise(h) - h
         if cfg.prior == "cycle":
             return generator.encode(encoder, x_seen.detach()) - h
+        if cfg.prior == "gauss":
+            return generator.code_mean - h
         return torch.zeros_like(h)
 
     bar = tqdm(range(cfg.steps), desc=f"sampling ({cfg.prior})", disable=not progress, unit="step")

@@ -4,7 +4,10 @@
 fp16, a few MB); ``weights/lite0_head2_64.json`` records the training command,
 the photo manifest hash and list, and the held-out reconstruction numbers.
 ``load_generator(spec)`` accepts ``shipped`` (or a model name with a shipped
-generator) or the path of a generator saved by ``Generator.save``.
+generator) or the path of a generator saved by ``Generator.save``. A generator
+trained for one classifier is refused for another, except converted ones
+(``meta["any_classifier"]``: the Caffe generators and BigGAN), which DGN-AM and
+PPGN can steer with any classifier.
 """
 
 from __future__ import annotations
@@ -48,7 +51,7 @@ def load_generator(spec: str | None, model_name: str, *, device=None) -> Generat
         g = load_shipped(model_name, device=device)
     else:
         g = Generator.load(spec, device=device)
-    if g.spec.model != model_name:
+    if g.spec.model != model_name and not g.meta.get("any_classifier"):
         raise NeuronscopeError(
             f"generator was trained for {g.spec.model!r}, not {model_name!r}; "
             f"train one with `neuronscope train-generator {model_name} --images DIR`"
