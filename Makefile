@@ -18,7 +18,7 @@ export OMP_WAIT_POLICY ?= PASSIVE
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PIP) install torch==2.13.0
-	$(PIP) install -e '.[judges,photos,serve,ray,test]'
+	$(PIP) install -e '.[judges,photos,serve,ray,biggan,test]'
 	touch $@
 
 install: $(STAMP)
