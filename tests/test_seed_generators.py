@@ -328,6 +328,7 @@ def test_biggan_adapter_code_is_noise_plus_class_embedding(tmp_path):
     emb = model.embeddings.weight.t()
     assert torch.all(emb >= gen.code_lo[16:]) and torch.all(emb <= gen.code_hi[16:])
     h = class_codes(gen, [3, 7], seed=1)
+    assert torch.all(h[:, :16].abs() <= 1.0) and torch.equal(h[:, 16:], emb[[3, 7]])
     with torch.no_grad():
         want = (model(h[:, :16], torch.eye(10)[[3, 7]], 0.5) + 1) / 2
         got = gen(h)

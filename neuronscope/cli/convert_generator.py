@@ -5,9 +5,12 @@ Caffe (DGN-AM / PPGN, the DeePSiM "upconv" networks that invert CaffeNet):
   neuronscope convert-generator generator.caffemodel --arch deepsim-fc6 \\
       --prototxt generator.prototxt --act-range act_range/3x/fc6.txt --out fc6.pt
 
-SOURCE is the generator.caffemodel (fc6: fc6/generator.caffemodel of
-release_deepsim_v0.zip, which the DGN-AM code's nets/upconv/download.sh fetches
-from the University of Freiburg; PPGN's is 181007__generator.caffemodel). The
+SOURCE is the generator.caffemodel: fc6/generator.caffemodel (also pool5/,
+fc7/) of release_deepsim_v0.zip, which DGN-AM's nets/upconv/download.sh
+fetches from https://lmb.informatik.uni-freiburg.de/resources/binaries/arxiv2016_alexnet_inversion_with_gans/
+or PPGN's fc6 generator http://s.anhnguyen.me/181007__generator.caffemodel. The
+prototxt and act_range/3x/fc6.txt are in github.com/Evolving-AI-Lab/synthesizing
+(nets/upconv/fc6/generator.prototxt, act_range/). The
 prototxt is optional for deepsim-fc6 (the released layer list is built in) and
 required for deepsim-fc7, deepsim-pool5 and caffe (any other feed-forward Caffe
 generator, with --code-layer naming the CaffeNet layer it inverts). --act-range (DGN-AM's

@@ -222,11 +222,13 @@ class Generator(Frozen):
 
         p = Path(path)
         if not p.is_file():
+            from .caffe_deepsim import DEEPSIM_ZIP, PPGN_GENERATOR
+
             raise NeuronscopeError(
                 f"generator file not found: {p}. Make one with `neuronscope train-generator`, or convert the seeds' "
-                "generators with `neuronscope convert-generator`: DGN-AM/PPGN's generator.caffemodel (see "
-                "`neuronscope convert-generator --help` for where each file was published) or a BigGAN of "
-                "pytorch-pretrained-biggan"
+                "generators with `neuronscope convert-generator`: DGN-AM's fc6 generator.caffemodel (in "
+                f"{DEEPSIM_ZIP}), PPGN's ({PPGN_GENERATOR}), or a BigGAN of pytorch-pretrained-biggan "
+                "(see docs/generators.md)"
             )
         try:
             blob = torch.load(p, map_location="cpu", weights_only=False)

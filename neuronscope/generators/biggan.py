@@ -165,6 +165,9 @@ def class_codes(generator: Generator, classes: list[int], *, seed: int = 0) -> t
     if bad:
         raise NeuronscopeError(f"BigGAN class(es) {bad} out of range; valid: 0..{n_cls - 1}")
     g = torch.Generator().manual_seed(seed)
-    z = torch.fmod(torch.randn(len(classes), net.z_dim, generator=g), 2.0) * net.truncation
+    z = torch.randn(len(classes), net.z_dim, generator=g)
+    while (far := z.abs() > 2).any():  # BigGAN's truncated normal: redraw values outside [-2, 2]
+        z[far] = torch.randn(int(far.sum()), generator=g)
+    z = z * net.truncation
     e = net.embeddings.weight.detach().t()[classes].cpu()
     return torch.cat([z, e], 1).to(generator.device)
