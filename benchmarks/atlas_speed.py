@@ -99,9 +99,9 @@ def units_per_minute(model, layer: str, units: int, batch: int, size: int, steps
 
 
 def model_shape(model, layer: str, size: int | None = None) -> tuple:
-    from neuronscope.optim.render import _layer_shapes
+    from neuronscope.taps import layer_shapes
 
-    return _layer_shapes(model, [layer], size or model.input_size)[layer]
+    return layer_shapes(model, [layer], size)[layer]
 
 
 # ---------------------------------------------------------------- part 2: per-unit cost per layer

@@ -67,7 +67,7 @@ def stage_dgn(args, model, gen):
     res, rows = dgn_am(gen, model, [f"class:{k}" for k in CLASSES], steps=args.dgn_steps, lr=args.dgn_lr,
                        seed=args.seed, progress=not args.quiet)
     up = F.interpolate(res.images, size=(128, 128), mode="bilinear", align_corners=False)
-    return {"images": up, "classes": [t.unit for t in rows], "group": list(range(len(rows))), "seconds": time.time() - t0}
+    return {"images": up, "classes": [t.index for t in rows], "group": list(range(len(rows))), "seconds": time.time() - t0}
 
 
 def stage_ppgn(args, model, gen):
@@ -84,8 +84,8 @@ def stage_ppgn(args, model, gen):
         frames, _ = res.samples(r)
         for f in frames[-per_chain:]:
             ims.append(f)
-            classes.append(t.unit)
-            group.append(CLASSES.index(t.unit))
+            classes.append(t.index)
+            group.append(CLASSES.index(t.index))
     up = F.interpolate(torch.stack(ims), size=(128, 128), mode="bilinear", align_corners=False)
     return {"images": up, "classes": classes, "group": group, "seconds": time.time() - t0}
 

@@ -31,7 +31,6 @@ swapped, every mode degenerates to the plain gradient, and a warning says so.
 from __future__ import annotations
 
 import operator
-import re
 import threading
 import warnings
 from contextlib import contextmanager
@@ -273,35 +272,3 @@ def render_view(g: torch.Tensor, filter: str = "raw", blur_sigma: float = 4.0) -
     if filter == "normblur":
         norm = _gaussian_blur(norm, blur_sigma)
     return _stretched(norm).clamp(0, 1).expand(-1, 3, -1, -1).contiguous()
-
-
-# ---------------------------------------------------------------- targets
-
-def parse_unit_target(model, text: str) -> tuple[str, int, tuple[int, int] | None]:
-    """``blocks.10:5`` | ``blocks.10:5@3,4`` | ``class:NAME|INDEX`` -> (layer, unit, position).
-
-    The layer is checked against the model; the unit and position ranges are
-    checked when the view is computed (they need the layer's output shape).
-    """
-    t = (text or "").strip()
-    if t.lower().startswith("class:"):
-        name = t.split(":", 1)[1].strip()
-        if not name:
-            raise NeuronscopeError("empty class in target 'class:'; give a class name or index, e.g. class:espresso")
-        return "logits", model.class_index(name), None
-    m = re.match(r"^(?P<layer>.+):(?P<unit>-?\d+)(?:@(?P<x>-?\d+),(?P<y>-?\d+))?$", t)
-    if not m:
-        raise NeuronscopeError(
-            f"malformed target {text!r}; valid forms: LAYER:CHANNEL (blocks.10:5), "
-            "LAYER:CHANNEL@X,Y for one neuron (blocks.10:5@3,4), class:NAME or class:INDEX"
-        )
-    layer = resolve(model, m["layer"]).text
-    unit = int(m["unit"])
-    if unit < 0:
-        raise NeuronscopeError(f"channel {unit} in target {text!r} is negative; channels count from 0")
-    position = None
-    if m["x"] is not None:
-        position = (int(m["x"]), int(m["y"]))
-        if min(position) < 0:
-            raise NeuronscopeError(f"position {position} in target {text!r} is negative; x and y count from 0")
-    return layer, unit, position

@@ -221,9 +221,26 @@ def describe_layers(model: Model, size: int | None = None) -> list[LayerInfo]:
 
 
 def channel_count(shape: tuple[int, ...]) -> int | None:
-    """Channels of a per-image shape: (C,H,W) -> C, (N,C) tokens -> C, (C,) -> C."""
+    """Channels of a per-image shape: (C,H,W) -> C, (N,C) tokens -> C, (C,) -> C; None for other ranks."""
     if len(shape) in (1, 3):
         return shape[0]
     if len(shape) == 2:
         return shape[1]
     return None
+
+
+def layer_shapes(model: Model, layers: Iterable[str], size: int | None = None) -> dict[str, tuple[int, ...]]:
+    """Per-image output shapes of ``layers`` for one ``size`` px image (default the model's input size).
+
+    One forward pass, stopped after the last of the layers; ``input`` is (3, size, size)
+    without running the network.
+    """
+    size = int(size or model.input_size)
+    layers = list(dict.fromkeys(layers))
+    needed = [name for name in layers if name != "input"]
+    shapes: dict[str, tuple[int, ...]] = {}
+    if needed:
+        with torch.inference_mode(), tap(model, needed, stop_early=True) as taps:
+            taps.run(torch.full((1, 3, size, size), 0.5, device=model.device))
+            shapes = {name: tuple(taps[name].shape[1:]) for name in needed}
+    return {name: (3, size, size) if name == "input" else shapes[name] for name in layers}

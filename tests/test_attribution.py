@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from neuronscope import NeuronscopeError, load_model
-from neuronscope.attribution import MODES, backward_view, parse_unit_target, rectifier_rules, render_view
+from neuronscope.attribution import MODES, backward_view, rectifier_rules, render_view
 from neuronscope.cli import main as cli_main
 
 
@@ -184,12 +184,6 @@ def test_bad_units_positions_modes_and_targets_raise_clear_errors(lite0):
         backward_view(lite0, x, "blocks.1", 0, mode="lrp")
     with pytest.raises(NeuronscopeError, match="no spatial map"):
         backward_view(lite0, x, "logits", 1, position=(0, 0))
-    with pytest.raises(NeuronscopeError, match="closest"):
-        parse_unit_target(lite0, "class:espreso")
-    with pytest.raises(NeuronscopeError, match="malformed target"):
-        parse_unit_target(lite0, "blocks.10")
-    assert parse_unit_target(lite0, "blocks.10:5@3,4") == ("blocks.10", 5, (3, 4))
-    assert parse_unit_target(lite0, "class:967") == ("logits", 967, None)
 
 
 def test_render_view_filters_give_images_in_unit_range():

@@ -282,7 +282,7 @@ def test_unit_parsing_names_what_is_valid(tiny, lite0):
     assert parse_unit(lite0, "class:goldfish").index == 1
     assert parse_unit(lite0, "blocks.10:5").kind == "channel"
     assert parse_unit(lite0, "blocks.10:5@3,4").kind == "neuron"
-    with pytest.raises(NeuronscopeError, match="valid: 0..111"):
+    with pytest.raises(NeuronscopeError, match="channels 0..111"):
         parse_unit(lite0, "blocks.10:500")
     with pytest.raises(NeuronscopeError, match="did you mean: goldfish"):
         parse_unit(lite0, "class:goldfisch")

@@ -15,7 +15,8 @@ from torch import nn
 from neuronscope import load_model
 from neuronscope.errors import NeuronscopeError
 from neuronscope.generators import CodeSpec, CodeStats, Generator
-from neuronscope.generators.conditions import Condition, parse_target
+from neuronscope.generators.conditions import Condition
+from neuronscope.units import parse_unit
 from neuronscope.generators.dgn_am import dgn_am
 from neuronscope.generators.inpaint import inpaint, parse_mask
 from neuronscope.generators.nets import CodeDAE, ConvGenerator
@@ -64,7 +65,7 @@ def test_dgn_am_raises_the_target_class_logit(tiny):
     with torch.no_grad():
         before = cond(gen(init))
     res, rows = dgn_am(gen, model, ["class:2", "class:0"], steps=40, lr=0.5, lr_end=0.01, init=init, progress=False)
-    assert [r.unit for r in rows] == [2, 0]
+    assert [r.index for r in rows] == [2, 0]
     assert torch.all(res.values > before + 0.05), (before, res.values)
     assert res.trace.shape == (40, 2)
 
@@ -147,7 +148,7 @@ def test_exact_and_compat_class_gradients_match_hand_computation(tiny):
     for compat, expected in ((False, -p.clone()), (True, torch.zeros(4))):
         expected[2] += 1 - p[2] if compat else 1.0
         z = logits.clone().requires_grad_(True)
-        from neuronscope.generators.conditions import _CompatLogProb
+        from neuronscope.optim.objectives import _CompatLogProb
         import torch.nn.functional as F
 
         v = _CompatLogProb.apply(z, torch.tensor([2])) if compat else F.log_softmax(z, 1)[:, 2]
@@ -168,13 +169,13 @@ def test_inpainting_keeps_the_unmasked_region_and_fits_the_context(tiny):
 def test_bad_targets_masks_and_variants_raise_clear_errors(tiny):
     model, gen = tiny
     with pytest.raises(NeuronscopeError, match="valid forms"):
-        parse_target(model, "ostrich")
+        parse_unit(model, "ostrich")
     with pytest.raises(NeuronscopeError, match="valid:"):
         preset("ppgn-z")
     with pytest.raises(NeuronscopeError, match="box"):
         parse_mask("box:0.5,0.5,0.2,0.9", 16)
     with pytest.raises(NeuronscopeError, match="no layer"):
-        parse_target(model, "nope:3")
+        parse_unit(model, "nope:3")
 
 
 def test_generator_save_load_round_trip(tiny, tmp_path):

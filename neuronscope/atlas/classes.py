@@ -34,6 +34,7 @@ import torch.nn.functional as F
 
 from ..errors import NeuronscopeError
 from ..models import Model
+from ..taps import activations, layer_shapes
 
 TOP = 5  # classes kept per unit, in each direction
 LINEAR_RTOL = 1e-5
@@ -72,9 +73,7 @@ def _chunk_rows(model: Model, layer: str, x: torch.Tensor, shape: Sequence[int] 
                 budget: int = 32 * 2**20) -> int:
     """Rows per forward pass so the layer's dual output stays near ``budget`` floats."""
     if shape is None:
-        from ..optim.render import _layer_shapes
-
-        shape = _layer_shapes(model, [layer], x.shape[-1])[layer]
+        shape = layer_shapes(model, [layer], x.shape[-1])[layer]
     per_row = 2 * max(1, int(torch.tensor(shape).prod()))
     return int(min(1024, max(16, budget // per_row)))
 
@@ -85,8 +84,6 @@ def layer_jacobian(model: Model, layer: str, x: torch.Tensor, channels: Sequence
     chans = list(range(channels)) if isinstance(channels, int) else list(channels)
     if chunk is None:
         with torch.no_grad():
-            from ..taps import activations
-
             shape = tuple(activations(model, x, [layer])[layer].shape[1:])
         chunk = _chunk_rows(model, layer, x, shape)
     parts = [_jacobian_one(model, layer, x, chans[s:s + chunk]) for s in range(0, len(chans), chunk)]

@@ -38,14 +38,10 @@ def diversity_layer(model: Model, layer: str, shape: Sequence[int]) -> str:
     """Where the diversity term compares renders: the unit's own layer when it has space."""
     if len(shape) == 3:
         return layer
-    try:  # issue-5 facets choose a spatial block for layers without space; use theirs when present
-        from ..facets.pipeline import default_diversity_layer
-        from ..facets.unit import Unit
+    from ..facets.pipeline import default_diversity_layer  # facets choose a spatial block for layers without space
+    from ..units import Unit
 
-        kind = "class" if layer == "logits" else "channel"
-        return default_diversity_layer(model, Unit(kind, layer, 0, layer))
-    except ImportError:  # pragma: no cover - facets not installed
-        raise NeuronscopeError(f"layer {layer!r} has no spatial map for --diversity; use a convolutional layer") from None
+    return default_diversity_layer(model, Unit("class" if layer == "logits" else "channel", layer, 0))
 
 
 def row_seed(settings: AtlasSettings, unit: int, image: int = 0) -> int:

@@ -42,9 +42,10 @@ def _default_out(image: str, target: str) -> Path:
 def run(args):
     import torch
 
-    from ..attribution import MODES, backward_view, parse_unit_target, render_view
+    from ..attribution import MODES, backward_view, render_view
     from ..errors import NeuronscopeError
     from ..images import center_crop_resize, labelled_grid, load_image, pil_to_tensor, save_png
+    from ..units import parse_unit
     from ._common import load
 
     out = Path(args.out) if args.out else _default_out(args.image, args.target)
@@ -60,12 +61,13 @@ def run(args):
         raise NeuronscopeError(f"--blur {args.blur} must be >= 0")
     img = load_image(args.image)
     model = load(args)
-    layer, unit, position = parse_unit_target(model, args.target)
     size = args.size or model.input_size
+    target = parse_unit(model, args.target, size=size)
+    layer, unit, position = target.layer, target.index, target.position
     x = pil_to_tensor(center_crop_resize(img, size, model.info.eval_resize)).unsqueeze(0)
     seed = args.seed or ("ones" if layer == "logits" else "activation")
     modes = MODES if args.mode == "all" else (args.mode,)
-    name = model.label(unit) if layer == "logits" else f"{layer}:{unit}" + (f"@{position[0]},{position[1]}" if position else "")
+    name = target.class_name if target.is_class else target.name
     cells, captions = [x[0]], [f"input {size}px\n{name}"]
     for mode in modes:
         g = backward_view(model, x, layer, unit, mode=mode, position=position, seed=seed)

@@ -30,11 +30,11 @@ def add_parser(sub):
 
 def run(args):
     from ..models import load_model
-    from ..optim.targets import parse_targets
     from ..optim.visualize import visualize
+    from ..units import parse_units
 
     model = load_model(args.model, device=args.device)
-    targets = parse_targets(model, args.targets)  # validate before any work
+    targets = parse_units(model, args.targets, size=args.size)  # validate before any work
     out = visualize(model, targets, args.out, preset=args.preset, size=args.size, steps=args.steps,
                     seeds=args.seeds, batch_size=args.batch, overwrite=args.overwrite, progress=not args.quiet,
                     precision=args.precision)

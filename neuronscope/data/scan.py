@@ -21,7 +21,7 @@ from ..errors import NeuronscopeError
 from ..models.adapter import Model
 from ..receptive_field import receptive_field
 from ..stats.topk import RunningTopK, spatial_max
-from ..taps import describe_layers, resolve, tap
+from ..taps import channel_count, layer_shapes, tap
 from .folder import folder_images, stream_batches
 from .store import Store
 
@@ -53,14 +53,11 @@ def _image_list(images: str | os.PathLike | Sequence[str | os.PathLike]) -> tupl
 
 
 def _layer_channels(model: Model, layers: Sequence[str], size: int) -> dict[str, int]:
-    info = {r.name: r for r in describe_layers(model, size)}
-    out = {}
-    for layer in layers:
-        resolve(model, layer)
-        row = info.get(layer)
-        if row is None or row.channels is None:
-            raise NeuronscopeError(f"layer {layer!r} has no channels to rank (output shape {row.shape if row else 'unknown'})")
-        out[layer] = int(row.channels)
+    out = {}  # layer_shapes checks the names (closest valid ones on a typo)
+    for layer, shape in layer_shapes(model, layers, size).items():
+        out[layer] = channel_count(shape)
+        if out[layer] is None:
+            raise NeuronscopeError(f"layer {layer!r} has no channels to rank (output shape {shape})")
     return out
 
 

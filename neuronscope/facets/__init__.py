@@ -16,7 +16,7 @@ from .examples import Examples, collect_examples, labels_from_manifest, unit_val
 from .mfv import CENTER_BIASED, MEAN_INIT, MFVResult, Octave, render_mfv
 from .pipeline import Facet, FacetResult, discover_facets, diverse_facets, multifaceted, rank_and_dedup, render_facets
 from .sheet import write_facet_sheet
-from .unit import Unit, parse_unit
+from ..units import Unit, parse_unit
 
 __all__ = [
     "CENTER_BIASED", "Clustering", "Examples", "Facet", "FacetResult", "MEAN_INIT", "MFVResult", "Octave", "Unit",

@@ -31,7 +31,7 @@ from ..receptive_field import receptive_field
 from ..data.folder import image_views
 from ..stats import RunningTopK, UnitScores, spatial_max
 from ..taps import tap
-from .unit import Unit
+from ..units import Unit
 
 
 @dataclass

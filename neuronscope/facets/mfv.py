@@ -33,7 +33,7 @@ from ..optim.engine.heap import roomy_heap
 from ..errors import NeuronscopeError
 from ..models.adapter import Model
 from ..taps import tap
-from .unit import Unit
+from ..units import Unit
 
 
 @dataclass(frozen=True)

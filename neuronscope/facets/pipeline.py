@@ -28,7 +28,7 @@ from .cluster import Clustering, cluster, nearest_members
 from .embed import embed
 from .examples import Examples, collect_examples
 from .mfv import measure, render_mfv
-from .unit import Unit
+from ..units import Unit
 
 DUPLICATE_COSINE = 0.95  # facet images whose features are closer than this are one facet
 # Weight of the cluster anchor in facet renders with the preset: unit + ANCHOR * cos(f(x) - m, c_j - m),

@@ -12,8 +12,9 @@ highest-activation one for comparison.
 
 from __future__ import annotations
 
+from ..units import parse_units
 from .base import Generator
-from .conditions import Condition, parse_targets
+from .conditions import Condition
 from .ppgn import ChainResult, preset, run_chain
 
 
@@ -39,9 +40,10 @@ def dgn_am(
     mix. ``init`` optionally gives starting codes (B, D), e.g. encoded photos.
     Returns the chain result (``images`` = last images) and the row targets.
     """
-    tlist = parse_targets(model, targets if isinstance(targets, (list, tuple)) else [targets])
+    size = size or min(model.input_size, 2 * generator.image_size)
+    tlist = parse_units(model, targets if isinstance(targets, (list, tuple)) else [targets], size=size)
     rows = [t for t in tlist for _ in range(n)]
     cfg = preset("dgn-am", steps=steps, lr=lr, lr_end=lr_end, decay=decay, save_every=0)
-    cond = Condition(model, rows, size=size or min(model.input_size, 2 * generator.image_size), kind="activation")
+    cond = Condition(model, rows, size=size, kind="activation")
     res = run_chain(generator, model, cond, cfg, batch=len(rows), init=init, seed=seed, progress=progress, callback=callback)
     return res, rows

@@ -22,8 +22,9 @@ import torch.nn.functional as F
 from PIL import Image
 
 from ..errors import NeuronscopeError
+from ..units import parse_unit
 from .base import Generator
-from .conditions import Condition, parse_targets
+from .conditions import Condition
 from .ppgn import ChainResult, preset, run_chain
 
 
@@ -132,8 +133,8 @@ def inpaint(
     cfg = preset(variant, **overrides)
     cond = None
     if target is not None:
-        (t,) = parse_targets(model, [target])
-        cond = Condition(model, [t], size=size or min(model.input_size, 2 * S), kind=cfg.condition, compat=cfg.compat)
+        size = size or min(model.input_size, 2 * S)
+        cond = Condition(model, [parse_unit(model, target, size=size)], size=size, kind=cfg.condition, compat=cfg.compat)
     else:
         cfg.eps2 = 0.0
     if cond is None:

@@ -40,6 +40,7 @@ import numpy as np
 import torch
 
 from ..errors import NeuronscopeError
+from ..units import parse_units
 from .base import Generator
 from .conditions import Condition
 
@@ -283,11 +284,10 @@ def sample(
     Returns the chain result and the list of row targets. Each chain's saved
     frames are further samples (``result.samples(row)``).
     """
-    from .conditions import parse_targets
-
-    tlist = parse_targets(model, targets if isinstance(targets, (list, tuple)) else [targets])
+    size = size or min(model.input_size, 2 * generator.image_size)
+    tlist = parse_units(model, targets if isinstance(targets, (list, tuple)) else [targets], size=size)
     cfg = preset(variant, **overrides)
     rows = [t for t in tlist for _ in range(n)]
-    cond = Condition(model, rows, size=size or min(model.input_size, 2 * generator.image_size), kind=cfg.condition, compat=cfg.compat)
+    cond = Condition(model, rows, size=size, kind=cfg.condition, compat=cfg.compat)
     res = run_chain(generator, model, cond, cfg, batch=len(rows), seed=seed, encoder=encoder, progress=progress)
     return res, rows

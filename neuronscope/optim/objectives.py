@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import NeuronscopeError
+from ..taps import channel_count
 
 Rows = tuple[int, ...] | None
 
@@ -55,24 +56,48 @@ def _positions(a: torch.Tensor) -> torch.Tensor:
     raise NeuronscopeError(f"cannot read channels from an activation of shape {tuple(a.shape)}")
 
 
-def _channels_of(shape: tuple[int, ...]) -> int:
-    return shape[1] if len(shape) == 2 else shape[0]
+def _channels(layer: str, shapes) -> int:
+    n = channel_count(tuple(shapes[layer]))
+    if n is None:
+        raise NeuronscopeError(f"layer {layer!r} has output shape {tuple(shapes[layer])}; it has no channels")
+    return n
 
 
 def _check_vector(what: str, layer: str, vector: torch.Tensor, shapes) -> None:
     """A vector over a layer's channels must have one entry per channel."""
-    if layer in shapes and _channels_of(shapes[layer]) != vector.numel():
+    if layer in shapes and _channels(layer, shapes) != vector.numel():
         raise NeuronscopeError(
-            f"{what} {vector.numel()} entries but layer {layer!r} has {_channels_of(shapes[layer])} channels"
+            f"{what} {vector.numel()} entries but layer {layer!r} has {_channels(layer, shapes)} channels"
         )
 
 
 def _check_channel(layer: str, c: int, shapes) -> None:
     if layer not in shapes:
         return
-    n = _channels_of(shapes[layer])
+    n = _channels(layer, shapes)
     if not 0 <= c < n:
         raise NeuronscopeError(f"channel {c} is out of range for layer {layer!r}, which has channels 0..{n - 1}")
+
+
+def _check_position(layer: str, x: int | None, y: int | None, shapes) -> None:
+    """A position (x = column, y = row; None = the centre) must lie on the layer's map."""
+    shape = shapes.get(layer)
+    if shape is None or (x is None and y is None):
+        return
+    if len(shape) == 1:
+        raise NeuronscopeError(f"layer {layer!r} has no spatial map (output shape {tuple(shape)}), so a position is not valid")
+    if len(shape) == 2:  # (tokens, channels): x is the token
+        if x is not None and not 0 <= x < shape[0]:
+            raise NeuronscopeError(f"token {x} is out of range for layer {layer!r}, which has tokens 0..{shape[0] - 1}")
+        return
+    _, h, w = shape
+    x = w // 2 if x is None else x
+    y = h // 2 if y is None else y
+    if not (0 <= x < w and 0 <= y < h):
+        raise NeuronscopeError(
+            f"position ({x},{y}) is outside layer {layer!r}, whose map is {w} wide and {h} high "
+            f"(x in 0..{w - 1}, y in 0..{h - 1})"
+        )
 
 
 @dataclass(eq=False)
@@ -121,16 +146,7 @@ class Neuron(Term):
 
     def check(self, shapes):
         _check_channel(self.layer, self.c, shapes)
-        shape = shapes.get(self.layer)
-        if shape is not None and len(shape) == 3 and (self.x is not None or self.y is not None):
-            _, h, w = shape
-            x = w // 2 if self.x is None else self.x
-            y = h // 2 if self.y is None else self.y
-            if not (0 <= x < w and 0 <= y < h):
-                raise NeuronscopeError(
-                    f"position ({x},{y}) is outside layer {self.layer!r}, whose map is {w} wide and {h} high "
-                    f"(x in 0..{w - 1}, y in 0..{h - 1})"
-                )
+        _check_position(self.layer, self.x, self.y, shapes)
 
 
 @dataclass(eq=False)
@@ -164,6 +180,68 @@ class ClassLogit(Term):
         n = shapes.get("logits", (None,))[0]
         if n is not None and not 0 <= self.k < n:
             raise NeuronscopeError(f"class {self.k} is out of range: the model has classes 0..{n - 1}")
+
+
+class _CompatLogProb(torch.autograd.Function):
+    """Value log p_y; gradient (1 - p_y) on logit y only (the released PPGN code's gradient)."""
+
+    @staticmethod
+    def forward(ctx, logits, y):
+        logp = F.log_softmax(logits, 1)
+        ctx.save_for_backward(logp, y)
+        return logp.gather(1, y[:, None]).squeeze(1)
+
+    @staticmethod
+    def backward(ctx, g):
+        logp, y = ctx.saved_tensors
+        grad = torch.zeros_like(logp)
+        p_y = logp.gather(1, y[:, None]).exp()
+        grad.scatter_(1, y[:, None], (1 - p_y))
+        return grad * g[:, None], None
+
+
+@dataclass(eq=False)
+class LogSoftmax(Term):
+    """log p(c): the log-softmax of entry ``c`` over the layer's channels at one position.
+
+    On ``logits`` this is log p(class c | image), PPGN's class condition. On a hidden
+    layer it is PPGN's hidden-unit condition: the softmax over the channels at the
+    position (x = column, y = row, default the centre; the token ``x`` of a token
+    layout). ``compat`` keeps the value but backpropagates only (1 - p_c) into entry
+    ``c`` and drops the -p_j terms of the other entries, as the released PPGN code does.
+    """
+
+    layer: str
+    c: int
+    x: int | None = None
+    y: int | None = None
+    compat: bool = False
+
+    def __post_init__(self):
+        self.layers = (self.layer,)
+
+    def value(self, acts, image):
+        a = acts[self.layer]
+        if a.dim() == 4:
+            h, w = a.shape[-2:]
+            vec = a[:, :, h // 2 if self.y is None else self.y, w // 2 if self.x is None else self.x]
+        elif a.dim() == 3:  # (B, N, C) tokens
+            vec = a[:, a.shape[1] // 2 if self.x is None else self.x]
+        else:
+            vec = a.flatten(1)
+        if self.compat:
+            return _CompatLogProb.apply(vec, torch.full((vec.shape[0],), self.c, device=vec.device, dtype=torch.long))
+        return F.log_softmax(vec, 1)[:, self.c]
+
+    def describe(self):
+        pos = "" if self.x is None and self.y is None else f"@{self.x},{self.y}"
+        return f"log_softmax({self.layer}:{self.c}{pos})"
+
+    def check(self, shapes):
+        if self.layer == "logits":
+            return ClassLogit(self.c).check(shapes)
+        _check_channel(self.layer, self.c, shapes)
+        _check_position(self.layer, self.x, self.y, shapes)
 
 
 @dataclass(eq=False)
@@ -439,6 +517,16 @@ def deepdream(layer: str) -> Objective:
 def class_logit(k: int) -> Objective:
     """The pre-softmax logit of class ``k``."""
     return _obj(ClassLogit(int(k)))
+
+
+def class_log_softmax(k: int, compat: bool = False) -> Objective:
+    """log p(class ``k`` | image), the log-softmax of the logits (PPGN's condition)."""
+    return _obj(LogSoftmax("logits", int(k), compat=compat))
+
+
+def log_softmax(layer: str, c: int, x: int | None = None, y: int | None = None, compat: bool = False) -> Objective:
+    """Log-softmax of channel ``c`` over the channels of ``layer`` at one position (default the centre)."""
+    return _obj(LogSoftmax(layer, int(c), x, y, compat))
 
 
 def direction(layer: str, vector) -> Objective:

@@ -9,16 +9,16 @@ from typing import Sequence
 import torch
 
 from ..models import Model
+from ..units import Unit, parse_units
 from .outputs import check_output_dir, write_render
 from .presets import DEFAULT_PRESET, get_preset
 from .render import render
 from .engine.stages import check_precision
-from .targets import Target, parse_targets
 
 
 def render_targets(
     model: Model,
-    targets: Sequence[str | Target],
+    targets: Sequence[str | Unit],
     *,
     seeds: int = 1,
     batch_size: int = 32,
@@ -29,20 +29,20 @@ def render_targets(
 
     Returns (rows, images): one manifest dict per rendered row and a (N,3,H,W) tensor.
     """
-    parsed: list[Target] = []
+    parsed: list[Unit] = []
     for t in targets:
-        parsed += [t] if isinstance(t, Target) else parse_targets(model, [t])
+        parsed += [t] if isinstance(t, Unit) else parse_units(model, [t], size=render_kw.get("size"))
     jobs = [(t, s) for t in parsed for s in range(seeds)]
     rows, images = [], []
     for start in range(0, len(jobs), batch_size):
         chunk = jobs[start : start + batch_size]
         t0 = time.perf_counter()
         desc = f"render {start + 1}-{start + len(chunk)}/{len(jobs)}"
-        res = render(model, [t.objective for t, _ in chunk], seed=[s for _, s in chunk],
+        res = render(model, [t.objective() for t, _ in chunk], seed=[s for _, s in chunk],
                      progress=progress, description=desc, **render_kw)
         seconds = time.perf_counter() - t0
         for i, (t, s) in enumerate(chunk):
-            rows.append({"name": t.name, "layer": t.layer, "unit": t.unit, "label": t.label, "seed": s,
+            rows.append({"name": t.name, "layer": t.layer, "unit": t.index, "label": t.class_name, "seed": s,
                          "position": t.position, "activation": float(res.values[i]),
                          "preset": res.meta["preset"], "size": res.meta["size"], "steps": res.meta["steps"],
                          "seconds": round(seconds, 2), "batch_rows": len(chunk)})
@@ -52,7 +52,7 @@ def render_targets(
 
 def visualize(
     model: Model,
-    targets: Sequence[str | Target],
+    targets: Sequence[str | Unit],
     out: str | Path,
     *,
     preset: str = DEFAULT_PRESET,
