@@ -17,7 +17,7 @@ import torch
 from .engine.heap import roomy_heap
 from ..errors import NeuronscopeError
 from ..models import Model
-from ..taps import tap
+from ..taps import layer_shapes, tap
 from .engine.adam import Adam
 from .engine.fast_copy import use_fast
 from .objectives import Objective, as_objective
@@ -55,16 +55,6 @@ def _rowwise_objective(objectives) -> tuple[Objective, int]:
     if not objectives:
         raise NeuronscopeError("nothing to render: no objectives given")
     return Objective.sum(as_objective(o).on(i) for i, o in enumerate(objectives)), len(objectives)
-
-
-def _layer_shapes(model: Model, layers: list[str], size: int) -> dict[str, tuple[int, ...]]:
-    """Per-image output shapes of the layers, from one small forward pass."""
-    needed = [name for name in layers if name != "input"]
-    if not needed:
-        return {}
-    with torch.inference_mode(), tap(model, needed, stop_early=True) as taps:
-        taps.run(torch.full((1, 3, size, size), 0.5, device=model.device))
-        return {name: tuple(taps[name].shape[1:]) for name in needed}
 
 
 def evaluate(model: Model, objective: Objective, images: torch.Tensor) -> torch.Tensor:
@@ -137,7 +127,7 @@ def render(
         raise NeuronscopeError(f"steps must be at least 1, got {steps}")
     if size < 16:
         raise NeuronscopeError(f"size must be at least 16 px, got {size}")
-    objective.check(_layer_shapes(model, objective.layers, size), batch)
+    objective.check(layer_shapes(model, objective.layers, size), batch)
     if isinstance(seed, (int, np.integer)):
         # one objective over several rows means replicates (e.g. a diversity group): give
         # each row its own start, or identical rows could never separate. A list of
