@@ -1,0 +1,72 @@
+"""PPGN-x's prior term as a step on the image, taken outside the optimizer.
+
+After each optimizer step the render calls the prior: the current image x (of
+the rows not frozen) moves toward the denoiser's output,
+
+    x <- x + weight * (D(x, sigma_t) - x),
+
+and the parameterization is set to produce the new image (``ImageParam.assign``:
+exact for pixel and FFT images, phase-only for MACO). This is PPGN's
+``eps1 (R(x) - x)`` term (a regularization-by-denoising step); fed through Adam
+into a sigmoid-squashed FFT image instead, the same gradient drove renders to
+saturated flat colour, because Adam rescales it to a full-size step per
+coordinate whatever the weight.
+
+The noise level follows a geometric schedule from ``sigma[0]`` to ``sigma[1]`` over
+the render (coarse structure first, fine detail last), and the step can be taken
+every ``every`` steps and stopped after a share ``until`` of the render.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from .denoiser import Denoiser, load_denoiser
+
+
+class DenoisingPrior:
+    def __init__(self, denoiser: Denoiser | str | None = None, *, weight: float = 0.3,
+                 sigma: tuple[float, float] = (0.1, 0.03), every: int = 1, until: float = 1.0):
+        if not (0.0 < weight <= 1.0) or not math.isfinite(weight):
+            raise ValueError(f"prior weight must be in (0, 1], got {weight}")
+        self._denoiser = denoiser
+        self.weight, self.sigma, self.every, self.until = float(weight), tuple(map(float, sigma)), int(every), float(until)
+        self.steps = 1
+        self._net: Denoiser | None = None
+
+    def describe(self) -> dict:
+        return {"weight": self.weight, "sigma": list(self.sigma), "every": self.every, "until": self.until}
+
+    def start(self, steps: int, device) -> "DenoisingPrior":
+        """Bind to a render of ``steps`` steps on ``device`` (loads the denoiser once)."""
+        self.steps = max(1, int(steps))
+        if self._net is None:
+            net = self._denoiser
+            net = load_denoiser(net) if net is None or isinstance(net, str) else net
+            self._net = net.eval().requires_grad_(False)
+        self._net = self._net.to(device)
+        return self
+
+    def sigma_at(self, step: int) -> float:
+        s0, s1 = self.sigma
+        f = min(1.0, step / max(1, self.steps - 1))
+        return s0 * (s1 / s0) ** f
+
+    def active(self, step: int) -> bool:
+        return step % self.every == 0 and step < self.until * self.steps
+
+    @torch.no_grad()
+    def denoise(self, x: torch.Tensor, step: int) -> torch.Tensor:
+        return self._net(x, self.sigma_at(step)).clamp(0, 1)
+
+    @torch.no_grad()
+    def __call__(self, param, step: int, frozen: torch.Tensor | None = None) -> None:
+        if self._net is None:
+            self.start(self.steps, next(param.parameters()).device)
+        if not self.active(step):
+            return
+        x = param().detach()
+        x = x + self.weight * (self.denoise(x, step) - x)
+        param.assign(x, None if frozen is None else ~frozen)
