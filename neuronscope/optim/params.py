@@ -78,6 +78,21 @@ class ImageParam(nn.Module):
         """Parameters whose first dimension is the batch row (for freezing rows)."""
         return [p for p in self.parameters() if p.shape[:1] == (self.batch,)]
 
+    def encode(self, images: torch.Tensor) -> list[torch.Tensor]:
+        """Parameter values (in ``row_parameters`` order) whose image is ``images``, as near as this
+        parameterization can: exact for pixels and FFT (up to the squash's clamp), the nearest image with
+        MACO's fixed magnitude. Used to step on the image outside the optimizer (a prior's step)."""
+        raise NotImplementedError(f"{type(self).__name__} cannot be set from an image")
+
+    @torch.no_grad()
+    def assign(self, images: torch.Tensor, rows: torch.Tensor | None = None) -> None:
+        """Set the parameters of ``rows`` (bool mask, default all) so this module produces ``images`` there."""
+        for t, v in zip(self.row_parameters(), self.encode(images.to(next(self.parameters()).device).float())):
+            if rows is None:
+                t.copy_(v)
+            else:
+                t.copy_(torch.where(rows.to(t.device).view(-1, *([1] * (t.dim() - 1))), v, t))
+
 
 class PixelParam(ImageParam):
     """Raw pixels (optionally in decorrelated colour), squashed to [0, 1]."""
@@ -95,6 +110,9 @@ class PixelParam(ImageParam):
         x = F.interpolate(x.float(), size=self.size, mode="bilinear", align_corners=False, antialias=True)
         t = _logit(x) if self.squash_mode == "sigmoid" else x - (COLOR_MEAN.view(1, 3, 1, 1) if self.decorrelated else 0)
         return recorrelate(t) if self.decorrelated else t
+
+    def encode(self, images):
+        return [self._inverse(images)]
 
     def forward(self):
         t = decorrelate(self.pixels) if self.decorrelated else self.pixels
@@ -130,6 +148,9 @@ class FFTParam(ImageParam):
         spec = torch.fft.rfft2(t * 4.0, norm="ortho") / self.scale
         return torch.view_as_real(spec)
 
+    def encode(self, images):
+        return [self._inverse(images)]
+
     def forward(self):
         h, w = self.size
         spec = torch.view_as_complex(self.spectrum) * self.scale
@@ -157,6 +178,11 @@ class MacoParam(ImageParam):
             phase = torch.angle(torch.fft.rfft2(x - x.mean(dim=(-1, -2), keepdim=True), norm="ortho"))
         self.phase = nn.Parameter(phase)
 
+    def encode(self, images):
+        # the image before the squash, up to MACO's own standardization: only its phase is kept
+        t = _logit(images.float()) / self.contrast
+        return [torch.angle(torch.fft.rfft2(t - t.mean(dim=(-1, -2), keepdim=True), norm="ortho"))]
+
     def forward(self):
         spec = torch.polar(self.magnitude.expand_as(self.phase), self.phase)
         t = torch.fft.irfft2(spec, s=self.size, norm="ortho")
@@ -182,6 +208,9 @@ class RawCaffeParam(ImageParam):
             x = F.interpolate(init.float(), size=size, mode="bilinear", align_corners=False, antialias=True)
             p = p + x * 255.0 - self.MEAN.view(1, 3, 1, 1)
         self.pixels = nn.Parameter(p)
+
+    def encode(self, images):
+        return [images.float() * 255.0 - self.MEAN.to(images.device).view(1, 3, 1, 1)]
 
     def forward(self):
         mean = self.MEAN.to(self.pixels).view(1, 3, 1, 1)
