@@ -107,6 +107,7 @@ def render_mfv(
     targets=None,
     refine_budget: int | None = None,
     progress: bool = True,
+    prior=None,
 ) -> MFVResult:
     """Render one image per row of ``init`` (or ``batch`` grey starts) with an MFV schedule.
 
@@ -119,6 +120,10 @@ def render_mfv(
     target after the schedule repeat its last octave, at most ``refine_budget`` extra
     iterations per row (default: as many as the schedule ran). ``meta['refine_iterations']``
     records what each row ran; a row may still end below its target when the budget runs out.
+
+    ``prior`` (a :class:`~neuronscope.priors.DenoisingPrior`, or None as in the paper) adds the
+    learned natural-image prior's step to every iteration, after the gradient step and before
+    the schedule's TV denoising: the crop moves toward the denoiser's output.
     """
     from tqdm.auto import tqdm
 
@@ -144,6 +149,8 @@ def render_mfv(
     init_values = measure(model, unit, canvas, size=w)
 
     total = sum(max(1, round(o.iters * iter_scale)) for o in octaves)
+    if prior is not None:
+        prior.start(total, dev)
     trace = np.zeros((total, b), dtype=np.float32)
     bar = tqdm(total=total, desc=f"mfv {unit.label}", unit="it", disable=not progress, leave=False, dynamic_ncols=True)
     step = 0
@@ -157,7 +164,7 @@ def render_mfv(
                         new = int(round(canvas.shape[-1] * octave.rescale))
                         canvas = F.interpolate(canvas, size=(new, new), mode="bicubic", align_corners=False).clamp(0, 1)
                     n = max(1, round(octave.iters * iter_scale))
-                    for v in _octave(model, unit, taps, canvas, rows, octave, n, w, rng, dev, denoise):
+                    for v in _octave(model, unit, taps, canvas, rows, octave, n, w, rng, dev, denoise, prior, step):
                         trace[step] = v
                         step += 1
                         bar.update(1)
@@ -168,14 +175,16 @@ def render_mfv(
         if targets is not None:
             values, extra = _refine(model, unit, canvas, values, np.asarray(targets, dtype=np.float64).reshape(-1),
                                     octaves[-1], max(1, round(octaves[-1].iters * iter_scale)),
-                                    total if refine_budget is None else int(refine_budget), w, rng, dev, denoise)
+                                    total if refine_budget is None else int(refine_budget), w, rng, dev, denoise,
+                                    prior, total - 1)
     meta = {"schedule": schedule, "iterations": total, "iter_scale": iter_scale, "input": w,
             "canvas": int(canvas.shape[-1]), "seed": seed, "refine_iterations": extra.tolist(),
+            "prior": prior.describe() if prior is not None else None,
             "refine_budget": None if targets is None else (total if refine_budget is None else int(refine_budget))}
     return MFVResult(canvas, values, init_values, trace, meta)
 
 
-def _octave(model, unit, taps, canvas, rows, octave, n, w, rng, dev, denoise):
+def _octave(model, unit, taps, canvas, rows, octave, n, w, rng, dev, denoise, prior=None, step0=0):
     """Run ``n`` iterations of ``octave`` on the canvas rows ``rows`` (in place); yields the unit per iteration."""
     W = canvas.shape[-1]
     b = len(rows)
@@ -200,6 +209,9 @@ def _octave(model, unit, taps, canvas, rows, octave, n, w, rng, dev, denoise):
         g = g / (g.abs().mean(dim=(1, 2, 3), keepdim=True) + 1e-12)
         lr = _ramp(*octave.lr, i, n) / 255.0
         crops = (crops + lr * g).clamp(0, 1)
+        k = min(step0 + i, prior.steps - 1) if prior is not None else 0  # refinement repeats the last step's
+        if prior is not None and prior.active(k):
+            crops = prior.apply(crops.to(dev), k).cpu().clamp(0, 1)
         omega = _ramp(*octave.tv, i, n)
         for j, r in enumerate(rows):
             c = _denoise(crops[j], omega) if denoise else crops[j]
@@ -207,7 +219,7 @@ def _octave(model, unit, taps, canvas, rows, octave, n, w, rng, dev, denoise):
         yield v.detach().float().cpu().numpy()
 
 
-def _refine(model, unit, canvas, values, targets, octave, n, budget, w, rng, dev, denoise):
+def _refine(model, unit, canvas, values, targets, octave, n, budget, w, rng, dev, denoise, prior=None, last_step=0):
     """Target-driven final refinement: repeat the last octave (its n iterations, same settings)
     on the rows whose measured value is still below their target, re-measuring after each
     repetition, until every row reaches its target or a row has run ``budget`` extra iterations.
@@ -221,7 +233,7 @@ def _refine(model, unit, canvas, values, targets, octave, n, budget, w, rng, dev
         if len(rows) == 0:
             return values, extra
         with tap(model, [unit.layer], stop_early=True) as taps:
-            for _ in _octave(model, unit, taps, canvas, rows, octave, n, w, rng, dev, denoise):
+            for _ in _octave(model, unit, taps, canvas, rows, octave, n, w, rng, dev, denoise, prior, last_step):
                 pass
         extra[rows] += n
         values[rows] = measure(model, unit, canvas[torch.as_tensor(rows)], size=w)
