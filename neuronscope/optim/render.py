@@ -72,7 +72,7 @@ def render(
     objectives,
     *,
     batch: int | None = None,
-    size: int = 128,
+    size: int | None = None,
     steps: int | None = None,
     preset: str | Preset = DEFAULT_PRESET,
     seed: int | Sequence[int] = 0,
@@ -89,6 +89,7 @@ def render(
     fast: bool | None = None,
     precision: str = "mixed",
     post_steps: Sequence[PostStep] = (),
+    prior=None,
 ) -> RenderResult:
     """Synthesize the inputs that maximize ``objectives``.
 
@@ -111,6 +112,9 @@ def render(
     ``post_steps``: post-step image operators, ``op(param, step, frozen)`` called in
     order after every optimizer step under ``torch.no_grad()`` (see :data:`PostStep`).
     The returned values always use the model as given, in float32.
+    ``prior``: the learned natural-image prior's step, the first post-step operator (a
+    :class:`~neuronscope.priors.DenoisingPrior`, a dict of its settings, or False for
+    none); default: the preset's (the default preset ``natural`` has one).
     """
     p = get_preset(preset)
     objective, rows = _rowwise_objective(objectives)
@@ -123,6 +127,7 @@ def render(
         model = model.to(resolve_device(device))
     dev = model.device
     steps = p.steps if steps is None else int(steps)
+    size = int(size or model.input_size)
     if steps < 1:
         raise NeuronscopeError(f"steps must be at least 1, got {steps}")
     if size < 16:
@@ -162,6 +167,8 @@ def render(
     if deepvis and not isinstance(param, RawCaffeParam):
         raise NeuronscopeError(f"preset {p.name} needs the 'caffe' pixel parameterization")
     opt = None if deepvis else Adam(param.parameters(), lr=lr or p.lr)
+    prior_step = _prior(p.prior if prior is None else prior, steps, dev)
+    post_steps = ([prior_step] if prior_step is not None else []) + list(post_steps)
     caffe_mean = RawCaffeParam.MEAN.to(dev).view(1, 3, 1, 1)
 
     trace = np.zeros((steps, batch), dtype=np.float32)
@@ -243,8 +250,22 @@ def render(
             bar.close()
     meta = {"preset": p.name, "param": p.param, "size": size, "steps": int(trace.shape[0]), "seeds": seeds,
             "lr": lr or p.lr, "device": str(dev), "redirect_steps": p.redirect_steps, "keep": p.keep,
-            "fast": stages[0].info or None, "stages": [s.describe() for s in stages]}
+            "fast": stages[0].info or None, "stages": [s.describe() for s in stages],
+            "prior": prior_step.describe() if prior_step is not None else None}
     return RenderResult(final, values, trace, snapshots, steps_run, seconds, meta)
+
+
+def _prior(spec, steps: int, device):
+    """The prior step a render takes: None, or a DenoisingPrior bound to this render."""
+    if spec is None or spec is False:
+        return None
+    from ..priors import DenoisingPrior
+
+    if isinstance(spec, dict):
+        spec = DenoisingPrior(**spec)
+    if not isinstance(spec, DenoisingPrior):
+        raise NeuronscopeError(f"prior must be a DenoisingPrior, a dict of its settings or False, got {spec!r}")
+    return spec.start(steps, device)
 
 
 class _NoBar:

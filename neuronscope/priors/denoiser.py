@@ -10,8 +10,10 @@ smoothed at ``sigma`` (Alain & Bengio 2014).
 
 from __future__ import annotations
 
+import copy
 import hashlib
 from dataclasses import asdict, dataclass
+from functools import lru_cache
 from pathlib import Path
 
 import torch
@@ -85,23 +87,29 @@ def save_denoiser(model: Denoiser, path: str | Path, meta: dict) -> None:
 
 
 def load_denoiser(path: str | Path | None = None, device: str | torch.device = "cpu") -> Denoiser:
-    """A trained denoiser from ``path`` (default: the one shipped with neuronscope), eval and frozen."""
+    """A trained denoiser from ``path`` (default: the one shipped with neuronscope), eval and frozen.
+
+    Every call returns a new module; a file is read once while it stays unchanged."""
     p = Path(path) if path is not None else shipped_denoiser_path()
     if not p.is_file():
-        raise NeuronscopeError(
-            f"denoiser weights not found: {p}; train one with `neuronscope train-prior --images DIR --out RUN` "
-            "and pass RUN/denoiser.pt" if path is not None else
-            f"the shipped denoiser weights are missing ({p}); reinstall neuronscope or pass a trained file"
-        )
+        if path is None:
+            raise NeuronscopeError(f"the shipped denoiser weights are missing ({p}); reinstall neuronscope")
+        raise NeuronscopeError(f"denoiser weights not found: {p}; train one with `neuronscope train-prior "
+                               "--images DIR --out RUN` and pass RUN/denoiser.pt")
+    st = p.stat()
+    return copy.deepcopy(_load(str(p.resolve()), st.st_mtime_ns, st.st_size)).to(device)
+
+
+@lru_cache(maxsize=4)
+def _load(path: str, mtime_ns: int, size: int) -> Denoiser:
     try:
-        blob = torch.load(p, map_location="cpu", weights_only=True)
+        blob = torch.load(path, map_location="cpu", weights_only=True)
         model = Denoiser(DenoiserConfig(**blob["config"]))
         model.load_state_dict(blob["state_dict"])
     except Exception as e:  # noqa: BLE001 - any unreadable file is the user's problem to know about
-        raise NeuronscopeError(f"{p} is not a neuronscope denoiser file ({type(e).__name__}: {e})") from e
+        raise NeuronscopeError(f"{path} is not a neuronscope denoiser file ({type(e).__name__}: {e})") from e
     model.meta = blob.get("meta", {})
-    model.eval().requires_grad_(False)
-    return model.to(device)
+    return model.eval().requires_grad_(False)
 
 
 def file_sha256(path: str | Path) -> str:
