@@ -13,7 +13,7 @@ def add_parser(sub):
     p = sub.add_parser("demo", help="render a small sheet of EfficientNet-Lite0 classes and channels")
     p.add_argument("--out", default="demo_out")
     p.add_argument("--steps", type=int, default=256)
-    p.add_argument("--size", type=int, default=112)
+    p.add_argument("--size", type=int, default=None, help="image size in px (default: the model's input size)")
     p.add_argument("--overwrite", action="store_true")
     p.add_argument("--device", default=None)
     return p
@@ -35,7 +35,7 @@ def run(args):
         out = out.parent / f"{out.name}-{n}"
     model = load_model("efficientnet_lite0", device=args.device)
     print(f"neuronscope demo: rendering {len(DEMO_TARGETS)} targets of {model.name} "
-          f"({args.size}px, {args.steps} steps, one batched optimization) ...")
+          f"({args.size or model.input_size}px, {args.steps} steps, one batched optimization) ...")
     path = visualize(model, DEMO_TARGETS, out, size=args.size, steps=args.steps, overwrite=args.overwrite,
                      title="neuronscope demo · EfficientNet-Lite0")
     import json

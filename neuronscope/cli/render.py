@@ -14,7 +14,8 @@ def add_parser(sub):
     p.add_argument("model", help="model name, e.g. efficientnet_lite0")
     p.add_argument("targets", nargs="+", metavar="TARGET")
     p.add_argument("--preset", default=DEFAULT_PRESET, choices=list(PRESETS))
-    p.add_argument("--size", type=int, default=128, help="image size in pixels (default 128)")
+    p.add_argument("--size", type=int, default=None, help="image size in pixels (default: the model's input size, "
+                   "224 for efficientnet_lite0)")
     p.add_argument("--steps", type=int, default=None, help="optimization steps (default: the preset's)")
     p.add_argument("--seeds", type=int, default=1, help="seeds per target (default 1)")
     p.add_argument("--batch", type=int, default=32, help="rows per optimization (default 32)")

@@ -56,7 +56,7 @@ def visualize(
     out: str | Path,
     *,
     preset: str = DEFAULT_PRESET,
-    size: int = 128,
+    size: int | None = None,
     steps: int | None = None,
     seeds: int = 1,
     batch_size: int = 32,
@@ -71,7 +71,7 @@ def visualize(
     p = get_preset(preset)
     rows, images = render_targets(model, targets, seeds=seeds, batch_size=batch_size, progress=progress,
                                   preset=p, size=size, steps=steps, precision=precision)
-    extra = {"preset": p.name, "size": size, "steps": steps or p.steps, "seeds": seeds, "batch_size": batch_size,
+    extra = {"preset": p.name, "size": size or model.input_size, "steps": steps or p.steps, "seeds": seeds, "batch_size": batch_size,
              "device": str(model.device), "precision": precision}
     return write_render(out, model_name=model.name, rows=rows, images=images, overwrite=overwrite,
                         title=title or f"neuronscope · {model.name}", extra=extra)
