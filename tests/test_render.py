@@ -107,7 +107,7 @@ def best_jellyfish_photo_logit(lite0, photos_dir):
     return _best_photo_logit(lite0, photos_dir, 107, 64)
 
 
-@pytest.mark.parametrize("preset,steps", [("lucid", 96), ("deepvis-1", 100), ("deepvis-2", 100),
+@pytest.mark.parametrize("preset,steps", [("lucid", 96), ("natural", 96), ("deepvis-1", 100), ("deepvis-2", 100),
                                           ("deepvis-3", 100), ("deepvis-4", 100)])
 def test_presets_beat_the_best_offline_photo_on_a_class_logit(lite0, best_jellyfish_photo_logit, preset, steps):
     """Jellyfish (107): the bar is the best logit any of the 525 offline photos reaches, at the same 64 px."""
