@@ -47,9 +47,11 @@ _add(Preset("lucid", "FFT + decorrelated colour + sigmoid, Lucid's standard tran
 #: weight 0.3 with sigma 0.05 -> 0.02 gave HF ratio 0.86 (photos 1; lucid alone 5.5), Lite2 top-1 7/8, mean p
 #: 0.77 (lucid alone 4/8, 0.25); sigma 0.1 -> 0.03 blurred (HF 0.35 at weight 0.15, 0.21 at 0.5)
 NATURAL_PRIOR = {"weight": 0.3, "sigma": (0.05, 0.02), "every": 1}
+#: 256 steps, not lucid's 512: with the prior, 256 steps already gave the figures above, and one class on one
+#: thread must stay within ~25 s at 224 px
 _add(Preset("natural", "lucid plus the learned natural-image prior (PPGN-x): after each Adam step the image moves "
             "toward a denoiser's output, which removes the high-frequency texture no photo has",
-            prior=NATURAL_PRIOR))
+            prior=NATURAL_PRIOR, steps=256))
 _add(Preset("maco", "MACO: fixed natural-image magnitude spectrum from real photos, optimized phase, "
             "standard transforms (Fel et al. 2023)", param="maco", lr=0.05, redirect_steps=16))
 _add(Preset("pixel", "floor B0: raw pixels, no transforms, Adam 0.05", param="pixel", transforms=identity,
