@@ -18,7 +18,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from neuronscope.errors import NeuronscopeError  # noqa: E402
-from neuronscope.photoset import DEFAULT_SOURCES, build_photoset, default_photoset_dir, list_photos  # noqa: E402
+from tools.photoset import DEFAULT_SOURCES, build_photoset, default_photoset_dir, list_photos  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:

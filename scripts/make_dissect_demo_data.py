@@ -3,7 +3,7 @@
     python scripts/make_dissect_demo_data.py OUT [--photos DIR] [--limit N] [--size 224]
 
 Photos come from DIR (any folder of images), else the offline photo set
-(``neuronscope.photoset``) when it is built, else scikit-image's and
+(``make photos``; built here if missing), else scikit-image's and
 scikit-learn's sample photos. Each pixel is labelled with one of eleven basic
 colour terms (see neuronscope/dissect/synthetic.py). Then:
 
@@ -16,6 +16,8 @@ import argparse
 import sys
 import tempfile
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository's tools/ package
 
 
 def sample_photos(folder: Path) -> list[Path]:
@@ -59,7 +61,7 @@ def find_photos(photos: str | None, limit: int, scratch: Path) -> list[Path]:
     if photos:
         return spread(list_images(photos), limit)
     try:
-        from neuronscope.photoset import ensure_photoset
+        from tools.photoset import ensure_photoset
 
         found = list_images(Path(ensure_photoset()) / "images")
         if found:

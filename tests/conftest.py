@@ -36,7 +36,7 @@ def lite0():
 @pytest.fixture(scope="session")
 def photos_dir() -> Path:
     """The offline photo set (built by `make photos`; built here if missing)."""
-    from neuronscope.photoset import ensure_photoset
+    from tools.photoset import ensure_photoset
 
     return Path(ensure_photoset())
 

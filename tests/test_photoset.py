@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from neuronscope import photoset
 from neuronscope.errors import NeuronscopeError
-from neuronscope.photoset import (
+from tools import photoset
+from tools.photoset import (
     DebianCopyright,
     build_photoset,
     default_photoset_dir,
@@ -23,7 +23,7 @@ from neuronscope.photoset import (
     list_photos,
     looks_drawn,
 )
-from neuronscope.rcc import RccError, RccReader, iter_rcc
+from tools.rcc import RccError, RccReader, iter_rcc
 
 MANIFEST_KEYS = {"file", "source", "package", "licence", "original_path", "label", "imagenet_class"}
 

@@ -92,7 +92,7 @@ def test_yosinski_operators_work_per_row():
 
 def _best_photo_logit(lite0, photos_dir, k, size):
     from neuronscope.images import load_batch
-    from neuronscope.photoset import list_photos
+    from neuronscope.data.photoset import list_photos
 
     files = [e["path"] for e in list_photos(photos_dir)]
     best = -float("inf")

@@ -10,7 +10,7 @@ with ``pip`` can fetch without any other network access:
     scikit-learn's ``load_sample_images``: china, flower.
 ``gcompris``
     Debian ``gcompris-qt-data``: photos inside the Qt resource bundles
-    ``/usr/share/gcompris-qt/rcc/*.rcc`` (read with :mod:`neuronscope.rcc`).
+    ``/usr/share/gcompris-qt/rcc/*.rcc`` (read with :mod:`tools.rcc`).
     Only folders known to hold photographs are taken (fishes, tools,
     household objects, monuments, renewable energy, animals, musicians); the
     drawings, paintings, puzzles and icons of the other activities are left.
@@ -57,8 +57,11 @@ from urllib.parse import unquote
 import numpy as np
 from PIL import Image
 
+import neuronscope.models
+from neuronscope.data.photoset import MANIFEST, default_photoset_dir, list_photos, read_manifest  # noqa: F401 (list_photos: for scripts)
 from neuronscope.errors import NeuronscopeError, closest
-from neuronscope.rcc import RccReader
+
+from .rcc import RccReader
 
 DEFAULT_SOURCES = ("skimage", "sklearn", "gcompris", "tuxpaint")
 ALL_SOURCES = DEFAULT_SOURCES + ("wallpapers",)
@@ -67,7 +70,6 @@ DEBIAN_PACKAGES = {
     "tuxpaint": "tuxpaint-stamps-default",
     "wallpapers": "mate-backgrounds",
 }
-MANIFEST = "manifest.json"
 IMAGES = "images"
 JPEG_QUALITY = 92
 MIN_SIDE = 100  # images whose longer side is smaller are icons, not photos
@@ -106,12 +108,6 @@ NOT_IMAGENET = frozenset({"trophy cup", "castle clinton", "wheel tractor"})
 # Public API
 
 
-def default_photoset_dir() -> Path:
-    """``$NEURONSCOPE_PHOTOS``, or ``~/.cache/neuronscope/photos``."""
-    env = os.environ.get("NEURONSCOPE_PHOTOS")
-    return Path(env).expanduser() if env else Path.home() / ".cache" / "neuronscope" / "photos"
-
-
 def default_cache_dir() -> Path:
     """Where downloaded ``.deb`` files are kept (in ``debs/``): ``~/.cache/neuronscope``."""
     return Path.home() / ".cache" / "neuronscope"
@@ -121,15 +117,6 @@ def ensure_photoset(dir: str | Path | None = None) -> Path:
     """The photo set at ``dir`` (default :func:`default_photoset_dir`), built
     from the default sources first if it is not there yet."""
     return build_photoset(dir if dir is not None else default_photoset_dir(), progress=False)
-
-
-def list_photos(dir: str | Path | None = None) -> list[dict]:
-    """The manifest entries of a built set, each with its absolute ``path`` added."""
-    root = Path(dir if dir is not None else default_photoset_dir()).expanduser()
-    entries = _read_manifest(root)
-    if entries is None:
-        raise NeuronscopeError(f"no photo set at {root}; build one with build_photoset() or scripts/build_photoset.py")
-    return [{**e, "path": str(root / e["file"])} for e in entries]
 
 
 def build_photoset(
@@ -152,7 +139,7 @@ def build_photoset(
     sources = _check_sources(sources)
     if max_side < MIN_SIDE:
         raise NeuronscopeError(f"max_side must be at least {MIN_SIDE}, got {max_side}")
-    if _read_manifest(out) is not None:
+    if read_manifest(out) is not None:
         return out
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise NeuronscopeError(
@@ -171,7 +158,7 @@ def build_photoset(
         try:
             tmp.rename(out)
         except OSError:
-            if _read_manifest(out) is None:
+            if read_manifest(out) is None:
                 raise
             # another process completed the same set first: keep theirs
         return out
@@ -232,7 +219,7 @@ def _normal_phrase(text: str) -> str:
 @lru_cache(maxsize=1)
 def _imagenet_synonyms() -> dict[str, int]:
     """Normalised synonym -> class index, for synonyms of exactly one class."""
-    path = Path(__file__).parent / "models" / "imagenet_classes.txt"
+    path = Path(neuronscope.models.__file__).parent / "imagenet_classes.txt"  # the class list the library ships
     owners: dict[str, set[int]] = {}
     for index, line in enumerate(path.read_text().splitlines()):
         for synonym in line.split(","):
@@ -270,17 +257,6 @@ def _check_sources(sources: Iterable[str]) -> tuple[str, ...]:
     if not chosen:
         raise NeuronscopeError(f"no photo source given; valid: {', '.join(ALL_SOURCES)}")
     return chosen
-
-
-def _read_manifest(root: Path) -> list[dict] | None:
-    """The manifest of a completed set at ``root``, else ``None``."""
-    try:
-        entries = json.loads((root / MANIFEST).read_text())
-    except (OSError, ValueError):
-        return None
-    if not isinstance(entries, list) or not all(isinstance(e, dict) and "file" in e for e in entries):
-        return None
-    return entries
 
 
 def _candidates(source: str, cache: Path) -> list[Candidate]:
