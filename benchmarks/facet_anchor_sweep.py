@@ -54,9 +54,9 @@ def main(argv=None):
     from neuronscope.optim import render
 
     if args.images is None:
-        from neuronscope.photoset import ensure_photoset
+        from neuronscope.data.photoset import photo_folder
 
-        args.images = str(Path(ensure_photoset()) / "images")
+        args.images = str(photo_folder())
     load0, t0 = load_average(), time.perf_counter()
     model = load_model("efficientnet_lite0", device="cpu")
     unit = parse_unit(model, f"class:{args.cls}")

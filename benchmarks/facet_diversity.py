@@ -167,9 +167,9 @@ def main(argv: list[str] | None = None) -> dict:
         judge(Path(args.judge))
         return {}
     if args.images is None:
-        from neuronscope.photoset import ensure_photoset
+        from neuronscope.data.photoset import photo_folder
 
-        args.images = str(Path(ensure_photoset()) / "images")
+        args.images = str(photo_folder())
     if args.anchor is None:
         from neuronscope.facets.pipeline import ANCHOR
 

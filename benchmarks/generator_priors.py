@@ -186,7 +186,7 @@ def judge(args):
     try:
         from neuronscope.generators.train import center_view, views_to_tensors
         from neuronscope.images import load_image
-        from neuronscope.photoset import list_photos
+        from neuronscope.data.photoset import list_photos
 
         entries = list_photos()
         rng = np.random.default_rng(0)

@@ -44,10 +44,10 @@ def main():
     from neuronscope.generators.shipped import load_generator
     from neuronscope.generators.train import center_view, holdout_split, views_to_tensors
     from neuronscope.images import labelled_grid, list_images, load_image, save_png
-    from neuronscope.photoset import ensure_photoset
+    from neuronscope.data.photoset import photo_folder
     from neuronscope.taps import tap
 
-    root = Path(args.photos) if args.photos else Path(ensure_photoset()) / "images"
+    root = Path(args.photos) if args.photos else photo_folder()
     m0 = load_model("efficientnet_lite0", device="cpu")
     gen = load_generator(args.generator, m0.name)
     frac = gen.meta.get("config", {}).get("holdout_fraction", 0.1)

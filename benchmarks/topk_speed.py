@@ -56,9 +56,9 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--quick", action="store_true", help="96 images, 2 threads, with a store only")
     args = ap.parse_args(argv)
     if args.images is None:
-        from neuronscope.photoset import ensure_photoset
+        from neuronscope.data.photoset import photo_folder
 
-        args.images = str(Path(ensure_photoset()) / "images")
+        args.images = str(photo_folder())
     paths = list_images(args.images)
     limit = 96 if args.quick and args.limit is None else args.limit
     paths = paths[:limit] if limit else paths

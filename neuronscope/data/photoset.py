@@ -32,6 +32,13 @@ def read_manifest(root: str | Path) -> list[dict] | None:
     return entries
 
 
+def photo_folder(dir: str | Path | None = None) -> Path:
+    """The ``images/`` folder of a built set (default :func:`default_photoset_dir`)."""
+    root = Path(dir if dir is not None else default_photoset_dir()).expanduser()
+    list_photos(root)  # a clear error when the set is not built
+    return root / "images"
+
+
 def list_photos(dir: str | Path | None = None) -> list[dict]:
     """The manifest entries of a built set, each with its absolute ``path`` added."""
     root = Path(dir if dir is not None else default_photoset_dir()).expanduser()
