@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from ..errors import NeuronscopeError
+from ..input_range import check_input_range
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -148,6 +149,7 @@ class Model(Frozen):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.dim() != 4 or x.shape[1] != 3:
             raise NeuronscopeError(f"expected an image batch of shape (B, 3, H, W), got {tuple(x.shape)}")
+        check_input_range(x, self.name)
         return self.select_logits(self.net(self.preprocess(x)))
 
     def label(self, k: int) -> str:
