@@ -36,7 +36,7 @@ def test_readme_python_snippet_runs_as_pasted(tmp_path):
 
 
 def test_batches_outside_0_1_warn_once_with_what_to_do(lite0):
-    x = torch.rand(1, 3, 32, 32)
+    x = torch.linspace(0.1, 0.9, 3 * 32 * 32).view(1, 3, 32, 32)
     with warnings.catch_warnings(record=True) as seen:
         warnings.simplefilter("always")
         lite0(x)  # in range: quiet
@@ -46,6 +46,6 @@ def test_batches_outside_0_1_warn_once_with_what_to_do(lite0):
         assert check_input_range(x.clone().requires_grad_(True) * 255)  # renders' own images are not checked
     msgs = [str(w.message) for w in seen if issubclass(w.category, InputRangeWarning)]
     assert len(msgs) == 2
-    assert "0-255" in msgs[0] and "divide by 255" in msgs[0]
-    assert "normalized already" in msgs[1] and "from -0.9" in msgs[1]
+    assert "0-255" in msgs[0] and "divide by 255" in msgs[0] and "from 25.5 to 230" in msgs[0]
+    assert "normalized already" in msgs[1] and "from -0.8 to 0.8" in msgs[1]
     assert all(w.filename == __file__ for w in seen)  # points at the caller's line, not at torch
