@@ -9,7 +9,6 @@ Any command can use these; nothing here knows about units or models.
 
 from __future__ import annotations
 
-import html
 import os
 import re
 from dataclasses import dataclass, field
@@ -21,6 +20,7 @@ import torch
 from PIL import Image, ImageDraw, ImageFont
 
 from .images import atomic_write_text, save_png, tensor_to_pil
+from .templating import render_template
 
 PictureLike = Image.Image | torch.Tensor | str | os.PathLike
 
@@ -36,24 +36,22 @@ class Figure:
 
 
 @dataclass
+class Link:
+    """A line of text ending in a link: ``text`` then ``label`` pointing to ``href`` (relative)."""
+
+    text: str
+    href: str
+    label: str
+
+
+@dataclass
 class Section:
-    """A titled block of the page: optional text, figures in a row-wrapping flow, optional raw HTML."""
+    """A titled block of the page: optional text, figures in a row-wrapping flow, then link lines."""
 
     title: str
     text: str = ""
     figures: list[Figure] = field(default_factory=list)
-    html: str = ""  # trusted HTML appended after the figures
-
-
-_CSS = """
-body{font-family:system-ui,sans-serif;margin:1.2em;background:#fafafa;color:#222}
-h1{font-size:1.4em} h2{font-size:1.1em;margin:1.2em 0 .4em;border-bottom:1px solid #ddd}
-.flow{display:flex;flex-wrap:wrap;gap:8px;align-items:flex-start}
-figure{margin:0;background:#fff;border:1px solid #e4e4e4;padding:4px}
-figure img{display:block;image-rendering:auto}
-figcaption{font-size:11px;max-width:260px;white-space:pre-line;margin-top:2px}
-p.text{white-space:pre-line;max-width:70em}
-"""
+    links: list[Link] = field(default_factory=list)
 
 
 def _slug(text: str) -> str:
@@ -62,44 +60,30 @@ def _slug(text: str) -> str:
 
 
 def write_html_page(path: str | os.PathLike, title: str, sections: Sequence[Section | dict]) -> Path:
-    """Write an HTML page; pictures that are not files yet go to ``<page>_files/``.
+    """Write an HTML page (``templates/sheet.html``); pictures that are not files yet go to ``<page>_files/``.
 
     ``sections`` are :class:`Section` objects or dicts with the same keys
     (``title``, ``text``, ``figures`` as Figure objects, dicts or (image,
-    caption) tuples, ``html``). The page is written atomically; links are
+    caption) tuples, ``links``). The page is written atomically; links are
     relative, so the page and its folder can be moved together.
     """
     page = Path(path)
     assets = page.with_name(page.stem + "_files")
-    parts = [
-        "<!doctype html><html><head><meta charset='utf-8'>",
-        f"<title>{html.escape(title)}</title><style>{_CSS}</style></head><body>",
-        f"<h1>{html.escape(title)}</h1>",
-    ]
     used: set[str] = set()
+    shown = []
     for si, sec in enumerate(sections):
         if isinstance(sec, dict):
             sec = Section(**sec)
-        parts.append(f"<section><h2>{html.escape(sec.title)}</h2>")
-        if sec.text:
-            parts.append(f"<p class='text'>{html.escape(sec.text)}</p>")
-        if sec.figures:
-            parts.append("<div class='flow'>")
-            for fi, fig in enumerate(sec.figures):
-                if isinstance(fig, dict):
-                    fig = Figure(**fig)
-                elif isinstance(fig, tuple):
-                    fig = Figure(*fig)
-                src = _figure_file(fig, page, assets, f"s{si}_{fi}", used)
-                w = f" width='{fig.width}'" if fig.width else ""
-                cap = f"<figcaption>{html.escape(fig.caption)}</figcaption>" if fig.caption else ""
-                parts.append(f"<figure><img src='{html.escape(src)}'{w} loading='lazy' alt=''>{cap}</figure>")
-            parts.append("</div>")
-        if sec.html:
-            parts.append(sec.html)
-        parts.append("</section>")
-    parts.append("</body></html>\n")
-    atomic_write_text(page, "\n".join(parts))
+        figures = []
+        for fi, fig in enumerate(sec.figures):
+            if isinstance(fig, dict):
+                fig = Figure(**fig)
+            elif isinstance(fig, tuple):
+                fig = Figure(*fig)
+            src = _figure_file(fig, page, assets, f"s{si}_{fi}", used)
+            figures.append({"src": src, "width": fig.width, "caption": fig.caption})
+        shown.append({"title": sec.title, "text": sec.text, "figures": figures, "links": sec.links})
+    atomic_write_text(page, render_template("sheet.html", title=title, sections=shown))
     return page
 
 

@@ -16,7 +16,6 @@ atomically, so a site being rebuilt is never half a page.
 
 from __future__ import annotations
 
-import html
 import json
 import os
 import time
@@ -25,32 +24,9 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from ..images import atomic_write_bytes, atomic_write_json, atomic_write_text, png_bytes
+from ..templating import render_template, template_text
 from .sources import DissectionLabels, TopkSource
 from .store import AtlasStore, UnitRecord, safe_name
-
-CSS = """
-body{font:14px/1.45 system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:0;background:#fafafa;color:#1d1d1f}
-header{background:#1d1d1f;color:#eee;padding:10px 18px}header a{color:#9cf}
-main{padding:12px 18px 40px}a{color:#0645ad}
-h1{font-size:20px;margin:4px 0}h2{font-size:16px;margin:22px 0 8px}
-.meta{color:#555;font-size:13px;max-width:1000px}
-.grid{display:flex;flex-wrap:wrap;gap:8px}
-.cell{width:112px;font-size:11px;text-align:center;overflow:hidden}
-.cell img{width:112px;height:112px;display:block;border-radius:3px;background:#ddd}
-.cell .cap{white-space:nowrap;overflow:hidden;text-overflow:ellipsis}
-.strip{display:flex;gap:4px;margin:4px 0 10px}.strip img{width:64px;height:64px;border-radius:2px}
-.big{width:320px;height:320px;image-rendering:auto;border-radius:4px;background:#ddd}
-.row{display:flex;gap:24px;flex-wrap:wrap;align-items:flex-start}
-.pics{display:flex;flex-wrap:wrap;gap:8px}.pics figure{margin:0;width:132px;font-size:11px}
-.pics img{width:132px;height:132px;object-fit:contain;background:#eee;border-radius:3px}
-figcaption{overflow-wrap:anywhere}
-table{border-collapse:collapse}td,th{padding:2px 8px;text-align:left;border-bottom:1px solid #e4e4e4;font-size:13px}
-.bar{display:inline-block;height:9px;background:#4a8;vertical-align:middle}.bar.neg{background:#c55}
-nav a{margin-right:14px}.note{color:#666;font-size:12px}
-"""
-
-KEYS_JS = ("<script>document.addEventListener('keydown',function(e){var r={ArrowLeft:'prev',ArrowRight:'next'}[e.key];"
-           "var a=r&&document.querySelector('a[rel='+r+']');if(a)location.href=a.href;});</script>")
 
 CLASS_METHODS = {
     "linear": "exact: the path from this layer to the logits is linear (global mean pool, then the classifier), "
@@ -71,20 +47,8 @@ class SiteInputs:
     examples_k: int = 9
 
 
-def _e(x) -> str:
-    return html.escape(str(x), quote=True)
-
-
 def _rel(path: Path, start: Path) -> str:
     return Path(os.path.relpath(path, start)).as_posix()
-
-
-def _page(title: str, body: str, depth: int, *, keys: bool = False) -> str:
-    up = "../" * depth
-    return (f"<!doctype html><html lang=en><head><meta charset=utf-8><meta name=viewport content='width=device-width'>"
-            f"<title>{_e(title)}</title><link rel=stylesheet href='{up}atlas.css'></head><body>"
-            f"<header><a href='{up}index.html'>atlas</a> · {_e(title)}</header><main>{body}</main>"
-            f"{KEYS_JS if keys else ''}</body></html>\n")
 
 
 def _ranges(units: Sequence[int]) -> str:
@@ -128,7 +92,7 @@ class SiteBuilder:
     def build(self, *, should_stop: Callable[[], bool] | None = None, progress: bool = False) -> Path:
         """Write every page; returns the index path."""
         self.site.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(self.site / "atlas.css", CSS)
+        atomic_write_text(self.site / "atlas.css", template_text("atlas/atlas.css"))
         atomic_write_json(self.site / "manifest.json", {**self.manifest, "runs": self.store.runs()})
         layers = self.store.layers()
         records = {layer: {r.unit: r for r in self.store.units(layer)} for layer in layers}
@@ -169,10 +133,8 @@ class SiteBuilder:
 
     # ------------------------------------------------------------ pieces
 
-    def _img(self, file: Path, page: Path, alt: str, cls: str = "", lazy: bool = True) -> str:
-        c = f" class={cls}" if cls else ""
-        lz = " loading=lazy" if lazy else ""
-        return f"<img{c}{lz} src='{_e(_rel(file, page.parent))}' alt='{_e(alt)}'>"
+    def _picture(self, file: Path, page: Path, alt: str) -> dict:
+        return {"src": _rel(file, page.parent), "alt": alt}
 
     def _top_class(self, classes, unit: int) -> str:
         if classes is None:
@@ -183,47 +145,32 @@ class SiteBuilder:
             return ""
         return class_name(self.inputs.labels, top[0][0])
 
-    def _caption(self, layer: str, unit: int, classes) -> str:
-        bits = [f"<b>{unit}</b>"]
+    def _caption(self, layer: str, unit: int, classes) -> dict:
         d = self.inputs.dissection.get(layer, unit) if self.inputs.dissection else None
-        if d is not None and d.label:
-            bits.append(_e(d.label))
-        elif classes is not None and classes[0] == "linear":
-            bits.append("→ " + _e(self._top_class(classes, unit)))
-        return " ".join(bits)
+        linear = classes is not None and classes[0] == "linear"
+        return {"unit": unit, "label": d.label if d is not None and d.label else None,
+                "top_class": self._top_class(classes, unit) if linear else None}
+
+    def _write(self, page: Path, template: str, title: str, depth: int, keys: bool = False, **context) -> None:
+        atomic_write_text(page, render_template(f"atlas/{template}", title=title, depth=depth, keys=keys,
+                                                model=self.manifest.get("model"), **context))
 
     def _write_layer(self, layer: str, recs: dict[int, UnitRecord], classes) -> None:
         page = self.layer_page(layer)
         channels = self.store.channels(layer)
-        cells = []
-        for unit in sorted(recs):
-            r = recs[unit]
-            cap = f"<div class=cap>{self._caption(layer, unit, classes)}</div>"
-            link = _rel(self.unit_page(layer, unit), page.parent)
-            cells.append(f"<div class=cell><a href='{_e(link)}'>{self._img(r.file, page, f'{layer} unit {unit}')}</a>{cap}</div>")
-        missing = _ranges(sorted(set(range(channels)) - set(recs)))
-        pending = f"<p class=note>not rendered yet: units {missing}</p>" if missing else ""
-        shape = "×".join(str(s) for s in self.store.shape(layer))
-        body = (f"<h1>{_e(self.manifest.get('model'))} · {_e(layer)}</h1>"
-                f"<p class=meta>{len(recs)} of {channels} units rendered · output {shape} per image · "
-                f"{self._settings_text()}</p><div class=grid>{''.join(cells)}</div>{pending}")
-        atomic_write_text(page, _page(f"{layer}", body, 1))
+        cells = [{"link": _rel(self.unit_page(layer, unit), page.parent), "caption": self._caption(layer, unit, classes),
+                  "picture": self._picture(recs[unit].file, page, f"{layer} unit {unit}")} for unit in sorted(recs)]
+        self._write(page, "layer.html", layer, 1, layer=layer, cells=cells, channels=channels,
+                    missing=_ranges(sorted(set(range(channels)) - set(recs))),
+                    shape="×".join(str(s) for s in self.store.shape(layer)), settings=self._settings_text())
 
     def _settings_text(self) -> str:
         m = self.manifest
         div = f", {m['diversity']} diversity images per unit" if m.get("diversity") else ""
-        return (f"preset {_e(m.get('preset'))}, {m.get('size')} px, {m.get('steps')} steps, seed {m.get('seed')}{div}")
+        return f"preset {m.get('preset')}, {m.get('size')} px, {m.get('steps')} steps, seed {m.get('seed')}{div}"
 
     def _write_unit(self, layer: str, r: UnitRecord, classes, prev_u: int | None, next_u: int | None) -> None:
         page = self.unit_page(layer, r.unit)
-        nav = [f"<a href='../../index.html'>index</a>", f"<a href='{_e(_rel(self.layer_page(layer), page.parent))}'>{_e(layer)}</a>"]
-        if prev_u is not None:
-            nav.append(f"<a rel=prev href='{int(prev_u):05d}.html'>← unit {prev_u}</a>")
-        if next_u is not None:
-            nav.append(f"<a rel=next href='{int(next_u):05d}.html'>unit {next_u} →</a>")
-        parts = [f"<nav>{''.join(nav)}</nav><h1>{_e(self.manifest.get('model'))} · {_e(layer)} · unit {r.unit}</h1>"]
-
-        # visualization + facts
         facts = [("objective", f"mean of channel {r.unit} of {layer}" if layer != "logits" else f"logit of class {r.unit}"),
                  ("activation on the image", f"{r.value:.4g}")]
         best = self.inputs.topk.best_value(layer, r.unit) if self.inputs.topk else None
@@ -236,103 +183,80 @@ class SiteBuilder:
             facts.append(("dissection label", "no report for this layer" if not self.inputs.dissection.has(layer) else "(none)"))
         facts += [("render", self._settings_text()), ("time", f"{r.seconds:.2f} s (its share of a {r.batch_rows}-row optimization)"),
                   ("made by", f"{r.worker}, run {r.run}, {time.strftime('%Y-%m-%d %H:%M', time.localtime(r.created))}")]
-        rows = "".join(f"<tr><th>{_e(k)}</th><td>{_e(v)}</td></tr>" for k, v in facts)
-        parts.append(f"<div class=row><div>{self._img(r.file, page, f'visualization of {layer} unit {r.unit}', 'big', lazy=False)}"
-                     f"</div><table>{rows}</table></div>")
+        self._write(
+            page, "unit.html", f"{layer} unit {r.unit}", 2, keys=True, layer=layer, unit=r.unit, prev_u=prev_u, next_u=next_u,
+            layer_link=_rel(self.layer_page(layer), page.parent), facts=facts,
+            picture=self._picture(r.file, page, f"visualization of {layer} unit {r.unit}"),
+            diversity=[(self._picture(f, page, f"diversity image {i}"), v) for i, (f, v) in enumerate(r.diversity or [])],
+            examples=self._examples(layer, r.unit, page), attached=self._attached(layer, r.unit, page),
+            classes=self._classes(layer, r.unit, classes),
+        )
 
-        if r.diversity:
-            figs = "".join(f"<figure>{self._img(f, page, f'diversity image {i}')}<figcaption>{v:.4g}</figcaption></figure>"
-                           for i, (f, v) in enumerate(r.diversity))
-            parts.append(f"<h2>Diversity ({len(r.diversity)} renders pushed apart by a Gram-matrix diversity term)</h2>"
-                         f"<div class=pics>{figs}</div>")
-
-        parts.append(self._examples_html(layer, r.unit, page))
-        parts.append(self._attached_html(layer, r.unit, page))
-        parts.append(self._classes_html(layer, r.unit, classes))
-        atomic_write_text(page, _page(f"{layer} unit {r.unit}", "".join(parts), 2, keys=True))
-
-    def _examples_html(self, layer: str, unit: int, page: Path) -> str:
+    def _examples(self, layer: str, unit: int, page: Path) -> dict:
         src = self.inputs.topk
         if src is None:
-            return ("<h2>Dataset examples</h2><p class=note>no top-k store: run the atlas with --images DIR "
-                    "(or --topk-store) to add each unit's top images</p>")
+            return {"figures": [], "note": "no top-k store: run the atlas with --images DIR (or --topk-store) to add "
+                                           "each unit's top images"}
         exs = src.examples(layer, unit, self.inputs.examples_k)
         if not exs:
             why = "the top-k pass has not finished this layer" if src.has(layer) else "the top-k store has no results for this layer"
-            return f"<h2>Dataset examples</h2><p class=note>{why}</p>"
+            return {"figures": [], "note": why}
         figs = []
         for e in exs:
             f = self.site / "examples" / safe_name(layer) / f"{unit:05d}" / f"{e.rank:02d}-{e.image_id}.jpg"
             if not f.is_file():
                 atomic_write_bytes(f, png_bytes(e.patch.convert("RGB"), "JPEG", quality=88))
-            figs.append(f"<figure>{self._img(f, page, f'top {e.rank + 1} patch')}<figcaption>#{e.rank + 1} "
-                        f"{e.value:.3g} · {_e(Path(e.path).name)}</figcaption></figure>")
-        return (f"<h2>Dataset examples (top {len(exs)}, max patches)</h2><p class=note>the receptive field around the "
-                f"unit's strongest position in each image</p><div class=pics>{''.join(figs)}</div>")
+            figs.append((self._picture(f, page, f"top {e.rank + 1} patch"), f"#{e.rank + 1} {e.value:.3g} · {Path(e.path).name}"))
+        return {"figures": figs, "note": ""}
 
-    def _attached_html(self, layer: str, unit: int, page: Path) -> str:
+    def _attached(self, layer: str, unit: int, page: Path) -> list:
         src = self.inputs.topk
         if src is None:
-            return ""
-        arts = src.attached(layer, unit)
-        if not arts:
-            return ""
+            return []
         figs = []
-        for a in arts:
+        for a in src.attached(layer, unit):
             dest = self.site / "attached" / safe_name(layer) / f"{unit:05d}" / f"{safe_name(a.kind)}-{safe_name(a.name)}{a.file.suffix}"
             if not dest.is_file():
                 atomic_write_bytes(dest, a.file.read_bytes())
             value = a.meta.get("value")
-            cap = f"{_e(a.kind)} {_e(a.name)}" + (f" · {float(value):.3g}" if isinstance(value, (int, float)) else "")
-            figs.append(f"<figure>{self._img(dest, page, f'{a.kind} {a.name}')}<figcaption>{cap}</figcaption></figure>")
-        return f"<h2>Facets and other attached pictures</h2><div class=pics>{''.join(figs)}</div>"
+            cap = f"{a.kind} {a.name}" + (f" · {float(value):.3g}" if isinstance(value, (int, float)) else "")
+            figs.append((self._picture(dest, page, f"{a.kind} {a.name}"), cap))
+        return figs
 
-    def _classes_html(self, layer: str, unit: int, classes) -> str:
+    def _classes(self, layer: str, unit: int, classes) -> dict:
         if layer == "logits":
-            return f"<h2>Class</h2><p>{_e(class_name(self.inputs.labels, unit))}</p>"
+            return {"kind": "class", "name": class_name(self.inputs.labels, unit)}
         if classes is None:
-            return ("<h2>Classes it drives</h2><p class=note>not computed for this layer (the atlas was built with "
-                    "--classes 0, or the layer has no single tensor output)</p>")
+            return {"kind": "note", "note": "not computed for this layer (the atlas was built with --classes 0, or the "
+                                            "layer has no single tensor output)"}
         method, data = classes
         if method == "none":
-            return f"<h2>Classes it drives</h2><p class=note>not computable: {_e(data.get('reason', ''))}</p>"
+            return {"kind": "note", "note": f"not computable: {data.get('reason', '')}"}
         top, bottom = data["top"].get(str(unit), []), data["bottom"].get(str(unit), [])
         scale = max([abs(v) for _, v in top + bottom] + [1e-12])
 
-        def rows(items, neg):
-            return "".join(
-                f"<tr><td>{_e(class_name(self.inputs.labels, k))}</td><td>{v:+.4g}</td><td><span class='bar{' neg' if neg else ''}' "
-                f"style='width:{int(120 * abs(v) / scale)}px'></span></td></tr>" for k, v in items)
+        def rows(items):
+            return [(class_name(self.inputs.labels, k), v, int(120 * abs(v) / scale)) for k, v in items]
 
         how = CLASS_METHODS.get(method, method).format(inputs=data.get("inputs"), size=data.get("size"),
                                                         source=data.get("source", "reference inputs"))
-        return (f"<h2>Classes it drives</h2><p class=note>{_e(how)}</p><div class=row>"
-                f"<table><tr><th colspan=3>raises most</th></tr>{rows(top, False)}</table>"
-                f"<table><tr><th colspan=3>lowers most</th></tr>{rows(bottom, True)}</table></div>")
+        return {"kind": "table", "how": how, "top": rows(top), "bottom": rows(bottom)}
 
     def _write_index(self, layers: list[str], records: dict[str, dict[int, UnitRecord]]) -> Path:
         page = self.site / "index.html"
-        m = self.manifest
-        items = []
+        shown = []
         for layer in layers:
             recs = records[layer]
-            strip = "".join(
-                f"<a href='{_e(_rel(self.unit_page(layer, u), page.parent))}'>{self._img(recs[u].file, page, f'{layer} unit {u}')}</a>"
-                for u in sorted(recs)[:10])
-            items.append(f"<h2><a href='{_e(_rel(self.layer_page(layer), page.parent))}'>{_e(layer)}</a> "
-                         f"<small>{len(recs)} of {self.store.channels(layer)} units</small></h2><div class=strip>{strip}</div>")
-        done = sum(len(r) for r in records.values())
-        total = sum(self.store.channels(l) for l in layers)
+            strip = [(_rel(self.unit_page(layer, u), page.parent), self._picture(recs[u].file, page, f"{layer} unit {u}"))
+                     for u in sorted(recs)[:10]]
+            shown.append({"name": layer, "link": _rel(self.layer_page(layer), page.parent), "rendered": len(recs),
+                          "channels": self.store.channels(layer), "strip": strip})
         extras = []
         if self.inputs.topk is not None:
-            extras.append(f"dataset examples from the top-k store {_e(self.inputs.topk.path)}")
+            extras.append(f"dataset examples from the top-k store {self.inputs.topk.path}")
         if self.inputs.dissection is not None:
-            extras.append(f"dissection labels from {_e(self.inputs.dissection.folder)}")
-        meta = (f"{done} of {total} units of {len(layers)} layers rendered. Each unit's picture maximizes the mean of its "
-                f"channel ({self._settings_text()}); many units share one optimization, one per batch row. "
-                f"Made with neuronscope {_e(m.get('neuronscope'))}, torch {_e(m.get('torch'))}; weights "
-                f"fingerprint {_e(m.get('model_fingerprint'))}. " + ("; ".join(extras) + ". " if extras else "")
-                + "Settings and runs: <a href='manifest.json'>manifest.json</a>.")
-        body = f"<h1>Atlas of {_e(m.get('model'))}</h1><p class=meta>{meta}</p>{''.join(items) or '<p>no layers yet</p>'}"
-        atomic_write_text(page, _page(f"atlas of {m.get('model')}", body, 0))
+            extras.append(f"dissection labels from {self.inputs.dissection.folder}")
+        self._write(page, "index.html", f"atlas of {self.manifest.get('model')}", 0, layers=shown, m=self.manifest,
+                    done=sum(len(r) for r in records.values()), total=sum(self.store.channels(l) for l in layers),
+                    settings=self._settings_text(), extras=extras)
         return page

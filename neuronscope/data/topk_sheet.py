@@ -15,7 +15,7 @@ from PIL import Image
 
 from ..errors import NeuronscopeError
 from ..images import save_png
-from ..sheets import Figure, Section, caption_block, mosaic, stack, write_html_page
+from ..sheets import Figure, Link, Section, caption_block, mosaic, stack, write_html_page
 from .store import Store
 
 
@@ -78,7 +78,7 @@ def write_topk_sheet(
         out / f"{layer}.html",
         f"Top-{n} max patches: {layer}",
         [
-            Section("About", info, [], f"<p>Whole layer as one picture: <a href='{png.name}'>{png.name}</a></p>"),
+            Section("About", info, [], [Link("Whole layer as one picture: ", png.name, png.name)]),
             Section(f"{len(units)} units", "", figures),
         ],
     )

@@ -12,7 +12,6 @@ settings and summary.
 from __future__ import annotations
 
 import csv
-import html
 import io
 import re
 from collections import Counter
@@ -26,6 +25,7 @@ from tqdm.auto import tqdm
 
 from ..images import atomic_write_bytes, atomic_write_json, atomic_write_text
 from ..taps import tap
+from ..templating import render_template
 from .dataset import SegmentationDataset
 from .iou import LayerDissection, UnitLabel, unit_mask
 
@@ -105,31 +105,12 @@ def _jpeg(a: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
-CSS = """
-body{font-family:system-ui,sans-serif;margin:20px;color:#222;max-width:1400px}
-h1{font-size:20px;margin:0 0 4px} .meta{color:#555;font-size:13px;margin-bottom:14px}
-.bars{display:flex;flex-wrap:wrap;gap:24px;margin:10px 0 18px}
-.bar{display:flex;align-items:center;font-size:12px;margin:2px 0}
-.bar span.n{display:inline-block;width:160px;overflow:hidden;white-space:nowrap;text-overflow:ellipsis}
-.bar span.b{display:inline-block;height:12px;background:#3a7bd5;margin-right:6px}
-.unit{display:flex;gap:12px;align-items:center;border-top:1px solid #ddd;padding:6px 0}
-.unit .info{width:190px;font-size:13px;flex:none}
-.unit .info b{font-size:15px} .unit.weak{opacity:.55}
-.det{color:#0a7d28;font-weight:600} .no{color:#999}
-.unit .strip{flex:1 1 auto;min-width:0} .unit .strip img{display:block;max-width:100%;height:auto}
-"""
 
 
-def _bars(title: str, counts: Counter, scale_px: int = 240) -> str:
-    if not counts:
-        return f"<div><b>{html.escape(title)}</b><div class=bar>none</div></div>"
-    top = max(counts.values())
-    rows = "".join(
-        f"<div class=bar><span class=n title='{html.escape(str(k))}'>{html.escape(str(k))}</span>"
-        f"<span class=b style='width:{max(2, round(scale_px * v / top))}px'></span>{v}</div>"
-        for k, v in counts.most_common(20)
-    )
-    return f"<div><b>{html.escape(title)}</b>{rows}</div>"
+def _bars(title: str, counts: Counter, scale_px: int = 240) -> dict:
+    """A bar chart for the template: the 20 most common items, widths relative to the largest."""
+    top = max(counts.values(), default=1)
+    return {"title": title, "rows": [(str(k), v, max(2, round(scale_px * v / top))) for k, v in counts.most_common(20)]}
 
 
 def write_layer_report(
@@ -185,44 +166,19 @@ def write_layer_report(
     }
     atomic_write_json(out_dir / f"{name}.json", summary)
 
-    rows = []
-    for u in ranked:
-        label = html.escape(u.concept.name) if u.concept else "(none)"
-        cat = html.escape(u.concept.category) if u.concept else ""
-        flag = "<span class=det>detector</span>" if u.detector else "<span class=no>below threshold</span>"
-        img = (f"<div class=strip><img loading=lazy src='{name}/unit-{u.unit:04d}.jpg' alt='unit {u.unit} top images'></div>"
-               if strips is not None else "")
-        rows.append(
-            f"<div class='unit{'' if u.detector else ' weak'}'><div class=info><b>unit {u.unit}</b><br>"
-            f"{label} <small>{cat}</small><br>IoU {u.iou:.3f} · {flag}</div>{img}</div>"
-        )
-    s = result.settings
-    page = f"""<!doctype html><html><head><meta charset=utf-8>
-<title>Dissection of {html.escape(model_name)} {html.escape(result.layer)}</title><style>{CSS}</style></head><body>
-<h1>{html.escape(model_name)} · {html.escape(result.layer)} — {len(detectors)} of {result.units} units are detectors</h1>
-<div class=meta>Network Dissection (Bau et al. 2017): threshold at the top {s.get('quantile')} quantile of each unit over
-{s.get('images')} images of <code>{html.escape(str(dataset.root))}</code> (streaming sketch, rank error ≤ {summary['max_rank_error']:.1e}·n),
-masks upsampled bilinearly from {result.map_size[0]}×{result.map_size[1]} to {s.get('label_size')}², IoU accumulated over the dataset;
-detector if IoU &gt; {s.get('iou_threshold')}. Images: top {result.top_images.shape[1]} by the unit's maximum, dimmed outside the unit mask,
-label concept outlined in yellow. {len(result.concepts)} concepts in {len(cats)} categories.
-{f'Runtime {runtime_s:.1f} s.' if runtime_s else ''} Table: <a href='{name}.csv'>{name}.csv</a>.</div>
-<div class=bars>{_bars('detectors per category', per_cat)}{_bars('detectors per concept', per_concept)}</div>
-{''.join(rows)}
-</body></html>
-"""
+    page = render_template(
+        "dissect_layer.html", model_name=model_name, result=result, ranked=ranked, detectors=len(detectors),
+        settings=result.settings, dataset_root=str(dataset.root), max_rank_error=summary["max_rank_error"],
+        categories=len(cats), runtime_s=runtime_s, name=name, strips=strips is not None,
+        bars=[_bars("detectors per category", per_cat), _bars("detectors per concept", per_concept)],
+    )
     atomic_write_text(out_dir / f"{name}.html", page)
     return summary
 
 
 def write_index(out_dir: Path, model_name: str, summaries: list[dict]) -> Path:
-    items = "".join(
-        f"<li><a href='{safe_name(s['layer'])}.html'>{html.escape(s['layer'])}</a>: {s['detectors']} of {s['units']} units "
-        f"are detectors, {s['unique_concepts']} concepts</li>"
-        for s in summaries
-    )
-    page = (f"<!doctype html><html><head><meta charset=utf-8><title>Dissection of {html.escape(model_name)}</title>"
-            f"<style>{CSS}</style></head><body><h1>Network Dissection of {html.escape(model_name)}</h1><ul>{items}</ul></body></html>\n")
-    return atomic_write_text(out_dir / "index.html", page)
+    layers = [{**s, "page": f"{safe_name(s['layer'])}.html"} for s in summaries]
+    return atomic_write_text(out_dir / "index.html", render_template("dissect_index.html", model_name=model_name, layers=layers))
 
 
 def unit_label_text(u: UnitLabel) -> str:

@@ -11,14 +11,13 @@ the row holds the k renders and their activations.
 from __future__ import annotations
 
 import colorsys
-import html
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw
 
 from ..images import save_png
-from ..sheets import Figure, Section, as_pil, caption_block, mosaic, stack, write_html_page
+from ..sheets import Figure, Link, Section, as_pil, caption_block, mosaic, stack, write_html_page
 from .pipeline import Facet, FacetResult
 
 CELL = 160
@@ -130,6 +129,6 @@ def write_facet_sheet(result: FacetResult, out: str | Path, name: str | None = N
             for i, f in enumerate(result.duplicates) if f.image is not None]))
     sheet = caption_block(stack(rows, direction="vertical", gap=10), [title.replace("—", "-")], font_size=15)
     png = save_png(sheet, out / f"{name}.png")
-    sections[0].html = f"<p>The whole sheet as one picture: <a href='{html.escape(png.name)}'>{html.escape(png.name)}</a></p>"
+    sections[0].links.append(Link("The whole sheet as one picture: ", png.name, png.name))
     page = write_html_page(out / f"{name}.html", title, sections)
     return page, png

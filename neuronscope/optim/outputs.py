@@ -7,7 +7,6 @@ replaced when the caller asked for it.
 
 from __future__ import annotations
 
-import html
 import os
 import shutil
 import time
@@ -17,6 +16,7 @@ from typing import Sequence
 from .. import __version__
 from ..errors import NeuronscopeError
 from ..images import atomic_write_json, atomic_write_text, fresh_dir, labelled_grid, save_png
+from ..templating import render_template
 
 
 def _safe(name: str) -> str:
@@ -86,26 +86,5 @@ def write_render(
 
 
 def _html(title: str, model_name: str, entries: list[dict], extra: dict) -> str:
-    cards = []
-    for e in entries:
-        label = html.escape(e.get("label") or "")
-        seed = f" · seed {e['seed']}" if e.get("seed") is not None else ""
-        cards.append(
-            f'<figure><img src="{html.escape(e["file"])}" alt="{html.escape(e["name"])}">'
-            f"<figcaption><b>{html.escape(e['name'])}</b>{seed}<br>{label}<br>"
-            f"activation {e['activation']:.4g}</figcaption></figure>"
-        )
-    info = " · ".join(f"{html.escape(str(k))}: {html.escape(str(v))}" for k, v in extra.items() if not isinstance(v, (list, dict)))
-    return f"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
-<style>
-body{{font-family:system-ui,sans-serif;margin:1.5em;background:#fafafa;color:#222}}
-.grid{{display:grid;grid-template-columns:repeat(auto-fill,minmax(180px,1fr));gap:14px}}
-figure{{margin:0;background:#fff;padding:6px;border-radius:6px;box-shadow:0 1px 3px #0002}}
-img{{width:100%;image-rendering:auto;border-radius:4px}} figcaption{{font-size:13px;margin-top:4px}}
-</style></head><body>
-<h1>{html.escape(title)}</h1><p>model <b>{html.escape(model_name)}</b> · {info}</p>
-<div class="grid">{''.join(cards)}</div>
-<p><a href="grid.png">grid.png</a> · <a href="manifest.json">manifest.json</a></p>
-</body></html>
-"""
+    info = [f"{k}: {v}" for k, v in extra.items() if not isinstance(v, (list, dict))]
+    return render_template("render.html", title=title, model_name=model_name, entries=entries, info=info)
