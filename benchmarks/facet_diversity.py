@@ -17,7 +17,7 @@ through the evaluation transform: resize to 240/0.875, centre crop). Per method:
 
 * accuracy = share of images with the class in J1's top-5;
 * D = mean pairwise (1 - cosine) of J1 features over the images that pass (needs 2);
-* D_eff = D * passed / K (DESIGN 7).
+* D_eff = D * passed / K.
 
 Writes ``benchmarks/results/facet_diversity.json`` and a picture of every image,
 ``benchmarks/results/facet_diversity.png``.

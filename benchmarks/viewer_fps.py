@@ -1,6 +1,6 @@
 """Frames per second of the live toolbox, browser to browser.
 
-Claim (issue 5, DESIGN.md 5.4): EfficientNet-Lite0 at 224 px reaches >= 10 fps
+Claim (issue 5): EfficientNet-Lite0 at 224 px reaches >= 10 fps
 forward only on 2 CPU cores, end to end: Chromium's fake webcam -> canvas ->
 JPEG -> WebSocket -> decode, forward (layer + logits), grid encode -> WebSocket
 -> pictures shown in the page. Also measured with the backprop pane on (guided

@@ -2,7 +2,7 @@
 
 All three views send a signal from one unit back to the [0, 1] input image
 through the ordinary gradient of every layer, except at the rectifiers, where
-each view has its own rule (DESIGN.md §6.2; R_out arrives from above, z is the
+each view has its own rule (docs/design.md 5.7; R_out arrives from above, z is the
 rectifier's forward input):
 
 ========  ===========================================  ==========================
@@ -47,7 +47,7 @@ MODES = ("gradient", "deconv", "guided")
 SEEDS = ("activation", "ones")
 FILTERS = ("raw", "gray", "norm", "normblur")
 
-# Activations the rules do not cover: left unchanged, with a warning (DESIGN.md §6.2).
+# Activations the rules do not cover: left unchanged, with a warning (docs/design.md 5.7).
 _OTHER_ACTIVATIONS = (
     nn.SiLU, nn.GELU, nn.Hardswish, nn.Hardsigmoid, nn.Sigmoid, nn.Tanh, nn.LeakyReLU, nn.PReLU, nn.ELU,
     nn.SELU, nn.CELU, nn.Mish, nn.Softplus, nn.RReLU,

@@ -5,7 +5,7 @@ For a photo x0 and a layer Φ, find
     x* = argmin_x  ‖Φ(x) − Φ(x0)‖² / ‖Φ(x0)‖²
                    + [ (λ_α/2)·Σ u^α + (λ_V/2)·Σ_ij ((u_{i,j+1}−u_ij)² + (u_{i+1,j}−u_ij)²)^{β/2} ] / σ²
 
-with the released settings of aravindhm/deep-goggle (DESIGN.md §6.1): α = 6,
+with the released settings of aravindhm/deep-goggle (docs/design.md 5.6): α = 6,
 λ_α = 8e-10, β = 2, and λ_V = 1 / 10 / 100 by depth. The regularizers are
 computed, as in the paper, in "Caffe units": u = 255·(x − ImageNet mean), so
 λ_α and λ_V keep their published values whatever the model's own
@@ -121,7 +121,7 @@ class InversionResult:
 
     def manifest(self) -> dict:
         return {
-            "method": "Mahendran & Vedaldi 2015 inversion (DESIGN.md §6.1)",
+            "method": "Mahendran & Vedaldi 2015 inversion",
             "settings": self.settings,
             "layers": [
                 {

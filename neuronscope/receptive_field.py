@@ -7,7 +7,7 @@ Two ways to find the input region a unit at (x, y) of a layer can see:
   [a, b) becomes [a*s - p, (b-1)*s + k - p) per axis (kernel k, stride s,
   padding p).
 * :func:`receptive_field` - for any network, including residual and depthwise
-  ones (DESIGN 5.3): the support of d(centre unit)/d(input), unioned over a few
+  ones (docs/design.md 5.4): the support of d(centre unit)/d(input), unioned over a few
   random inputs, gives the centre unit's box; other units use that box shifted
   by (unit offset) x stride, where stride = input size / map size.
 

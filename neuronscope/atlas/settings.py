@@ -19,7 +19,7 @@ import torch
 from ..errors import NeuronscopeError
 
 ATLAS_FORMAT = 1  # the store layout; bump when the schema changes
-DIVERSITY_WEIGHT = 100.0  # Lucid's neuron-diversity weight (DESIGN 2.2), with the sum convention
+DIVERSITY_WEIGHT = 100.0  # Lucid's neuron-diversity weight, with the sum convention
 
 
 @dataclass(frozen=True)

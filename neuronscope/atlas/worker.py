@@ -4,7 +4,7 @@ Row layout of a batch of n units with K diversity images each: rows 0..n-1
 are the units' visualizations (``channel(layer, u).on(i)``); then unit i owns
 rows n + i*K .. n + i*K + K - 1, each maximizing the same channel minus
 ``weight * diversity(layer)`` bound to that group only, so groups never
-interact (DESIGN 2.3). A row's seed depends only on its unit, never on the
+interact (docs/design.md section 3). A row's seed depends only on its unit, never on the
 batch it landed in.
 """
 

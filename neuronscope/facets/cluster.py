@@ -1,6 +1,6 @@
 """Reduce embeddings, cluster them into facets, and pick the images nearest each centre.
 
-Following Nguyen et al. 2016 and DESIGN 3.1:
+Following Nguyen et al. 2016 (docs/design.md 5.2):
 
 * ``reduce``: ``tsne`` (PCA to 50-d first, then 2-d t-SNE, perplexity
   min(30, (n-1)/3), fixed seed) or ``pca`` (the first ``dims`` principal

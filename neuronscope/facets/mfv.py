@@ -1,7 +1,7 @@
 """The multifaceted-visualization render schedules (Nguyen, Yosinski, Clune 2016).
 
 Both released scripts (Evolving-AI-Lab/mfv ``act_max.tvd.center.py`` and
-``act_max.tvd.mean.py``) run octaves of the same step (DESIGN 3.2), here on
+``act_max.tvd.mean.py``) run octaves of the same step (docs/facets.md), here on
 [0, 1] images instead of Caffe's 0-255 mean-subtracted BGR:
 
 1. if the canvas is larger than the network input w, crop a w x w window at
@@ -47,7 +47,7 @@ class Octave:
     log_prob: bool = False  # class units: ascend log p (the 'prob' octaves) instead of the logit
 
 
-# DESIGN 3.3 (a): centre-biased regularization, from grey; 530 iterations, canvas 227 -> 326.
+# Centre-biased regularization, from grey; 530 iterations, canvas 227 -> 326.
 CENTER_BIASED = (
     Octave(190, None, 0.3, 0, (11, 11), (0.001, 0.05), log_prob=True),
     Octave(150, 1.2, 0.3, 0, (6, 6), (0.01, 0.08), log_prob=True),
@@ -55,7 +55,7 @@ CENTER_BIASED = (
     Octave(30, 1.0, 0.1, 50, (3, 3), (0.1, 2.0)),
     Octave(10, None, 0.3, 0, (6, 3), (0.01, 2.0)),
 )
-# DESIGN 3.3 (b): from a facet's mean image; 370 iterations, canvas 227 -> 272.
+# From a facet's mean image; 370 iterations, canvas 227 -> 272.
 MEAN_INIT = (
     Octave(190, None, 0.3, 0, (1, 2), (0.4, 0.4)),
     Octave(150, 1.2, 0.3, 0, (1, 1), (0.01, 2.0)),

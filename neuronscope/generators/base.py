@@ -7,7 +7,7 @@ codes (B, D) to images, together with
   address, spatial grid the layer is average-pooled to, input resolution used
   to compute it), so that ``encode`` computes E(x) for real or generated images;
 * :class:`CodeStats`: per-unit mean, std and the clipping range [lo, hi] used by
-  DGN-AM and the PPGN sampler (DESIGN 4.1: [0, min(6, mu + 3 sigma)] for a
+  DGN-AM and the PPGN sampler ([0, min(6, mu + 3 sigma)] for a
   ReLU6 code);
 * metadata (classifier name, resolution, training command, ...).
 

@@ -1,4 +1,4 @@
-"""DGN-AM (Nguyen et al. 2016; DESIGN 4.1): activation maximization in a generator's code space.
+"""DGN-AM (Nguyen et al. 2016; docs/design.md 5.3): activation maximization in a generator's code space.
 
 Per iteration i of n, per batch row: x = G(h); d = dA/dh (the unit's activation
 through the classifier and G); h += eta_i * sigma_bar * d / mean|d|; clip each

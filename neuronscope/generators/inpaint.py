@@ -1,4 +1,4 @@
-"""Inpainting with a generator prior (PPGN script 7; DESIGN 4.2).
+"""Inpainting with a generator prior (PPGN script 7; docs/design.md 5.3).
 
 Given an image x and a mask M (1 = hole to fill):
 

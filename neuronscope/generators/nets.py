@@ -1,6 +1,6 @@
 """The small networks: generator, discriminator and code denoising autoencoder.
 
-Sized for a 2-core CPU (DESIGN 4.3): the generator has ~2 M parameters, the
+Sized for a 2-core CPU: the generator has ~2 M parameters, the
 DAE ~1 M. Each net keeps the keyword arguments it was built with in
 ``.config`` so that a saved file rebuilds it.
 """

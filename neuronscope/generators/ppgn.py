@@ -1,4 +1,4 @@
-"""The PPGN sampler (Nguyen et al. 2017; DESIGN 4.2) -- and the engine DGN-AM uses.
+"""The PPGN sampler (Nguyen et al. 2017; docs/design.md 5.3) -- and the engine DGN-AM uses.
 
 Each step, per batch row::
 

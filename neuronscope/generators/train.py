@@ -1,4 +1,4 @@
-"""Training a generator that inverts a classifier layer (DeePSiM, DESIGN 4.3).
+"""Training a generator that inverts a classifier layer (DeePSiM; docs/design.md 5.3).
 
 Pipeline (all resumable, all in one output folder):
 

@@ -10,7 +10,7 @@ one optimization can render many targets::
     many = sum(channel("blocks.10", c).on(c) for c in range(32))
 
 The per-row value is V_b = sum_i w_i v_{i,b} (0 outside a term's rows); the
-render loop maximizes sum_b V_b. See DESIGN.md section 2.
+render loop maximizes sum_b V_b. See docs/design.md section 3.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 Every parameterization takes per-row seeds, so row i's initial parameters depend
 only on ``seeds[i]``: a unit rendered alone or inside a batch starts the same.
-See DESIGN.md section 2.4.
+See docs/design.md section 4.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 All operators work per batch row: step sizes, percentiles and blurs of one row
 never depend on another row. Images here are 0-255 mean-subtracted RGB, as in
-the paper's Caffe space (DESIGN.md section 2.7).
+the paper's Caffe space (docs/design.md sections 2 and 4).
 """
 
 from __future__ import annotations

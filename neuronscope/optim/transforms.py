@@ -4,7 +4,7 @@ Each transform is an ``nn.Module`` called as ``t(x, gen)`` with a
 ``torch.Generator`` so a render is reproducible. By default one draw is made per
 batch (as Lucid does); ``per_row=True`` draws per row where the output size
 allows it (jitter, rotate). No transform mixes rows. Parameters of the standard
-set follow Lucid (DESIGN.md section 2.5).
+set follow Lucid (docs/design.md section 4).
 """
 
 from __future__ import annotations
