@@ -93,8 +93,8 @@ def choose_k(points: np.ndarray, *, seed: int = 0) -> tuple[int, dict[int, float
 def cluster(emb: np.ndarray, k: int | None = None, *, method: str = "tsne", dims: int | None = None, seed: int = 0) -> Clustering:
     """Reduce and cluster embeddings into ``k`` facets (``None``: choose k).
 
-    scikit-learn's OpenMP threads are limited to one: on a shared machine its
-    Barnes-Hut t-SNE ran ~10x slower with a thread per core than with one.
+    scikit-learn's OpenMP threads are limited to one (t-SNE is slower with more on a
+    shared machine; figures in docs/facets.md).
     """
     from threadpoolctl import threadpool_limits
 
