@@ -1,55 +1,46 @@
-"""Reading any user image, and writing PNGs, grids and files atomically.
+"""Reading any user image, converting between images and tensors, and grids.
 
 ``load_image`` turns whatever a user has (JPEG, PNG, WebP, BMP, TIFF; grayscale,
 RGBA, palette, CMYK, 16-bit; EXIF-rotated) into an RGB PIL image, or raises a
-:class:`NeuronscopeError` that names the file and the problem.
+:class:`NeuronscopeError` that names the file and the problem; decoding memory is
+bounded (:mod:`neuronscope.decode`). Writing files lives in
+:mod:`neuronscope.atomic` and output folders in :mod:`neuronscope.outdir`; their
+functions are importable from here too.
 """
 
 from __future__ import annotations
 
 import io
-import json
 import os
-import secrets
 from pathlib import Path
 from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image, ImageDraw, ImageFont, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageDraw, ImageFont, UnidentifiedImageError
 
+from .atomic import (  # noqa: F401 - writers are importable from here as before
+    atomic_write_bytes,
+    atomic_write_json,
+    atomic_write_text,
+    check_finite_tensor,
+    png_bytes,
+    save_png,
+)
+from .decode import decode_rgb, to_rgb
 from .errors import NeuronscopeError
+from .outdir import fresh_dir, prepare_output_dir  # noqa: F401
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif", ".ppm", ".pgm"}
 BACKGROUND = (255, 255, 255)  # transparent pixels are composited on white
 # Pillow's process-wide settings (LOAD_TRUNCATED_IMAGES, MAX_IMAGE_PIXELS) are the
-# user's: neuronscope never changes them. With Pillow's defaults a truncated file is
-# an error and an image above ~179 megapixels is refused as a decompression bomb.
+# user's: neuronscope never changes them; it refuses images above decode.MAX_PIXELS
+# itself, before decoding them.
 
 
 def _to_rgb(img: Image.Image) -> Image.Image:
-    mode = img.mode
-    if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
-        a = np.asarray(img, dtype=np.float64)
-        # 16-bit modes always span 0..65535 (a dark 16-bit image must stay dark);
-        # 32-bit "I"/"F" carry no depth, so guess it from the values.
-        top = 65535.0 if mode.startswith("I;16") or a.max() > 255 else 255.0
-        if mode == "F" and a.max() <= 1.0:
-            top = 1.0
-        a = np.clip(np.rint(a / top * 255.0), 0, 255).astype(np.uint8)
-        return Image.fromarray(a, "L").convert("RGB")
-    if mode == "P":
-        img = img.convert("RGBA")
-        mode = "RGBA"
-    if mode in ("RGBA", "LA", "RGBa", "La", "PA"):
-        rgba = img.convert("RGBA")
-        background = Image.new("RGBA", rgba.size, BACKGROUND + (255,))
-        return Image.alpha_composite(background, rgba).convert("RGB")
-    if mode == "CMYK":
-        # PIL's CMYK->RGB conversion handles Adobe's inverted JPEG CMYK on load.
-        return img.convert("RGB")
-    return img.convert("RGB")
+    return to_rgb(img, BACKGROUND)
 
 
 def load_image(path: str | os.PathLike) -> Image.Image:
@@ -63,9 +54,7 @@ def load_image(path: str | os.PathLike) -> Image.Image:
         raise NeuronscopeError(f"image file {p} is empty (0 bytes)")
     try:
         with Image.open(p) as img:
-            img.load()
-            img = ImageOps.exif_transpose(img)
-            rgb = _to_rgb(img)
+            rgb = decode_rgb(img, f"image file {p}", background=BACKGROUND)
     except UnidentifiedImageError as e:
         raise NeuronscopeError(
             f"{p} is not an image neuronscope can read (valid: JPEG, PNG, WebP, BMP, TIFF, GIF)"
@@ -87,8 +76,7 @@ def load_image_bytes(data: bytes, name: str = "upload") -> Image.Image:
         raise NeuronscopeError(f"{name} is empty")
     try:
         with Image.open(io.BytesIO(data)) as img:
-            img.load()
-            return _to_rgb(ImageOps.exif_transpose(img))
+            return decode_rgb(img, name, background=BACKGROUND)
     except UnidentifiedImageError as e:
         raise NeuronscopeError(f"{name} is not an image (valid: JPEG, PNG, WebP, BMP, TIFF, GIF)") from e
     except Image.DecompressionBombError as e:
@@ -98,14 +86,17 @@ def load_image_bytes(data: bytes, name: str = "upload") -> Image.Image:
 
 
 def center_crop_resize(img: Image.Image, size: int, crop_fraction: float = 0.875) -> Image.Image:
-    """Evaluation transform: short side to size/crop_fraction, then a centre crop."""
-    short = round(size / crop_fraction)
+    """Evaluation transform: short side to size/crop_fraction, then a centre crop.
+
+    Only the cropped region is resampled (``resize(box=...)``), so the work and
+    memory do not grow with the long side (a 60000 x 1 strip costs what a 1 x 1 does).
+    """
     w, h = img.size
-    scale = short / min(w, h)
-    img = img.resize((max(size, round(w * scale)), max(size, round(h * scale))), Image.BICUBIC)
-    w, h = img.size
-    left, top = (w - size) // 2, (h - size) // 2
-    return img.crop((left, top, left + size, top + size))
+    scale = round(size / crop_fraction) / min(w, h)
+    # the crop in source pixels: size/scale on each side, centred (at most the whole side)
+    cw, ch = min(w, size / scale), min(h, size / scale)
+    left, top = (w - cw) / 2, (h - ch) / 2
+    return img.resize((size, size), Image.BICUBIC, box=(left, top, left + cw, top + ch))
 
 
 def pil_to_tensor(img: Image.Image) -> torch.Tensor:
@@ -114,8 +105,10 @@ def pil_to_tensor(img: Image.Image) -> torch.Tensor:
 
 
 def tensor_to_pil(x: torch.Tensor) -> Image.Image:
-    """A (3, H, W) or (H, W) tensor in [0, 1] as an 8-bit image."""
-    x = x.detach().float().cpu().clamp(0, 1)
+    """A (3, H, W) or (H, W) tensor in [0, 1] as an 8-bit image (NaN or inf: :class:`NotFiniteError`)."""
+    x = x.detach().float().cpu()
+    check_finite_tensor(x, "an image")
+    x = x.clamp(0, 1)
     if x.dim() == 3:
         x = x.permute(1, 2, 0)
     a = (x.numpy() * 255.0 + 0.5).astype(np.uint8)
@@ -143,90 +136,27 @@ def list_images(folder: str | os.PathLike, recursive: bool = True) -> list[Path]
     return files
 
 
+def first_readable_image(folder: str | os.PathLike, option: str = "--images") -> Path:
+    """The first image file in ``folder`` whose header can be read; an error naming the folder if none can."""
+    files = list_images(folder)
+    first_problem = None
+    for p in files:
+        try:
+            with Image.open(p) as img:
+                w, h = img.size
+            if w >= 1 and h >= 1:
+                return p
+        except (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError) as e:
+            first_problem = first_problem or f"{p.name}: {type(e).__name__}"
+    raise NeuronscopeError(
+        f"{option} {folder} holds no readable image: none of its {len(files)} image file(s) can be opened "
+        f"(first: {first_problem}); valid: a folder with at least one JPEG, PNG, WebP, BMP, TIFF or GIF image"
+    )
+
+
 def iter_batches(items: Sequence, batch_size: int) -> Iterator[Sequence]:
     for i in range(0, len(items), batch_size):
         yield items[i : i + batch_size]
-
-
-# ---------------------------------------------------------------- atomic writes
-
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
-    """Write a file so that readers see the old file or the whole new one, never half."""
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    # not tempfile.mkstemp: its files are private (0600) and os.replace would keep that
-    # mode, so outputs are created like any new file (0666 less the umask)
-    while True:
-        tmp = p.parent / f".{p.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
-        try:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-            break
-        except FileExistsError:
-            continue
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, p)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return p
-
-
-def fresh_dir(parent: str | os.PathLike, prefix: str) -> Path:
-    """A new, uniquely named folder in ``parent``, with the permissions of any new folder.
-
-    For building an output folder and renaming it into place (tempfile.mkdtemp's
-    folders are private, 0700, and would stay so after the rename).
-    """
-    parent = Path(parent)
-    while True:
-        d = parent / f"{prefix}{os.getpid()}.{secrets.token_hex(4)}"
-        try:
-            d.mkdir(0o777)
-            return d
-        except FileExistsError:
-            continue
-
-
-def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
-    return atomic_write_bytes(path, text.encode("utf-8"))
-
-
-def atomic_write_json(path: str | os.PathLike, obj) -> Path:
-    return atomic_write_text(path, json.dumps(obj, indent=2, default=str) + "\n")
-
-
-def save_png(img: Image.Image | torch.Tensor, path: str | os.PathLike) -> Path:
-    if isinstance(img, torch.Tensor):
-        img = tensor_to_pil(img)
-    buf = io.BytesIO()
-    img.save(buf, format="PNG")
-    return atomic_write_bytes(path, buf.getvalue())
-
-
-def png_bytes(img: Image.Image | torch.Tensor, fmt: str = "PNG", **kw) -> bytes:
-    if isinstance(img, torch.Tensor):
-        img = tensor_to_pil(img)
-    buf = io.BytesIO()
-    img.save(buf, format=fmt, **kw)
-    return buf.getvalue()
-
-
-def prepare_output_dir(out: str | os.PathLike, *, overwrite: bool = False, resume: bool = False) -> Path:
-    """An output folder that is new, or explicitly reused; never silently clobbered."""
-    d = Path(out)
-    if d.exists() and not d.is_dir():
-        raise NeuronscopeError(f"output path {d} exists and is a file")
-    if d.exists() and any(d.iterdir()) and not (overwrite or resume):
-        raise NeuronscopeError(
-            f"output folder {d} already exists and is not empty; choose another --out, "
-            "or pass --overwrite to replace files in it"
-        )
-    d.mkdir(parents=True, exist_ok=True)
-    return d
 
 
 # ---------------------------------------------------------------- grids

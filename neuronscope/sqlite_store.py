@@ -24,6 +24,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable, ClassVar, Iterator
 
+from .atomic import dumps_finite
 from .errors import NeuronscopeError
 
 
@@ -75,7 +76,7 @@ class SQLiteStore:
         try:
             conn.executescript(cls.SCHEMA)
             conn.execute("BEGIN")
-            conn.executemany("INSERT INTO meta VALUES (?, ?)", [(k, json.dumps(v)) for k, v in meta.items()])
+            conn.executemany("INSERT INTO meta VALUES (?, ?)", [(k, dumps_finite(v, f"the store setting {k}")) for k, v in meta.items()])
             if fill is not None:
                 fill(conn)
             conn.execute("COMMIT")
@@ -140,4 +141,5 @@ class SQLiteStore:
     def set_meta(self, **values) -> None:
         with self._transaction() as c:
             c.executemany("INSERT OR REPLACE INTO meta VALUES (?, ?)",
-                          [(k, json.dumps(v, default=type(self).META_JSON_DEFAULT)) for k, v in values.items()])
+                          [(k, dumps_finite(v, f"the store setting {k}", default=type(self).META_JSON_DEFAULT))
+                           for k, v in values.items()])

@@ -198,21 +198,26 @@ def test_render_view_filters_give_images_in_unit_range():
 
 
 def test_backprop_cli_writes_sheet_and_rejects_bad_targets(sample_photos, tmp_path, capsys):
-    out = tmp_path / "bp.png"
+    out = tmp_path / "bp"
     code = cli_main(["backprop", "efficientnet_lite0", str(sample_photos["coffee"]), "class:espresso",
                      "--mode", "all", "--filter", "raw", "normblur", "--size", "96", "--out", str(out)])
-    assert code == 0 and out.stat().st_size > 0
+    assert code == 0 and (out / "sheet.png").stat().st_size > 0
+    import json
+
     from PIL import Image
 
-    assert Image.open(out).size[0] > 6 * 96  # input + 3 modes x 2 filters
+    assert Image.open(out / "sheet.png").size[0] > 6 * 96  # input + 3 modes x 2 filters
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["status"] == "complete" and len(manifest["views"]) == 6
+    assert all(Image.open(out / v["file"]).size == (96, 96) for v in manifest["views"])
     assert cli_main(["backprop", "efficientnet_lite0", str(sample_photos["coffee"]), "blocks.4:5",
                      "--size", "96", "--out", str(out)]) == 2
     assert "already exists" in capsys.readouterr().err
     assert cli_main(["backprop", "efficientnet_lite0", str(sample_photos["coffee"]), "blocks.4:999",
-                     "--size", "96", "--out", str(tmp_path / "b.png")]) == 2
+                     "--size", "96", "--out", str(tmp_path / "b")]) == 2
     assert "out of range" in capsys.readouterr().err
     assert cli_main(["backprop", "efficientnet_lite0", str(tmp_path / "missing.jpg"), "blocks.4:1",
-                     "--out", str(tmp_path / "c.png")]) == 2
+                     "--out", str(tmp_path / "c")]) == 2
     assert "not found" in capsys.readouterr().err
 
 

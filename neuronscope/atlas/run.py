@@ -219,8 +219,10 @@ def build_atlas(
         from .sources import DissectionLabels
 
         DissectionLabels(dissection)  # fail before the long work
-    if images is not None and not Path(images).exists():
-        raise NeuronscopeError(f"--images {images} does not exist")
+    if images is not None:
+        from ..images import first_readable_image
+
+        first_readable_image(images)  # a folder with no readable image is an error, before any work
 
     out = Path(out)
     store_path = out / STORE_DIR
@@ -228,7 +230,10 @@ def build_atlas(
         raise NeuronscopeError(f"{out} exists and is not empty, and holds no atlas; choose another --out "
                                "(an existing atlas folder is resumed, never overwritten)")
     prepare_output_dir(out, resume=True)
-    man = {**manifest(model, settings), **describe_environment(), "batch": settings.batch}
+    from .settings import render_conditions
+
+    man = {**manifest(model, settings), **describe_environment(), "batch": settings.batch,
+           **render_conditions(model, be.threads if be.name != "ray" else (be.threads or 1))}
     if render:
         store = AtlasStore.open_or_create(store_path, man, force=force)
     else:
@@ -323,6 +328,11 @@ def build_atlas(
                     topk_src.close()
         store.finish_run(run_id, "complete" if summary.missing == 0 else "partial")
         summary.status = "complete"
+        if summary.index is not None:  # the site's manifest was written while the run was running
+            from ..images import atomic_write_json
+
+            atomic_write_json(out / "manifest.json", {**store.manifest, "status": "complete" if summary.missing == 0
+                                                      else "partial", "runs": store.runs()})
     except KeyboardInterrupt:
         summary.status = "interrupted"
         summary.signal = stopper.signum or signal.SIGINT

@@ -109,6 +109,20 @@ def manifest(model, settings: AtlasSettings) -> dict:
     }
 
 
+def render_conditions(model, threads: int | None) -> dict:
+    """The machine settings the pictures depend on: torch threads per render and the arithmetic.
+
+    Renders at 1 and 2 threads differ (the batch is split over threads, sums are
+    reordered), as do bfloat16 and float32 steps, so a store records both and a
+    resume under other conditions is refused like any other changed setting.
+    """
+    from ..optim.fast import native_bf16
+
+    mixed = native_bf16(model.device)
+    return {"threads": int(threads or torch.get_num_threads()),
+            "precision": "mixed (bfloat16 steps, float32 tail)" if mixed else "float32"}
+
+
 #: manifest keys that do not change the pictures (shown, never compared)
 INFORMATIONAL = ("created", "python", "platform", "batch")
 

@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Iterable, Sequence
 
 from ..errors import NeuronscopeError
+from ..atomic import dumps_finite, first_not_finite, not_finite
 from ..images import atomic_write_bytes
 from ..sqlite_store import SQLiteStore, lock_exclusive
 from .settings import ATLAS_FORMAT, differences
@@ -256,6 +257,8 @@ class AtlasStore(SQLiteStore):
         for r in results:
             if (r.layer, int(r.unit)) in have:
                 continue
+            if first_not_finite([r.value, [v for _, v in r.diversity]]):
+                raise not_finite(f"the activation reached for unit {r.layer}:{int(r.unit)}")
             token = secrets.token_hex(4)
             stem = f"units/{safe_name(r.layer)}/{int(r.unit):05d}-{token}"
             main = f"{stem}.png"
@@ -276,7 +279,7 @@ class AtlasStore(SQLiteStore):
                         continue
                     cur = c.execute(
                         "INSERT OR IGNORE INTO units VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                        (r.layer, int(r.unit), main, float(r.value), json.dumps(div), float(r.seconds),
+                        (r.layer, int(r.unit), main, float(r.value), dumps_finite(div), float(r.seconds),
                          int(r.batch_rows), worker, run, now),
                     )
                     if cur.rowcount == 1:
@@ -342,7 +345,7 @@ class AtlasStore(SQLiteStore):
 
     def put_classes(self, layer: str, method: str, data: dict) -> None:
         with self._transaction() as c:
-            c.execute("INSERT OR REPLACE INTO classes VALUES (?, ?, ?, ?)", (layer, method, json.dumps(data), time.time()))
+            c.execute("INSERT OR REPLACE INTO classes VALUES (?, ?, ?, ?)", (layer, method, dumps_finite(data, f"the class attributions of {layer}"), time.time()))
 
     def classes(self, layer: str) -> tuple[str, dict] | None:
         rows = self._q("SELECT method, data FROM classes WHERE layer = ?", (layer,))

@@ -3,7 +3,10 @@
 Each verb is one module in this package exposing ``add_parser(subparsers)``
 (which returns its parser) and ``run(args) -> int | None``. Verbs only parse and
 report; the work is done by library functions. A :class:`NeuronscopeError`
-becomes a one-paragraph message and exit code 2, never a traceback.
+becomes a one-paragraph message and exit code 2, never a traceback; so does
+running out of memory. Numbers are validated by the option types of
+``_common`` while the arguments are parsed (argparse's exit code 2). A reader
+that stops early (``neuronscope layers | head``) ends the verb quietly.
 """
 
 from __future__ import annotations
@@ -46,14 +49,42 @@ def error(message: str) -> None:
     print(textwrap.fill(f"neuronscope: error: {message}", width=width, subsequent_indent="  "), file=sys.stderr)
 
 
+def _given_options(argv: list[str] | None) -> str:
+    tokens = list(sys.argv[1:] if argv is None else argv)
+    first = next((i for i, t in enumerate(tokens) if t.startswith("-")), len(tokens))
+    text = " ".join(tokens[first:])
+    return text if len(text) <= 200 else text[:197] + "..."
+
+
+def _stdout_closed() -> int:
+    """The reader of stdout went away (``| head``): stop quietly, as a tool killed by SIGPIPE would."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # the final flush at exit must not fail again
+    except (OSError, ValueError, AttributeError):
+        pass
+    return 141
+
+
 def main(argv: list[str] | None = None) -> int:
+    from ..atomic import producing
+
     parser = build_parser()
     args = parser.parse_args(argv)
+    options = _given_options(argv)
+    step = f"`neuronscope {args.verb}`" + (f" with {options}" if options else " at its defaults")
     try:
-        code = args._run(args)
+        with producing(step):
+            code = args._run(args)
+        sys.stdout.flush()
     except NeuronscopeError as e:
         error(str(e))
         return 2
+    except MemoryError:
+        error(f"{step} ran out of memory; lower the sizes, batch or counts it was given")
+        return 2
+    except BrokenPipeError:
+        return _stdout_closed()
     except KeyboardInterrupt:
         print("\nneuronscope: interrupted", file=sys.stderr)
         return 130

@@ -4,18 +4,19 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ._common import add_out_arguments, add_quiet_argument, add_seed_argument, add_threads_argument, size_px
+
 
 def add_generator_arguments(p) -> None:
     p.add_argument("--generator", default="shipped",
                    help="generator file from `neuronscope train-generator` or `neuronscope convert-generator` (the "
                    "DGN-AM/PPGN Caffe generators, BigGAN) (default: the shipped Lite0 generator)")
-    p.add_argument("--size", type=int, default=None, help="resolution the classifier sees the generated image at "
+    p.add_argument("--size", type=size_px, default=None, help="resolution the classifier sees the generated image at "
                    "(default: min(model size, 2 x generator size))")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", default=None, help="output folder")
-    p.add_argument("--overwrite", action="store_true", help="allow writing into a non-empty --out")
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_seed_argument(p)
+    add_out_arguments(p, shown="VERB-MODEL", overwrite="allow writing into a non-empty --out")
+    add_threads_argument(p)
+    add_quiet_argument(p)
 
 
 def setup(args, verb: str, at_least_one: tuple[str, ...] = ("n",)):
@@ -24,8 +25,6 @@ def setup(args, verb: str, at_least_one: tuple[str, ...] = ("n",)):
     The options named in ``at_least_one`` are checked first (one message naming
     them all); the output folder is ``--out`` or ``VERB-MODEL``.
     """
-    import torch
-
     from ..errors import NeuronscopeError
     from ..generators.shipped import load_generator
     from ..images import prepare_output_dir
@@ -33,8 +32,12 @@ def setup(args, verb: str, at_least_one: tuple[str, ...] = ("n",)):
 
     if any(getattr(args, name) < 1 for name in at_least_one):
         raise NeuronscopeError(f"{' and '.join('--' + name for name in at_least_one)} must be at least 1")
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    from ..outdir import check_output_dir
+    from ._common import apply_threads
+
+    if args.out is not None:
+        check_output_dir(args.out, overwrite=args.overwrite)  # before loading anything
+    apply_threads(args)
     if args.generator not in (None, "", "shipped") and not Path(args.generator).is_file():
         from ..generators import Generator
 

@@ -11,39 +11,49 @@ from __future__ import annotations
 
 import signal
 
+from ._common import (
+    add_model_argument,
+    add_quiet_argument,
+    add_seed_argument,
+    add_threads_argument,
+    count,
+    int_range,
+    non_negative_int,
+    size_px,
+)
+
 
 def add_parser(sub):
     from ..optim.presets import DEFAULT_PRESET, PRESETS
 
     p = sub.add_parser("atlas", help="render every unit of some layers into a static website (resumable, Ray optional)",
                        description=__doc__)
-    p.add_argument("model", help="model name, e.g. efficientnet_lite0")
+    add_model_argument(p, required=True)
     p.add_argument("--layers", nargs="+", default=None, metavar="LAYER[:UNITS]",
                    help="layers, optionally with units: blocks.4 blocks.6:0-15 (default: every block output)")
-    p.add_argument("--out", default=None, help="site folder (default atlas-MODEL); the store lives in OUT/store")
-    p.add_argument("--size", type=int, default=128, help="render size in px (default 128)")
-    p.add_argument("--steps", type=int, default=None, help="optimization steps (default: the preset's, 512 for lucid)")
+    p.add_argument("--out", default=None, metavar="FOLDER", help="site folder (default atlas-MODEL); the store lives in OUT/store")
+    p.add_argument("--size", type=size_px, default=128, help="render size in px (default 128)")
+    p.add_argument("--steps", type=count, default=None, help="optimization steps (default: the preset's, 512 for lucid)")
     p.add_argument("--preset", default=DEFAULT_PRESET, choices=list(PRESETS))
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--batch", type=int, default=32, help="rows per optimization (default 32)")
-    p.add_argument("--diversity", type=int, default=0, metavar="K",
+    add_seed_argument(p)
+    p.add_argument("--batch", type=count, default=32, help="rows per optimization (default 32)")
+    p.add_argument("--diversity", type=int_range(0, 64), default=0, metavar="K",
                    help="also K diversity renders per unit (Gram-matrix diversity term; default 0 = off)")
     p.add_argument("--images", default=None, metavar="DIR",
                    help="image folder: run the top-k pass (resumable) for dataset examples and max patches")
     p.add_argument("--topk-store", default=None, help="top-k store to read (or to fill with --images); default OUT/topk")
-    p.add_argument("--k", type=int, default=9, help="dataset examples per unit (default 9)")
+    p.add_argument("--k", type=int_range(1, 100), default=9, help="dataset examples per unit (default 9)")
     p.add_argument("--dissection", default=None, metavar="REPORT",
                    help="a `neuronscope dissect` output folder: show each unit's label")
-    p.add_argument("--classes", type=int, default=8, metavar="N",
+    p.add_argument("--classes", type=non_negative_int, default=8, metavar="N",
                    help="reference inputs for the classes each unit drives (0 = off; default 8)")
     p.add_argument("--backend", default="local", choices=["local", "ray"])
-    p.add_argument("--workers", type=int, default=None, help="Ray workers (default 2)")
+    p.add_argument("--workers", type=int_range(1, 1024), default=None, help="Ray workers (default 2)")
     p.add_argument("--ray-address", default=None, help="join this Ray cluster instead of starting a local one")
-    p.add_argument("--threads", type=int, default=None, help="torch threads (local) or per Ray worker (default 1)")
+    add_threads_argument(p, help="torch threads (local) or per Ray worker (default 1)")
     p.add_argument("--force", action="store_true", help="redo every unit (also needed after changing settings)")
     p.add_argument("--site-only", action="store_true", help="render nothing; rebuild the site from the store")
-    p.add_argument("--device", default=None)
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_quiet_argument(p)
     return p
 
 

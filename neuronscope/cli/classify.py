@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import sys
 
-from ._common import add_model_argument
+from ._common import add_model_argument, int_range
 
 
 def add_parser(sub):
     p = sub.add_parser("classify", help="print the top-5 classes of images")
-    p.add_argument("model", help="model name, e.g. efficientnet_lite0")
+    add_model_argument(p, required=True)
     p.add_argument("images", nargs="+", help="image files")
-    p.add_argument("--top", type=int, default=5)
-    p.add_argument("--device", default=None)
+    p.add_argument("--top", type=int_range(1, 1000, "classes"), default=5, help="classes shown per image (default 5)")
     return p
 
 
@@ -21,8 +20,6 @@ def run(args):
     from ..errors import NeuronscopeError
     from ..models import load_model
 
-    if args.top < 1:
-        raise NeuronscopeError(f"--top must be at least 1, got {args.top}")
     model = load_model(args.model, device=args.device)
     failures = 0
     for path, result in classify_paths(model, args.images, top=args.top):

@@ -9,13 +9,16 @@ DEMO_TARGETS = [
 ]
 
 
+from ._common import add_device_argument, add_out_arguments, count, size_px
+
+
 def add_parser(sub):
     p = sub.add_parser("demo", help="render a small sheet of EfficientNet-Lite0 classes and channels")
-    p.add_argument("--out", default="demo_out")
-    p.add_argument("--steps", type=int, default=256)
-    p.add_argument("--size", type=int, default=None, help="image size in px (default: the model's input size)")
-    p.add_argument("--overwrite", action="store_true")
-    p.add_argument("--device", default=None)
+    add_out_arguments(p, "demo_out", what="output folder; when it is not empty, demo_out-2, -3 ... is used",
+                      overwrite="replace a non-empty --out instead of choosing a new name")
+    p.add_argument("--steps", type=count, default=256, help="optimization steps (default 256)")
+    p.add_argument("--size", type=size_px, default=None, help="image size in px (default: the model's input size)")
+    add_device_argument(p)
     return p
 
 
@@ -26,13 +29,16 @@ def run(args):
     from ..models import load_model
     from ..optim.visualize import visualize
 
+    from ..outdir import check_output_dir
+
     out = Path(args.out)
-    if out.exists() and any(out.iterdir()) and not args.overwrite:
+    if out.exists() and out.is_dir() and any(out.iterdir()) and not args.overwrite:
         # the demo is run again and again from `make demo`: keep earlier results, use a new folder
         n = 2
         while (out.parent / f"{out.name}-{n}").exists():
             n += 1
         out = out.parent / f"{out.name}-{n}"
+    check_output_dir(out, overwrite=args.overwrite, in_place=False)
     model = load_model("efficientnet_lite0", device=args.device)
     print(f"neuronscope demo: rendering {len(DEMO_TARGETS)} targets of {model.name} "
           f"({args.size or model.input_size}px, {args.steps} steps, one batched optimization) ...")

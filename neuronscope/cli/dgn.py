@@ -7,7 +7,7 @@ PNG per row, a labelled sheet and dgn.json (activation per row) to --out.
 
 from __future__ import annotations
 
-from ._common import add_model_argument
+from ._common import add_model_argument, count, fraction, non_negative_float, positive_float
 from ._generator_common import add_generator_arguments, setup, write_outputs
 
 
@@ -15,11 +15,11 @@ def add_parser(sub):
     p = sub.add_parser("dgn", help="DGN-AM: maximize units through a generator prior", description=__doc__)
     add_model_argument(p)
     p.add_argument("targets", nargs="+", help="class:ostrich, class:9, blocks.10:5, blocks.10:0-7, blocks.10:5@3,4")
-    p.add_argument("--n", type=int, default=1, help="restarts (random initial codes) per target (default 1)")
-    p.add_argument("--steps", type=int, default=200, help="iterations (default 200, as the paper)")
-    p.add_argument("--lr", type=float, default=0.3, help="initial step in units of the mean code std (default 0.3)")
-    p.add_argument("--lr-end", type=float, default=1e-10, help="final step (linear schedule; default 1e-10)")
-    p.add_argument("--decay", type=float, default=0.99, help="code decay per step (L2 prior; default 0.99)")
+    p.add_argument("--n", type=count, default=1, help="restarts (random initial codes) per target (default 1)")
+    p.add_argument("--steps", type=count, default=200, help="iterations (default 200, as the paper)")
+    p.add_argument("--lr", type=positive_float, default=0.3, help="initial step in units of the mean code std (default 0.3)")
+    p.add_argument("--lr-end", type=non_negative_float, default=1e-10, help="final step (linear schedule; default 1e-10)")
+    p.add_argument("--decay", type=fraction, default=0.99, help="code decay per step (L2 prior; default 0.99)")
     p.add_argument("--best", action="store_true", help="show the highest-activation image instead of the last (the paper shows the last)")
     add_generator_arguments(p)
     return p

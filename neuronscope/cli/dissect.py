@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ._common import add_model_argument
+from ._common import add_model_argument, add_out_arguments, count, int_range, open_fraction, size_px
 
 
 def add_parser(sub):
@@ -18,15 +18,14 @@ def add_parser(sub):
     add_model_argument(p)
     p.add_argument("--layer", nargs="+", required=True, metavar="L", help="layer(s) to dissect, e.g. blocks.4")
     p.add_argument("--data", required=True, metavar="DIR", help="segmentation dataset folder")
-    p.add_argument("--out", default=None, help="output folder (default dissect-MODEL)")
-    p.add_argument("--overwrite", action="store_true", help="write into a non-empty output folder")
-    p.add_argument("--size", type=int, default=None, help="network input size (default: the model's)")
-    p.add_argument("--label-size", type=int, default=112, help="resolution of masks and IoU (default 112)")
-    p.add_argument("--quantile", type=float, default=0.005, help="top fraction of activations per unit (default 0.005)")
-    p.add_argument("--iou-threshold", type=float, default=0.04, help="IoU above which a unit is a detector (0.04)")
-    p.add_argument("--top", type=int, default=10, help="top images shown per unit (default 10)")
-    p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--limit", type=int, default=None, help="use only the first N rows of index.csv")
+    add_out_arguments(p, shown="dissect-MODEL", overwrite="write into a non-empty output folder")
+    p.add_argument("--size", type=size_px, default=None, help="network input size (default: the model's)")
+    p.add_argument("--label-size", type=int_range(4, 1024, "pixels"), default=112, help="resolution of masks and IoU (default 112)")
+    p.add_argument("--quantile", type=open_fraction, default=0.005, help="top fraction of activations per unit (default 0.005)")
+    p.add_argument("--iou-threshold", type=open_fraction, default=0.04, help="IoU above which a unit is a detector (0.04)")
+    p.add_argument("--top", type=int_range(1, 100, "images"), default=10, help="top images shown per unit (default 10)")
+    p.add_argument("--batch-size", type=count, default=16, help="images per forward pass (default 16)")
+    p.add_argument("--limit", type=count, default=None, help="use only the first N rows of index.csv")
     p.add_argument("--no-images", action="store_true", help="skip the per-unit image strips")
     return p
 
@@ -36,15 +35,11 @@ def run(args):
     from ..errors import NeuronscopeError
     from ._common import load
 
-    if args.size is not None and not 16 <= args.size <= 2048:
-        raise NeuronscopeError(f"--size {args.size} is out of range; valid 16..2048 pixels")
-    if not 4 <= args.label_size <= 1024:
-        raise NeuronscopeError(f"--label-size {args.label_size} is out of range; valid 4..1024")
-    if not 1 <= args.top <= 100:
-        raise NeuronscopeError(f"--top {args.top} is out of range; valid 1..100")
-    if args.batch_size < 1:
-        raise NeuronscopeError(f"--batch-size must be >= 1, got {args.batch_size}")
     from ..dissect import load_dataset
+    from ..outdir import check_output_dir
+
+    if args.out is not None:
+        check_output_dir(args.out, overwrite=args.overwrite)
 
     data = load_dataset(args.data, limit=args.limit)  # validate before loading the model
     model = load(args)

@@ -11,7 +11,18 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ._common import add_model_argument, load
+from ._common import (
+    add_model_argument,
+    add_quiet_argument,
+    add_seed_argument,
+    count,
+    float_range,
+    int_range,
+    load,
+    non_negative_float,
+    non_negative_int,
+    size_px,
+)
 
 
 def add_parser(sub):
@@ -20,34 +31,34 @@ def add_parser(sub):
     add_model_argument(p)
     p.add_argument("target", help="class:NAME, class:K, LAYER:C or LAYER:C@X,Y (e.g. class:goldfish, blocks.10:5)")
     p.add_argument("--images", default=None, help="folder of real images; without it: diversity mode (no data)")
-    p.add_argument("--k", type=int, default=None,
+    p.add_argument("--k", type=int_range(1, 64), default=None,
                    help="number of facets (default: chosen by the silhouette criterion; 4 in diversity mode)")
-    p.add_argument("--out", default=None, help="output folder (default facets-MODEL)")
+    p.add_argument("--out", default=None, metavar="FOLDER", help="output folder (default facets-MODEL)")
     p.add_argument("--reduce", choices=["tsne", "pca", "none"], default="tsne", help="reduction before k-means")
-    p.add_argument("--views", type=int, default=8, help="views per image: the centre crop plus random crops/flips")
-    p.add_argument("--n-max", type=int, default=None, help="most example views to keep")
+    p.add_argument("--views", type=int_range(1, 256), default=8, help="views per image: the centre crop plus random crops/flips")
+    p.add_argument("--n-max", type=count, default=None, help="most example views to keep")
     p.add_argument("--embed-layer", default=None, help="embedding layer (default: penultimate pooled features)")
-    p.add_argument("--size", type=int, default=None, help="network input size for examples and renders (default: the model's)")
+    p.add_argument("--size", type=size_px, default=None, help="network input size for examples and renders (default: the model's)")
     p.add_argument("--schedule", choices=["mean", "center"], default="mean",
                    help="MFV schedule: mean-image init (default) or centre-biased from the mean image")
-    p.add_argument("--iter-scale", type=float, default=1.0, help="scale the schedule's iterations (e.g. 0.25 for a preview)")
+    p.add_argument("--iter-scale", type=float_range(0.0, 100.0, lo_open=True), default=1.0, help="scale the schedule's iterations (e.g. 0.25 for a preview)")
     p.add_argument("--preset", default="lucid", help="also render each facet with this preset from its mean image")
     p.add_argument("--no-preset", action="store_true", help="only the MFV schedule")
-    p.add_argument("--steps", type=int, default=None, help="preset steps (default: the preset's)")
-    p.add_argument("--anchor", type=float, default=None,
+    p.add_argument("--steps", type=count, default=None, help="preset steps (default: the preset's)")
+    p.add_argument("--anchor", type=non_negative_float, default=None,
                    help="weight of the cluster anchor in the preset renders: unit + A * cos(embedding - m, centroid - m) "
                         "keeps each facet near its own cluster (default: the frozen value in facets.pipeline.ANCHOR; 0 = plain)")
     p.add_argument("--no-refine", action="store_true",
                    help="run the MFV schedule exactly as published: no extra last-octave iterations for facets "
                         "still below their cluster's best real view")
-    p.add_argument("--refine-budget", type=int, default=None,
+    p.add_argument("--refine-budget", type=non_negative_int, default=None,
                    help="most extra MFV iterations per facet in the refinement (default: as many as the schedule ran)")
     p.add_argument("--diversity-layer", default=None, help="diversity mode: layer of the Gram matrices")
-    p.add_argument("--diversity-weight", type=float, default=100.0)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--diversity-weight", type=non_negative_float, default=100.0)
+    add_seed_argument(p)
     p.add_argument("--store", default=None, help="also attach the facet images to this unit store")
     p.add_argument("--overwrite", action="store_true", help="replace this unit's sheet if it exists")
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_quiet_argument(p)
     return p
 
 

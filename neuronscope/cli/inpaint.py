@@ -9,7 +9,7 @@ outside the hole.
 
 from __future__ import annotations
 
-from ._common import add_model_argument
+from ._common import add_model_argument, count, non_negative_float
 from ._generator_common import add_generator_arguments, setup, write_outputs
 
 
@@ -19,10 +19,10 @@ def add_parser(sub):
     p.add_argument("image", help="image file")
     p.add_argument("--mask", required=True, help="box:X0,Y0,X1,Y1 (fractions of the centre square) or a mask image (white = hole)")
     p.add_argument("--target", default=None, help="optional condition, e.g. class:ostrich")
-    p.add_argument("--n", type=int, default=4, help="fills to draw (default 4)")
-    p.add_argument("--steps", type=int, default=60)
+    p.add_argument("--n", type=count, default=4, help="fills to draw (default 4)")
+    p.add_argument("--steps", type=count, default=60)
     p.add_argument("--variant", default="noiseless-joint-ppgn-h", help="sampler variant (default noiseless-joint-ppgn-h)")
-    p.add_argument("--context-weight", type=float, default=1.0, help="weight of matching the known pixels (default 1)")
+    p.add_argument("--context-weight", type=non_negative_float, default=1.0, help="weight of matching the known pixels (default 1)")
     add_generator_arguments(p)
     return p
 

@@ -6,15 +6,15 @@ unknown name fails with the closest valid names.
 
 from __future__ import annotations
 
-from ._common import add_model_argument, load
+from ._common import add_model_argument, load, non_negative_int, size_px
 
 
 def add_parser(sub):
     p = sub.add_parser("layers", help="list the model's layers with output shapes and channel counts")
     add_model_argument(p)
     p.add_argument("names", nargs="*", metavar="LAYER", help="only these layers and the layers inside them")
-    p.add_argument("--size", type=int, default=224, help="input size in pixels for the shapes (default 224)")
-    p.add_argument("--depth", type=int, default=None, help="only names with at most this many dots")
+    p.add_argument("--size", type=size_px, default=224, help="input size in pixels for the shapes (default 224)")
+    p.add_argument("--depth", type=non_negative_int, default=None, help="only names with at most this many dots")
     return p
 
 
@@ -22,9 +22,10 @@ def run(args):
     from ..errors import NeuronscopeError
     from ..taps import describe_layers, resolve
 
-    if args.size < 1:
-        raise NeuronscopeError(f"--size must be a positive number of pixels, got {args.size}")
+    from ..memory import check_activations
+
     model = load(args)
+    check_activations(model, args.size, 1, "--size", training=False)
     wanted = [resolve(model, name).path for name in args.names]
     rows = describe_layers(model, args.size)
     if wanted:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from ._common import add_model_argument, add_out_arguments, add_quiet_argument, count, size_px
+
 
 def add_parser(sub):
     from ..optim.presets import DEFAULT_PRESET, PRESETS
@@ -11,31 +13,34 @@ def add_parser(sub):
         "render", help="synthesize the images that maximize units, classes or channels",
         description="TARGET: class:9, class:ostrich, blocks.10:5, blocks.10:0-15, blocks.10:5@3,4",
     )
-    p.add_argument("model", help="model name, e.g. efficientnet_lite0")
+    add_model_argument(p, required=True)
     p.add_argument("targets", nargs="+", metavar="TARGET")
     p.add_argument("--preset", default=DEFAULT_PRESET, choices=list(PRESETS))
-    p.add_argument("--size", type=int, default=None, help="image size in pixels (default: the model's input size, "
+    p.add_argument("--size", type=size_px, default=None, help="image size in pixels (default: the model's input size, "
                    "224 for efficientnet_lite0)")
-    p.add_argument("--steps", type=int, default=None, help="optimization steps (default: the preset's)")
-    p.add_argument("--seeds", type=int, default=1, help="seeds per target (default 1)")
-    p.add_argument("--batch", type=int, default=32, help="rows per optimization (default 32)")
-    p.add_argument("--out", default="render_out", help="output folder (must not exist or be empty)")
-    p.add_argument("--overwrite", action="store_true", help="replace a non-empty output folder")
-    p.add_argument("--device", default=None)
+    p.add_argument("--steps", type=count, default=None, help="optimization steps (default: the preset's)")
+    p.add_argument("--seeds", type=count, default=1, help="seeds per target (default 1)")
+    p.add_argument("--batch", type=count, default=32, help="rows per optimization (default 32)")
+    add_out_arguments(p, "render_out", overwrite="replace a non-empty output folder")
     p.add_argument("--precision", default="mixed", choices=list(PRECISIONS),
                    help="network arithmetic while optimizing (default mixed: bfloat16 steps, the last quarter "
                         "in float32, where the CPU/GPU has native bfloat16; float32 otherwise)")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_quiet_argument(p)
     return p
 
 
 def run(args):
+    from ..memory import check_activations
     from ..models import load_model
+    from ..optim.outputs import check_output_dir
     from ..optim.visualize import visualize
     from ..units import parse_units
 
+    check_output_dir(args.out, args.overwrite)  # before loading anything
     model = load_model(args.model, device=args.device)
     targets = parse_units(model, args.targets, size=args.size)  # validate before any work
+    check_activations(model, args.size or model.input_size, min(args.batch, len(targets) * args.seeds),
+                      "--size or --batch")
     out = visualize(model, targets, args.out, preset=args.preset, size=args.size, steps=args.steps,
                     seeds=args.seeds, batch_size=args.batch, overwrite=args.overwrite, progress=not args.quiet,
                     precision=args.precision)

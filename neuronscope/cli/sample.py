@@ -8,7 +8,7 @@ sample.json with p(y | x) per image.
 
 from __future__ import annotations
 
-from ._common import add_model_argument
+from ._common import add_model_argument, count, non_negative_float, positive_float
 from ._generator_common import add_generator_arguments, setup, write_outputs
 
 
@@ -17,15 +17,15 @@ def add_parser(sub):
                        description=__doc__)
     add_model_argument(p)
     p.add_argument("targets", nargs="+", help="class:NAME, class:INDEX or LAYER:C[@X,Y]")
-    p.add_argument("--n", type=int, default=8, help="chains per target (default 8)")
+    p.add_argument("--n", type=count, default=8, help="chains per target (default 8)")
     p.add_argument("--variant", default="joint-ppgn-h", help="dgn-am, ppgn-h, joint-ppgn-h (default), noiseless-joint-ppgn-h")
-    p.add_argument("--steps", type=int, default=None, help="steps per chain (default: the variant's, 200)")
-    p.add_argument("--eps1", type=float, default=None, help="prior weight (fraction of the way to R(h) per step)")
-    p.add_argument("--eps2", type=float, default=None, help="condition weight")
-    p.add_argument("--eps3", type=float, default=None, help="noise (in units of each code unit's std)")
-    p.add_argument("--lr", type=float, default=None)
-    p.add_argument("--reset-every", type=int, default=None, help="restart chains from random codes every K steps")
-    p.add_argument("--save-every", type=int, default=None, help="keep a frame every K steps (default 5)")
+    p.add_argument("--steps", type=count, default=None, help="steps per chain (default: the variant's, 200)")
+    p.add_argument("--eps1", type=non_negative_float, default=None, help="prior weight (fraction of the way to R(h) per step)")
+    p.add_argument("--eps2", type=non_negative_float, default=None, help="condition weight")
+    p.add_argument("--eps3", type=non_negative_float, default=None, help="noise (in units of each code unit's std)")
+    p.add_argument("--lr", type=positive_float, default=None)
+    p.add_argument("--reset-every", type=count, default=None, help="restart chains from random codes every K steps")
+    p.add_argument("--save-every", type=count, default=None, help="keep a frame every K steps (default 5)")
     p.add_argument("--compat", action="store_true", help="released PPGN class gradient (1 - p_y on logit y only)")
     add_generator_arguments(p)
     return p

@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 from ..errors import NeuronscopeError
-from ._common import add_model_argument, load
+from ._common import add_model_argument, add_threads_argument, count, float_range, int_range, load, size_px
 
 
 def add_parser(sub):
@@ -28,17 +28,17 @@ def add_parser(sub):
     p.add_argument("--pattern-size", type=int, default=48, help="pattern-mode tile size when rendered here (default 48)")
     p.add_argument("--pattern-steps", type=int, default=48, help="pattern-mode render steps (default 48)")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1, this machine only)")
-    p.add_argument("--port", type=int, default=8000, help="port (default 8000; 0 picks a free one)")
+    p.add_argument("--port", type=int_range(0, 65535), default=8000, help="port (default 8000; 0 picks a free one)")
     p.add_argument(
         "--allow-remote", action="store_true", help="allow a --host other than this machine (prints a warning)"
     )
     p.add_argument("--layer", help="layer shown first (default: a rectified block output about input/8 wide; Lite0: blocks.4.dw_act)")
     p.add_argument("--cache-dir", help="where synthetic images are cached (default ~/.cache/neuronscope/viewer)")
-    p.add_argument("--max-upload-mb", type=float, default=20.0, help="largest accepted upload (default 20 MB)")
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice, one per core)")
+    p.add_argument("--max-upload-mb", type=float_range(0.0, 1024.0, lo_open=True, what="megabytes"), default=20.0, help="largest accepted upload (default 20 MB)")
+    add_threads_argument(p, help="torch CPU threads (default: torch's choice, one per core)")
     p.add_argument("--no-synth", action="store_true", help="do not render synthetic preferred images")
-    p.add_argument("--synth-steps", type=int, default=128, help="optimization steps per synthetic image (default 128)")
-    p.add_argument("--synth-size", type=int, default=128, help="synthetic image size in pixels (default 128)")
+    p.add_argument("--synth-steps", type=count, default=128, help="optimization steps per synthetic image (default 128)")
+    p.add_argument("--synth-size", type=size_px, default=128, help="synthetic image size in pixels (default 128)")
     return p
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ._common import add_model_argument, load
+from ._common import add_model_argument, add_quiet_argument, count, int_range, load, positive_float, size_px
 
 
 def parse_units(text: str | None) -> list[int] | None:
@@ -45,16 +45,16 @@ def add_parser(sub):
     add_model_argument(p)
     p.add_argument("--images", required=True, help="folder of images (searched recursively)")
     p.add_argument("--layers", nargs="+", required=True, help="layer addresses, e.g. blocks.5 blocks.10")
-    p.add_argument("--k", type=int, default=9, help="images kept per unit (default 9)")
-    p.add_argument("--out", default=None, help="folder for the sheets (default topk-MODEL)")
+    p.add_argument("--k", type=int_range(1, 100), default=9, help="images kept per unit (default 9)")
+    p.add_argument("--out", default=None, metavar="FOLDER", help="folder for the sheets (default topk-MODEL)")
     p.add_argument("--store", default=None, help="store folder (default OUT/store); reused and resumed when it exists")
-    p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--size", type=int, default=None, help="input size in px (default: the model's)")
+    p.add_argument("--batch-size", type=count, default=16, help="images per forward pass (default 16)")
+    p.add_argument("--size", type=size_px, default=None, help="input size in px (default: the model's)")
     p.add_argument("--units", default=None, help="units to put on the sheets, e.g. 0-63 (default all)")
-    p.add_argument("--checkpoint-seconds", type=float, default=30.0, help="commit progress this often (default 30)")
+    p.add_argument("--checkpoint-seconds", type=positive_float, default=30.0, help="commit progress this often (default 30)")
     p.add_argument("--overwrite", action="store_true", help="allow writing into a non-empty --out without a store")
     p.add_argument("--no-sheets", action="store_true", help="only fill the store")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_quiet_argument(p)
     return p
 
 
@@ -64,10 +64,17 @@ def run(args):
     from ..data.topk_sheet import write_topk_sheet
     from ..images import prepare_output_dir
 
+    from ..errors import NeuronscopeError
+    from ..images import first_readable_image
+    from ..outdir import check_output_dir
+
     units = parse_units(args.units)
     out = Path(args.out or f"topk-{Path(str(args.model)).name.replace(':', '_')}")
     store_path = Path(args.store) if args.store else out / "store"
     resuming = Store.exists(store_path)
+    if args.store and not resuming:
+        check_output_dir(store_path, option="--store", overwrite_flag=None)
+    first_readable_image(args.images)  # before anything is written
     prepare_output_dir(out, overwrite=args.overwrite, resume=resuming)
     model = load(args)
     if resuming:
@@ -80,6 +87,10 @@ def run(args):
     )
     store = result.store
     try:
+        n_images = store.meta["n_images"]
+        if len(store.failed_images()) >= n_images:
+            raise NeuronscopeError(f"--images {args.images}: none of its {n_images} images could be read "
+                                   f"(first: {store.failed_images()[0][0]}: {store.failed_images()[0][1]})")
         if result.images_processed:
             print(f"{result.images_processed} images in {result.seconds:.1f} s ({result.images_per_second:.1f} images/s)")
         for path, reason in store.failed_images():

@@ -80,9 +80,26 @@ def _open_or_create(store, model: Model, folder, paths, size, crop_fraction, bat
         return s, True
     s = Store.create(
         store, model=model.name, image_folder=folder, images=paths, size=size, crop_fraction=crop_fraction,
-        extra={"batch_size": batch_size},
+        extra={"batch_size": batch_size, "threads": torch.get_num_threads(), "precision": "float32"},
     )
     return s, False
+
+
+class _recorded_threads:
+    """Run with the thread count the store was started with, so a resumed pass computes what one pass would."""
+
+    def __init__(self, st):
+        self.want = int(st.meta.get("threads") or 0) if st is not None else 0
+        self.before = None
+
+    def __enter__(self):
+        if self.want and self.want != torch.get_num_threads():
+            self.before = torch.get_num_threads()
+            torch.set_num_threads(self.want)
+
+    def __exit__(self, *exc):
+        if self.before is not None:
+            torch.set_num_threads(self.before)
 
 
 def run_topk(
@@ -159,7 +176,7 @@ def run_topk(
     failed_since: list[tuple[int, str]] = []
     t0 = last = time.perf_counter()
     lock = st.writer() if st is not None else _nullcontext()
-    with lock:
+    with lock, _recorded_threads(st):
         for batch in stream_batches(paths, size, batch_size, start=start, crop_fraction=crop_fraction,
                                     progress=progress, desc="top-k"):
             active = [l for l in layers if done[l] == batch.start]

@@ -36,6 +36,7 @@ import torch
 from PIL import Image
 
 from ..errors import NeuronscopeError
+from ..atomic import dumps_finite
 from ..images import atomic_write_bytes, center_crop_resize, load_image, png_bytes, tensor_to_pil
 from ..receptive_field import ReceptiveField
 from ..sqlite_store import SQLiteStore, lock_exclusive
@@ -306,7 +307,7 @@ class Store(SQLiteStore):
         with self._transaction() as c:
             c.execute(
                 "INSERT INTO layers (name, units, k, rf, images_done, updated) VALUES (?, ?, ?, ?, 0, ?)",
-                (layer, units, k, json.dumps(rf.to_dict()), time.time()),
+                (layer, units, k, dumps_finite(rf.to_dict(), f"the receptive field of {layer}"), time.time()),
             )
         self._rf[layer] = rf
 
@@ -359,7 +360,7 @@ class Store(SQLiteStore):
         with self._transaction() as c:
             c.execute(
                 "INSERT OR REPLACE INTO artifacts VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (kind, layer, int(unit), name, str(rel), json.dumps(meta or {}, default=str), time.time()),
+                (kind, layer, int(unit), name, str(rel), dumps_finite(meta or {}, f"the {kind} record of {layer}:{unit}"), time.time()),
             )
         return Artifact(kind, layer, int(unit), name, self.path / rel, meta or {})
 

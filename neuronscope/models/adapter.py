@@ -160,8 +160,10 @@ class Model(Frozen):
     def class_index(self, name_or_index: str | int) -> int:
         """A class index from an int, a digit string or a (partial) label."""
         n = len(self.labels) if self.labels else None
-        if isinstance(name_or_index, int) or str(name_or_index).isdigit():
+        if isinstance(name_or_index, int) or str(name_or_index).strip().lstrip("+-").isdigit():  # -1 is an index too
             k = int(name_or_index)
+            if k < 0 and n is None:
+                raise NeuronscopeError(f"class {k} is out of range: class indices start at 0")
             if n is not None and not 0 <= k < n:
                 raise NeuronscopeError(f"class {k} is out of range: {self.name} has classes 0..{n - 1}")
             return k

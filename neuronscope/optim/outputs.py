@@ -1,21 +1,21 @@
 """Writing a render to disk: a PNG per unit, a labelled grid, a JSON manifest and an HTML page.
 
-The whole folder is written next to its destination and renamed into place, so
-an interrupted run never leaves half an output, and an existing folder is only
-replaced when the caller asked for it.
+The whole folder is written next to its destination and renamed into place
+(:func:`neuronscope.outdir.building_output_dir`), so an interrupted run never
+leaves half an output, an existing folder is only replaced when the caller asked
+for it, and of two runs racing for one new folder the second fails cleanly.
 """
 
 from __future__ import annotations
 
 import os
-import shutil
 import time
 from pathlib import Path
 from typing import Sequence
 
 from .. import __version__
-from ..errors import NeuronscopeError
-from ..images import atomic_write_json, atomic_write_text, fresh_dir, labelled_grid, save_png
+from ..images import atomic_write_json, atomic_write_text, labelled_grid, save_png
+from ..outdir import building_output_dir
 from ..templating import render_template
 
 
@@ -24,14 +24,10 @@ def _safe(name: str) -> str:
 
 
 def check_output_dir(out: str | os.PathLike, overwrite: bool) -> Path:
-    out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise NeuronscopeError(f"output path {out} exists and is a file")
-    if out.exists() and any(out.iterdir()) and not overwrite:
-        raise NeuronscopeError(
-            f"output folder {out} already exists and is not empty; choose another --out or pass --overwrite"
-        )
-    return out
+    """Fail early (before rendering) if ``out`` cannot receive a render; see :mod:`neuronscope.outdir`."""
+    from ..outdir import check_output_dir as check
+
+    return check(out, overwrite=overwrite, in_place=False)
 
 
 def write_render(
@@ -49,10 +45,8 @@ def write_render(
     Each row dict holds at least ``name`` and ``activation``; ``label``,
     ``seed``, ``layer``, ``unit`` and any other fields go into the manifest.
     """
-    out = check_output_dir(out, overwrite)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = fresh_dir(out.parent, f".{out.name}.")
-    try:
+    out = Path(out)
+    with building_output_dir(out, overwrite=overwrite) as tmp:
         entries = []
         for i, (row, img) in enumerate(zip(rows, images)):
             seed = row.get("seed")
@@ -72,16 +66,6 @@ def write_render(
         }
         atomic_write_json(tmp / "manifest.json", manifest)
         atomic_write_text(tmp / "index.html", _html(title, model_name, entries, extra or {}))
-        if out.exists():
-            backup = out.with_name(f".{out.name}.old-{os.getpid()}")
-            out.rename(backup)
-            tmp.rename(out)
-            shutil.rmtree(backup, ignore_errors=True)
-        else:
-            tmp.rename(out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return out
 
 

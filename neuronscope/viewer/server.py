@@ -317,11 +317,13 @@ class Session:
 
 
 def _origin_ok(ws: WebSocket) -> bool:
-    """Browsers send Origin; it must be this server (blocks other sites' pages)."""
+    """Browsers send Origin; it must be this server, scheme included (blocks other sites' pages)."""
     origin = ws.headers.get("origin")
     if not origin:
         return True
-    return urlsplit(origin).netloc.lower() == ws.headers.get("host", "").lower()
+    parts = urlsplit(origin)
+    scheme = "https" if ws.url.scheme == "wss" else "http"  # the page's scheme for this socket's
+    return parts.scheme.lower() == scheme and parts.netloc.lower() == ws.headers.get("host", "").lower()
 
 
 def create_app(
