@@ -28,7 +28,7 @@ from .atomic import (  # noqa: F401 - writers are importable from here as before
     png_bytes,
     save_png,
 )
-from .decode import decode_rgb, to_rgb
+from .decode import MAX_PIXELS, decode_rgb, to_rgb
 from .errors import NeuronscopeError
 from .outdir import fresh_dir, prepare_output_dir  # noqa: F401
 
@@ -37,6 +37,9 @@ BACKGROUND = (255, 255, 255)  # transparent pixels are composited on white
 # Pillow's process-wide settings (LOAD_TRUNCATED_IMAGES, MAX_IMAGE_PIXELS) are the
 # user's: neuronscope never changes them; it refuses images above decode.MAX_PIXELS
 # itself, before decoding them.
+
+
+_LIMIT = "the limit is {:.0f} megapixels. Scale it down first".format(MAX_PIXELS / 1e6)
 
 
 def _to_rgb(img: Image.Image) -> Image.Image:
@@ -62,7 +65,7 @@ def load_image(path: str | os.PathLike) -> Image.Image:
     except PermissionError as e:
         raise NeuronscopeError(f"image file {p} cannot be read: permission denied") from e
     except Image.DecompressionBombError as e:
-        raise NeuronscopeError(f"image file {p} is too large to load ({e})") from e
+        raise NeuronscopeError(f"image file {p} is too large to load ({e}); {_LIMIT}") from e
     except (OSError, SyntaxError, ValueError, EOFError) as e:
         raise NeuronscopeError(f"image file {p} is corrupt or truncated ({e})") from e
     if min(rgb.size) < 1:
@@ -80,7 +83,7 @@ def load_image_bytes(data: bytes, name: str = "upload") -> Image.Image:
     except UnidentifiedImageError as e:
         raise NeuronscopeError(f"{name} is not an image (valid: JPEG, PNG, WebP, BMP, TIFF, GIF)") from e
     except Image.DecompressionBombError as e:
-        raise NeuronscopeError(f"{name} is too large to load ({e})") from e
+        raise NeuronscopeError(f"{name} is too large to load ({e}); {_LIMIT}") from e
     except (OSError, SyntaxError, ValueError, EOFError) as e:
         raise NeuronscopeError(f"{name} is corrupt or truncated ({e})") from e
 

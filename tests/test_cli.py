@@ -117,14 +117,13 @@ def test_classify_top_option(capsys, sample_photos):
     out = capsys.readouterr().out.splitlines()
     assert len(out) == 3 and re.search(r"cat \((281|282|285)\)$", out[1])
     assert main(["classify", "efficientnet_lite0", str(sample_photos["chelsea"]), "--top", "0"]) == 2
-    assert "--top must be at least 1" in capsys.readouterr().err
+    assert "argument --top: 0 is not valid; give a whole number of classes from 1 to 1000" in capsys.readouterr().err
 
 
 def test_usage_errors_exit_2(capsys):
+    assert main(["no-such-verb"]) == 2
+    assert main(["classify", "efficientnet_lite0"]) == 2  # no image given
+    assert "the following arguments are required: images" in capsys.readouterr().err
     with pytest.raises(SystemExit) as err:
-        main(["no-such-verb"])
-    assert err.value.code == 2
-    with pytest.raises(SystemExit) as err:
-        main(["classify", "efficientnet_lite0"])  # no image given
-    assert err.value.code == 2
-    capsys.readouterr()
+        main(["--version"])
+    assert err.value.code == 0

@@ -70,7 +70,12 @@ def main(argv: list[str] | None = None) -> int:
     from ..atomic import producing
 
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as e:  # argparse printed the usage error; --help and --version still exit
+        if e.code in (0, None):
+            raise
+        return e.code if isinstance(e.code, int) else 2
     options = _given_options(argv)
     step = f"`neuronscope {args.verb}`" + (f" with {options}" if options else " at its defaults")
     try:

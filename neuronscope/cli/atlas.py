@@ -62,13 +62,26 @@ def run(args):
 
     from ..atlas import AtlasSettings, build_atlas
 
+    from ..atlas.store import AtlasStore
+    from ..errors import NeuronscopeError
+    from ..outdir import check_output_dir
+
     out = Path(args.out or f"atlas-{Path(str(args.model)).name.replace(':', '_')}")
+    check_output_dir(out, resume=True)
+    if out.is_dir() and any(out.iterdir()) and not AtlasStore.exists(out / "store"):
+        raise NeuronscopeError(f"--out {out} exists, is not empty and holds no atlas; choose another --out "
+                               "(an existing atlas folder is resumed, never overwritten)")
+    if args.site_only and not AtlasStore.exists(out / "store"):
+        raise NeuronscopeError(f"--site-only: {out} holds no atlas store to build a site from; "
+                               "run without --site-only first")
+    if args.images is not None:
+        from ..images import first_readable_image
+
+        first_readable_image(args.images)
     settings = AtlasSettings(size=args.size, steps=args.steps, preset=args.preset, seed=args.seed, batch=args.batch,
                              diversity=args.diversity)
     layers = args.layers
     if args.site_only:
-        from ..atlas.store import AtlasStore
-
         with AtlasStore.open(out / "store") as s:
             layers = s.layers()
     summary = build_atlas(

@@ -91,11 +91,16 @@ def run(args):
         raise NeuronscopeError(f"--anchor must be a finite number >= 0 (0 = no anchor), got {args.anchor}")
     if args.refine_budget is not None and args.refine_budget < 0:
         raise NeuronscopeError(f"--refine-budget must be at least 0, got {args.refine_budget}")
+    from ..outdir import check_output_dir
+
+    out = Path(args.out or f"facets-{Path(str(args.model)).name.replace(':', '_')}")
+    check_output_dir(out, resume=True)  # one sheet per unit: a folder of earlier units' sheets is fine
+    if args.images:
+        from ..images import first_readable_image
+
+        first_readable_image(args.images)
     model = load(args)
     unit = parse_unit(model, args.target)
-    out = Path(args.out or f"facets-{Path(str(args.model)).name.replace(':', '_')}")
-    if out.exists() and not out.is_dir():
-        raise NeuronscopeError(f"output path {out} exists and is a file")
     page = out / f"{unit.slug}.html"
     if page.exists() and not args.overwrite:
         raise NeuronscopeError(f"{page} already exists; pass --overwrite to replace it, or choose another --out")

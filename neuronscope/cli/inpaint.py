@@ -32,9 +32,10 @@ def run(args):
     from ..generators.train import center_view
     from ..images import load_image, pil_to_tensor
 
+    photo = load_image(args.image)  # a bad image fails before the model and generator load
     model, gen, out = setup(args, "inpaint")
     S = gen.image_size
-    img = pil_to_tensor(center_view(load_image(args.image)).resize((S, S)))
+    img = pil_to_tensor(center_view(photo).resize((S, S)))
     mask = parse_mask(args.mask, S)
     res = inpaint(gen, model, img, mask, target=args.target, n=args.n, variant=args.variant, steps=args.steps,
                   context_weight=args.context_weight, size=args.size, seed=args.seed, progress=not args.quiet)

@@ -82,6 +82,10 @@ def check_args(args) -> None:
         raise NeuronscopeError(f"--threads must be at least 1, got {args.threads}")
     if args.synth_steps < 1 or args.synth_size < 16:
         raise NeuronscopeError("--synth-steps must be >= 1 and --synth-size >= 16")
+    if args.cache_dir is not None:
+        from ..outdir import check_output_dir
+
+        check_output_dir(args.cache_dir, resume=True, option="--cache-dir")
 
 
 def run(args):

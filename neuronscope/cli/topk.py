@@ -72,6 +72,7 @@ def run(args):
     out = Path(args.out or f"topk-{Path(str(args.model)).name.replace(':', '_')}")
     store_path = Path(args.store) if args.store else out / "store"
     resuming = Store.exists(store_path)
+    check_output_dir(out, overwrite=args.overwrite, resume=resuming)
     if args.store and not resuming:
         check_output_dir(store_path, option="--store", overwrite_flag=None)
     first_readable_image(args.images)  # before anything is written
