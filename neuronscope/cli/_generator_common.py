@@ -23,11 +23,11 @@ def setup(args, verb: str, at_least_one: tuple[str, ...] = ("n",)):
     """(model, generator, output folder): what every generator verb does before its own work.
 
     The options named in ``at_least_one`` are checked first (one message naming
-    them all); the output folder is ``--out`` or ``VERB-MODEL``.
+    them all); the output folder is ``--out`` or ``VERB-MODEL``, checked here and
+    written at the end through :func:`neuronscope.outdir.building_output_dir`.
     """
     from ..errors import NeuronscopeError
     from ..generators.shipped import load_generator
-    from ..images import prepare_output_dir
     from ._common import load
 
     if any(getattr(args, name) < 1 for name in at_least_one):
@@ -36,7 +36,7 @@ def setup(args, verb: str, at_least_one: tuple[str, ...] = ("n",)):
     from ._common import apply_threads
 
     if args.out is not None:
-        check_output_dir(args.out, overwrite=args.overwrite)  # before loading anything
+        check_output_dir(args.out, overwrite=args.overwrite, in_place=False)  # before loading anything
     apply_threads(args)
     if args.generator not in (None, "", "shipped") and not Path(args.generator).is_file():
         from ..generators import Generator
@@ -54,7 +54,7 @@ def setup(args, verb: str, at_least_one: tuple[str, ...] = ("n",)):
             print(f"note: variant {args.variant} needs the generator's encoder ({gen.spec.model} {gen.spec.layer}), "
                   f"which is not {model.name}; using {chosen}", file=sys.stderr)
             args.variant = chosen
-    out = Path(prepare_output_dir(args.out or f"{verb}-{model.name}", overwrite=args.overwrite))
+    out = check_output_dir(args.out or f"{verb}-{model.name}", overwrite=args.overwrite, in_place=False)
     return model, gen, out
 
 

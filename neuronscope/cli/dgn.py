@@ -36,6 +36,9 @@ def run(args):
     caps = [f"{t.label}\n{float(v):.2f}" for t, v in zip(rows, values)]
     record = {"targets": [t.label for t in rows], "values": [float(v) for v in values], "steps": args.steps,
               "generator": gen.meta.get("command", args.generator), "shown": "best" if args.best else "last"}
-    sheet = write_outputs(out, images, caps, "dgn", columns=args.n if args.n > 1 else None, record=record)
-    print(f"sheet: {sheet}")
+    from ..outdir import building_output_dir
+
+    with building_output_dir(out, overwrite=args.overwrite) as tmp:
+        sheet = write_outputs(tmp, images, caps, "dgn", columns=args.n if args.n > 1 else None, record=record)
+    print(f"sheet: {out / sheet.name}")
     return 0

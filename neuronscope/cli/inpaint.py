@@ -44,6 +44,9 @@ def run(args):
     caps = ["input", "hole"] + [f"fill {i}\nctx err {float(e):.4f}" for i, e in enumerate(res.context_error_end)]
     record = {"target": args.target, "context_error_start": res.context_error_start.tolist(),
               "context_error_end": res.context_error_end.tolist()}
-    sheet = write_outputs(out, images, caps, "inpaint", columns=len(images), record=record)
-    print(f"sheet: {sheet}")
+    from ..outdir import building_output_dir
+
+    with building_output_dir(out, overwrite=args.overwrite) as tmp:
+        sheet = write_outputs(tmp, images, caps, "inpaint", columns=len(images), record=record)
+    print(f"sheet: {out / sheet.name}")
     return 0

@@ -45,13 +45,18 @@ def run(args):
     probs = Condition(model, rows, size=args.size or min(model.input_size, 2 * gen.image_size)).probabilities(res.images)
     caps = [f"{t.label}\np={float(p):.2f}" for t, p in zip(rows, probs)]
     record = {"variant": args.variant, "targets": [t.label for t in rows], "p": [float(p) for p in probs]}
-    sheet = write_outputs(out, res.images, caps, "sample", columns=args.n, record=record)
-    if res.frames:
-        frames, fcaps = [], []
-        for r in range(len(rows)):
-            ims, vals = res.samples(r)
-            frames += list(ims[-8:])
-            fcaps += [f"chain {r} step {res.frames[len(res.frames) - len(ims[-8:]) + j][0]}" for j in range(len(ims[-8:]))]
-        save_png(labelled_grid(frames, fcaps, columns=min(8, len(res.frames)), cell=96, caption_lines=1), out / "chains_sheet.png")
-    print(f"sheet: {sheet}")
+    from ..outdir import building_output_dir
+
+    with building_output_dir(out, overwrite=args.overwrite) as tmp:
+        sheet = write_outputs(tmp, res.images, caps, "sample", columns=args.n, record=record)
+        if res.frames:
+            frames, fcaps = [], []
+            for r in range(len(rows)):
+                ims, vals = res.samples(r)
+                frames += list(ims[-8:])
+                fcaps += [f"chain {r} step {res.frames[len(res.frames) - len(ims[-8:]) + j][0]}"
+                          for j in range(len(ims[-8:]))]
+            save_png(labelled_grid(frames, fcaps, columns=min(8, len(res.frames)), cell=96, caption_lines=1),
+                     tmp / "chains_sheet.png")
+    print(f"sheet: {out / sheet.name}")
     return 0
