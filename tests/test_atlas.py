@@ -8,6 +8,7 @@ subprocesses with one torch thread each.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import sqlite3
@@ -171,6 +172,12 @@ def test_atlas_renders_each_unit_once_and_resumes_without_rendering(lite0, tmp_p
         assert st.check() == []
         assert st.classes("head")[0] == "linear" and st.classes("blocks.4")[0] == "gradient"
         first = {(r.layer, r.unit): (r.file, r.created) for r in st.units()}
+    site = json.loads((out / "manifest.json").read_text())  # written at the end: the finished run, not "running"
+    assert site["status"] == "complete" and [r["status"] for r in site["runs"]] == ["complete"]
+    assert site["threads"] == torch.get_num_threads() and site["precision"] in (
+        "float32", "mixed (bfloat16 steps, float32 tail)")
+    with pytest.raises(NeuronscopeError, match=r"threads: \d+ -> 7"):  # renders differ with the thread count
+        build_atlas(lite0, layers, out, threads=7, **kw)
     page = (out / "units" / "head" / "00001.html").read_text()
     top = lite0.label(int(lite0.net.fc.weight[:, 1].argmax())).split(",")[0]
     assert "exact" in page and top in page

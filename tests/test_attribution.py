@@ -212,7 +212,7 @@ def test_backprop_cli_writes_sheet_and_rejects_bad_targets(sample_photos, tmp_pa
     assert all(Image.open(out / v["file"]).size == (96, 96) for v in manifest["views"])
     assert cli_main(["backprop", "efficientnet_lite0", str(sample_photos["coffee"]), "blocks.4:5",
                      "--size", "96", "--out", str(out)]) == 2
-    assert "already exists" in capsys.readouterr().err
+    assert "already exists and is not empty" in " ".join(capsys.readouterr().err.split())
     assert cli_main(["backprop", "efficientnet_lite0", str(sample_photos["coffee"]), "blocks.4:999",
                      "--size", "96", "--out", str(tmp_path / "b")]) == 2
     assert "out of range" in capsys.readouterr().err
