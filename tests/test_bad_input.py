@@ -180,6 +180,11 @@ CASES: dict[str, dict[str, list[tuple[list[str], list[str]]]]] = {
         "images": [([M, "bomb.png", "huge.png", "text.jpg"], ["bomb.png", "9000x9000", "huge.png", "text.jpg",
                                                               "the limit is 64 megapixels", "valid: JPEG"])],
     },
+    "classes": {
+        "numbers": [(["cat", "--limit", "0"], ["--limit", "1 or more"]), (["-n", "-2"], ["-n/--limit", "1 or more"])],
+        "nonfinite": [(["cat", "--limit", "inf"], ["--limit", "whole number"])],
+        "other": [(["--model", "efficientnet_lite9"], ["efficientnet_lite9", "efficientnet_lite0"])],
+    },
     "layers": {
         "numbers": [([M, "--size", "0"], ["--size", "from 16 to 4096"]), ([M, "--depth", "-1"], ["--depth", "0 or more"])],
         "nonfinite": [([M, "--size", "inf"], ["--size", "whole number"])],
@@ -276,7 +281,8 @@ CASES: dict[str, dict[str, list[tuple[list[str], list[str]]]]] = {
 CLASSES = ("out", "numbers", "nonfinite", "images", "other")
 # cells with no case, and why
 NOT_APPLICABLE = {
-    ("classify", "out"): "writes no files", ("layers", "out"): "writes no files",
+    ("classify", "out"): "writes no files", ("layers", "out"): "writes no files", ("classes", "out"): "writes no files",
+    ("classes", "images"): "reads no image",
     ("layers", "images"): "reads no image", ("render", "images"): "reads no image",
     ("demo", "images"): "reads no image", ("dgn", "images"): "reads no image", ("sample", "images"): "reads no image",
     ("dissect", "images"): "its images are a dataset folder, checked by the dissection loader",

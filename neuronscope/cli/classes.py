@@ -11,6 +11,7 @@ definition.
 from __future__ import annotations
 
 from ..models import DEFAULT_MODEL
+from ._common import count
 
 
 def add_parser(sub):
@@ -20,7 +21,7 @@ def add_parser(sub):
     p.add_argument("--model", default=None,
                    help=f"model whose labels to list (default: the ImageNet labels of {DEFAULT_MODEL}, no weights loaded)")
     p.add_argument("--device", default=None, help="device used when --model is loaded")
-    p.add_argument("-n", "--limit", type=int, default=None, help="show at most this many matches")
+    p.add_argument("-n", "--limit", type=count, default=None, help="show at most this many matches")
     p.add_argument("-v", "--verbose", action="store_true", help="WordNet synonyms, hypernyms and definition per class")
     return p
 
