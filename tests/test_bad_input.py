@@ -199,7 +199,7 @@ CASES: dict[str, dict[str, list[tuple[list[str], list[str]]]]] = {
             ([M, "--images", "nopics", "--layers", "blocks.2", "--batch-size", "0"], ["--batch-size", "1 or more"]),
         ],
         "nonfinite": [([M, "--images", "nopics", "--layers", "blocks.2", "--checkpoint-seconds", "nan"],
-                       ["--checkpoint-seconds", "finite number"])],
+                       ["--checkpoint-seconds", "finite number", "0 or more"])],
         "images": [
             ([M, "--images", "nopics", "--layers", "blocks.2"], ["--images", "no readable image", "valid"]),
             ([M, "--images", "emptydir", "--layers", "blocks.2"], ["no images in emptydir", "looked for"]),

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ._common import add_model_argument, add_quiet_argument, count, int_range, load, positive_float, size_px
+from ._common import add_model_argument, add_quiet_argument, count, int_range, load, non_negative_float, size_px
 
 
 def parse_units(text: str | None) -> list[int] | None:
@@ -51,7 +51,7 @@ def add_parser(sub):
     p.add_argument("--batch-size", type=count, default=16, help="images per forward pass (default 16)")
     p.add_argument("--size", type=size_px, default=None, help="input size in px (default: the model's)")
     p.add_argument("--units", default=None, help="units to put on the sheets, e.g. 0-63 (default all)")
-    p.add_argument("--checkpoint-seconds", type=positive_float, default=30.0, help="commit progress this often (default 30)")
+    p.add_argument("--checkpoint-seconds", type=non_negative_float, default=30.0, help="commit progress this often (default 30)")
     p.add_argument("--overwrite", action="store_true", help="allow writing into a non-empty --out without a store")
     p.add_argument("--no-sheets", action="store_true", help="only fill the store")
     add_quiet_argument(p)
