@@ -116,7 +116,7 @@ def render_conditions(model, threads: int | None) -> dict:
     reordered), as do bfloat16 and float32 steps, so a store records both and a
     resume under other conditions is refused like any other changed setting.
     """
-    from ..optim.fast import native_bf16
+    from ..optim.engine.fast_copy import native_bf16
 
     mixed = native_bf16(model.device)
     return {"threads": int(threads or torch.get_num_threads()),
