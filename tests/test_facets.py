@@ -317,3 +317,42 @@ def test_facets_cli_on_lite0_writes_a_sheet_whose_facets_beat_their_best_real_im
     assert (out / "class_1_goldfish.html").is_file() and (out / "class_1_goldfish.png").is_file()
     # the same unit again without --overwrite is refused, with exit code 2
     assert main(["facets", "efficientnet_lite0", "class:goldfish", "--images", str(fish), "--out", str(out), "--quiet"]) == 2
+
+
+def test_one_overall_bar_spans_the_phases_with_their_weights(capsys):
+    from neuronscope.facets.progress import Overall, phase_bar
+
+    o = Overall("facets x", enabled=False)
+    o.plan("examples", 100)  # 100 images x 1 view
+    o.plan("mfv", 300)  # 100 iterations x weight 3
+    ex = phase_bar(o, 100, "examples", weight=1.0)
+    for _ in range(100):
+        ex.update(1)
+    ex.close()
+    assert o.done == 100 and sum(o.planned.values()) == 400  # a quarter done after the cheap phase
+    o.plan("mfv", 600)  # two facets found: the estimate is replanned
+    mfv = phase_bar(o, 100, "mfv", weight=6.0)
+    mfv.update(150)  # a phase running past its plan never overruns the bar
+    mfv.close()
+    assert o.done == 700 and sum(o.planned.values()) == 700
+    early = phase_bar(o, 10, "render", weight=10.0)
+    early.update(4)
+    early.close()  # ended early: its unused units leave the total
+    assert sum(o.planned.values()) == o.done == 740
+    assert phase_bar(False, 5, "own").disable  # the old behaviour: its own (here silent) tqdm bar
+
+
+def test_facet_numbers_are_the_same_in_rows_scatter_and_summary(tiny, pattern_folder, tmp_path):
+    from neuronscope.cli.facets import summary
+    from neuronscope.facets import multifaceted
+    from neuronscope.facets.sheet import facet_numbers
+
+    unit = parse_unit(tiny, "class:0")
+    res = multifaceted(tiny, unit, pattern_folder, k=2, views=1, iter_scale=0.05, preset=None, size=SIZE,
+                       progress=False)
+    numbers = facet_numbers(res)
+    assert sorted(numbers.values()) == list(range(1, len(res.facets) + len(res.duplicates) + 1))
+    assert [numbers[f.cluster] for f in res.facets] == list(range(1, len(res.facets) + 1))
+    html = write_facet_sheet(res, tmp_path / "sheet")[0].read_text()
+    assert "(cluster" not in html and "facet 1:" in html
+    assert [f["rank"] for f in summary(res)["facets"]] == [n - 1 for n in range(1, len(res.facets) + 1)]

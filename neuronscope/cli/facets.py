@@ -24,6 +24,12 @@ from ._common import (
     size_px,
 )
 
+# Defaults that finish one class over the offline photo set (525 photos) in about three minutes
+# on a 2-core CPU (docs/facets.md gives the measurement); the paper's settings are one flag away.
+VIEWS = 4
+ITER_SCALE = 0.5
+PRESET_STEPS = 128
+
 
 def add_parser(sub):
     p = sub.add_parser("facets", help="find and render the facets of a unit (multifaceted feature visualization)",
@@ -35,16 +41,20 @@ def add_parser(sub):
                    help="number of facets (default: chosen by the silhouette criterion; 4 in diversity mode)")
     p.add_argument("--out", default=None, metavar="FOLDER", help="output folder (default facets-MODEL)")
     p.add_argument("--reduce", choices=["tsne", "pca", "none"], default="tsne", help="reduction before k-means")
-    p.add_argument("--views", type=int_range(1, 256), default=8, help="views per image: the centre crop plus random crops/flips")
+    p.add_argument("--views", type=int_range(1, 256), default=VIEWS,
+                   help=f"views per image: the centre crop plus random crops/flips (default {VIEWS}; the paper's 8 doubles the example pass)")
     p.add_argument("--n-max", type=count, default=None, help="most example views to keep")
     p.add_argument("--embed-layer", default=None, help="embedding layer (default: penultimate pooled features)")
     p.add_argument("--size", type=size_px, default=None, help="network input size for examples and renders (default: the model's)")
     p.add_argument("--schedule", choices=["mean", "center"], default="mean",
                    help="MFV schedule: mean-image init (default) or centre-biased from the mean image")
-    p.add_argument("--iter-scale", type=float_range(0.0, 100.0, lo_open=True), default=1.0, help="scale the schedule's iterations (e.g. 0.25 for a preview)")
+    p.add_argument("--iter-scale", type=float_range(0.0, 100.0, lo_open=True), default=ITER_SCALE,
+                   help=f"scale the MFV schedule's iterations (default {ITER_SCALE}; 1 = the paper's 370, 0.25 for a preview)")
     p.add_argument("--preset", default="lucid", help="also render each facet with this preset from its mean image")
     p.add_argument("--no-preset", action="store_true", help="only the MFV schedule")
-    p.add_argument("--steps", type=count, default=None, help="preset steps (default: the preset's)")
+    p.add_argument("--steps", type=count, default=None,
+                   help=f"preset steps (default with --images: {PRESET_STEPS}, as each facet's render starts from its mean "
+                        "image, not from noise; without --images: the preset's own)")
     p.add_argument("--anchor", type=non_negative_float, default=None,
                    help="weight of the cluster anchor in the preset renders: unit + A * cos(embedding - m, centroid - m) "
                         "keeps each facet near its own cluster (default: the frozen value in facets.pipeline.ANCHOR; 0 = plain)")
@@ -112,7 +122,7 @@ def run(args):
         result = multifaceted(
             model, unit, args.images, k=args.k, reduce=args.reduce, views=args.views, n_max=args.n_max,
             embed_layer=args.embed_layer, labels=labels, schedule=args.schedule, iter_scale=args.iter_scale,
-            preset=None if args.no_preset else args.preset, preset_steps=args.steps, size=args.size,
+            preset=None if args.no_preset else args.preset, preset_steps=PRESET_STEPS if args.steps is None else args.steps, size=args.size,
             seed=args.seed, anchor=ANCHOR if args.anchor is None else args.anchor, refine=not args.no_refine,
             refine_budget=args.refine_budget, progress=progress,
         )

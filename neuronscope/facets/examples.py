@@ -32,6 +32,7 @@ from ..data.folder import image_views
 from ..stats import RunningTopK, UnitScores, spatial_max
 from ..taps import tap
 from ..units import Unit
+from .progress import phase_bar
 
 
 @dataclass
@@ -129,7 +130,7 @@ def collect_examples(
     wanted = {p for p, k in (labels or {}).items() if k == unit.index} if unit.is_class else set()
     labelled_photos: set[int] = set()
     n_views = 0
-    bar = tqdm(total=len(paths), desc="examples", unit="img", disable=not progress, dynamic_ncols=True)
+    bar = phase_bar(progress, len(paths), "examples", weight=views, unit="img")
     last = -1
     with torch.inference_mode(), tap(model, layers, stop_early=True) as taps:
         for pid, vid, x in _batches_of_views(paths, size, views, seed, batch_size):

@@ -34,6 +34,7 @@ from ..errors import NeuronscopeError
 from ..models.adapter import Model
 from ..taps import tap
 from ..units import Unit
+from .progress import MFV_WEIGHT, phase_bar
 
 
 @dataclass(frozen=True)
@@ -152,7 +153,7 @@ def render_mfv(
     if prior is not None:
         prior.start(total, dev)
     trace = np.zeros((total, b), dtype=np.float32)
-    bar = tqdm(total=total, desc=f"mfv {unit.label}", unit="it", disable=not progress, leave=False, dynamic_ncols=True)
+    bar = phase_bar(progress, total, f"mfv {unit.label}", weight=MFV_WEIGHT * b, unit="it", leave=False)
     step = 0
     rows = np.arange(b)
     # the schedule allocates and frees the same activation buffers every iteration: keep them (see optim.engine.heap)

@@ -27,7 +27,8 @@ from ..models.adapter import Model
 from .cluster import Clustering, cluster, nearest_members
 from .embed import embed
 from .examples import Examples, collect_examples
-from .mfv import measure, render_mfv
+from .mfv import SCHEDULES, measure, render_mfv
+from .progress import MFV_WEIGHT, VIEW_WEIGHT, Overall, render_weight
 from ..units import Unit
 
 DUPLICATE_COSINE = 0.95  # facet images whose features are closer than this are one facet
@@ -160,13 +161,47 @@ def render_facets(
             ran.update(anchor=float(anchor), anchor_layer=layer)
         s = int(preset_size or size or model.input_size)
         init_s = F.interpolate(init, size=(s, s), mode="bilinear", align_corners=False, antialias=True).clamp(0.02, 0.98)
+        kw = {}
+        if isinstance(progress, Overall):
+            from ..optim.presets import get_preset
+
+            n = int(preset_steps or get_preset(preset).steps)
+            bar = progress.phase(f"{preset} render", n, render_weight(s, model.input_size) * len(facets))
+            kw = {"progress": False, "callback": lambda step, images, values: bar.update(1)}
+        else:
+            kw = {"progress": progress}
         r = render(model, objectives, size=s, steps=preset_steps, preset=preset,
-                   seed=[seed + i for i in range(len(facets))], init=init_s, progress=progress,
-                   description=f"{preset} {unit.label}")
+                   seed=[seed + i for i in range(len(facets))], init=init_s,
+                   description=f"{preset} {unit.label}", **kw)
+        if isinstance(progress, Overall):
+            bar.close()
         pv = measure(model, unit, r.images, size=init.shape[-1])
         for f, img, v in zip(facets, r.images, pv):
             f.preset_image, f.preset_value = img, float(v)
     return ran
+
+
+def _plan(overall: Overall, model: Model, unit: Unit, images, views: int, k: int, schedule: str, iter_scale: float,
+          preset: str | None, preset_steps: int | None, size: int | None) -> None:
+    """Reserve each phase's estimated work on the one bar (``images=None``: keep the examples estimate)."""
+    if images is not None:
+        if isinstance(images, Examples):
+            n = 0
+        elif isinstance(images, (str, os.PathLike)):
+            from ..images import list_images
+
+            n = len(list_images(images))
+        else:
+            n = len(images)
+        overall.plan("examples", n * views * VIEW_WEIGHT)
+    if schedule in SCHEDULES:
+        iters = sum(max(1, round(o.iters * iter_scale)) for o in SCHEDULES[schedule])
+        overall.plan(f"mfv {unit.label}", iters * k * MFV_WEIGHT)
+    if preset:
+        from ..optim.presets import get_preset
+
+        s = int(size or model.input_size)
+        overall.plan(f"{preset} render", int(preset_steps or get_preset(preset).steps) * render_weight(s, model.input_size) * k)
 
 
 def facet_objectives(model: Model, unit: Unit, facets: list[Facet], anchor: float = ANCHOR,
@@ -242,12 +277,30 @@ def multifaceted(
     refine_budget: int | None = None,
     progress: bool = True,
 ) -> FacetResult:
-    """Find, render, rank and deduplicate the facets of ``unit`` among ``images``."""
-    facets, ex, cl = discover_facets(model, unit, images, k=k, reduce=reduce, views=views, n_max=n_max,
-                                     embed_layer=embed_layer, labels=labels, size=size, seed=seed, progress=progress)
-    ran = render_facets(model, unit, facets, schedule=schedule, iter_scale=iter_scale, preset=preset,
-                        preset_steps=preset_steps, size=size, seed=seed + 1, anchor=anchor, embed_layer=embed_layer,
-                        refine=refine, refine_budget=refine_budget, progress=progress)
+    """Find, render, rank and deduplicate the facets of ``unit`` among ``images``.
+
+    ``progress=True`` shows one bar for the whole run with an overall ETA
+    (:class:`~neuronscope.facets.progress.Overall`); an ``Overall`` may be passed in.
+    """
+    overall = progress if isinstance(progress, Overall) else None
+    own = progress is True
+    if own:
+        overall = Overall(f"facets {unit.label}")
+    if overall is not None:
+        _plan(overall, model, unit, images, views, k or 3, schedule, iter_scale, preset, preset_steps, size)
+    try:
+        facets, ex, cl = discover_facets(model, unit, images, k=k, reduce=reduce, views=views, n_max=n_max,
+                                         embed_layer=embed_layer, labels=labels, size=size, seed=seed,
+                                         progress=overall if overall is not None else progress)
+        if overall is not None:  # now the number of facets is known
+            _plan(overall, model, unit, None, views, len(facets), schedule, iter_scale, preset, preset_steps, size)
+        ran = render_facets(model, unit, facets, schedule=schedule, iter_scale=iter_scale, preset=preset,
+                            preset_steps=preset_steps, size=size, seed=seed + 1, anchor=anchor,
+                            embed_layer=embed_layer, refine=refine, refine_budget=refine_budget,
+                            progress=overall if overall is not None else progress)
+    finally:
+        if own:
+            overall.close()
     kept, dropped = rank_and_dedup(model, facets, embed_layer=embed_layer)
     meta = {"k_rule": cl.k_rule, "k_scores": cl.k_scores, "reduce": reduce, "examples": ex.how, "views": views,
             "schedule": schedule, "iter_scale": iter_scale, "preset": preset, "embed_layer": embed_layer or "penultimate",

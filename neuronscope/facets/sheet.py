@@ -28,8 +28,18 @@ def _colour(j: int, k: int) -> tuple[int, int, int]:
     return int(r * 255), int(g * 255), int(b * 255)
 
 
+def facet_numbers(result: FacetResult) -> dict[int, int]:
+    """k-means cluster label -> the facet's number as shown (1 = largest; duplicates after the kept facets).
+
+    The sheet names and colours facets only by these numbers, so "facet 1" in a
+    row, in the scatter and in the JSON summary are one thing.
+    """
+    order = list(result.facets) + list(result.duplicates)
+    return {f.cluster: i + 1 for i, f in enumerate(order)}
+
+
 def scatter(result: FacetResult, size: int = 320) -> Image.Image | None:
-    """The first two reduced coordinates of the examples, coloured by cluster."""
+    """The first two reduced coordinates of the examples, coloured by facet number."""
     cl = result.clustering
     if cl is None or cl.coords.shape[1] < 2 or len(cl.coords) < 2:
         return None
@@ -38,8 +48,12 @@ def scatter(result: FacetResult, size: int = 320) -> Image.Image | None:
     xy = (xy - lo) / np.maximum(hi - lo, 1e-9) * (size - 16) + 8
     img = Image.new("RGB", (size, size), (255, 255, 255))
     d = ImageDraw.Draw(img)
+    number = facet_numbers(result)
     for (x, y), j in zip(xy, cl.labels):
-        d.ellipse((x - 3, y - 3, x + 3, y + 3), fill=_colour(int(j), cl.k))
+        d.ellipse((x - 3, y - 3, x + 3, y + 3), fill=_colour(number.get(int(j), 0) - 1, cl.k))
+    for j, n in sorted(number.items(), key=lambda t: t[1]):  # a legend in the corner: the facets' numbers
+        d.rectangle((6, 6 + 14 * (n - 1), 16, 16 + 14 * (n - 1)), fill=_colour(n - 1, cl.k))
+        d.text((20, 5 + 14 * (n - 1)), f"facet {n}", fill=(30, 30, 30))
     return img
 
 
@@ -77,9 +91,10 @@ def _facet_row(result: FacetResult, rank: int, f: Facet) -> tuple[Image.Image, l
         for n, i in enumerate(f.nearest):
             src = Path(ex.paths[ex.photo[i]]).name
             figs.append(Figure(ex.float([i])[0], f"{src} v{ex.view[i]}\n{_fmt(float(ex.values[i]))}", 72, f"facet{rank}_real{n}"))
-    colour = _colour(f.cluster, result.clustering.k) if result.clustering is not None else (60, 60, 60)
+    colour = (_colour(facet_numbers(result).get(f.cluster, rank + 1) - 1, result.clustering.k)
+              if result.clustering is not None else (60, 60, 60))
     if result.mode == "data":
-        head = f"facet {rank + 1}: {f.size} views of {f.images} images (cluster {f.cluster})"
+        head = f"facet {rank + 1}: {f.size} views of {f.images} images"
     else:
         head = f"render {rank + 1}"
     row = stack(tiles) if tiles else Image.new("RGB", (CELL, CELL), (255, 255, 255))
