@@ -76,16 +76,21 @@ seed = int_range(0, 2**63 - 1)
 
 
 def add_model_argument(p: argparse.ArgumentParser, positional: bool = True, required: bool = False) -> None:
-    """The model (positional, optional unless ``required``, or ``--model``) and ``--device``."""
-    help_ = f"model name (default {DEFAULT_MODEL}); also torchvision:NAME, timm:NAME, package.module:factory"
+    """The model (positional, optional unless ``required``, or ``--model``), ``--device``, and for your own
+    model (``module:factory``, ``./file.py:factory``) ``--preprocess`` and ``--input-size``."""
+    own = "package.module:factory or ./file.py:factory (your own model; give --preprocess)"
+    help_ = f"model name (default {DEFAULT_MODEL}); also torchvision:NAME, timm:NAME, {own}"
     if positional and required:
-        p.add_argument("model", help="model name, e.g. efficientnet_lite0; also torchvision:NAME, timm:NAME, "
-                                     "package.module:factory")
+        p.add_argument("model", help=f"model name, e.g. efficientnet_lite0; also torchvision:NAME, timm:NAME, {own}")
     elif positional:
         p.add_argument("model", nargs="?", default=DEFAULT_MODEL, help=help_)
     else:
         p.add_argument("--model", default=DEFAULT_MODEL, help=help_)
     add_device_argument(p)
+    p.add_argument("--preprocess", choices=["imagenet", "minus_one_one", "none"], default=None,
+                   help="your own model: the normalization it expects of [0,1] RGB input; required unless the "
+                        "factory declares it")
+    p.add_argument("--input-size", type=size_px, default=None, help="your own model: its input size (default 224)")
 
 
 def add_device_argument(p: argparse.ArgumentParser) -> None:
@@ -128,4 +133,9 @@ def apply_threads(args) -> None:
 def load(args):
     from ..models import load_model
 
-    return load_model(args.model, device=args.device)
+    extra = {}
+    if getattr(args, "preprocess", None) is not None:
+        extra["preprocess"] = args.preprocess
+    if getattr(args, "input_size", None) is not None:
+        extra["input_size"] = args.input_size
+    return load_model(args.model, device=args.device, **extra)

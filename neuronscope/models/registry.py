@@ -135,7 +135,10 @@ def load_model(
     elif key.startswith("timm:"):
         m = _timm(key.split(":", 1)[1])
     elif ":" in key:
-        m = _from_import(key)
+        from ..model_import import import_factory
+
+        m = import_factory(key, preprocess=preprocess, input_size=input_size if input_size != 224 else None,
+                           labels=labels, output=output)
     else:
         hits = closest(key, CONFIGS)
         raise NeuronscopeError(
