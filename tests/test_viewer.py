@@ -728,3 +728,27 @@ def test_backward_views_of_the_top9_images(lite0, sample_photos, tmp_path):
         assert got.shape == want.shape == (224, 224, 3) and np.abs(got - want).mean() < 4  # JPEG noise
         assert c.get("/api/examples/backprop.jpg", params={**q, "mode": "magic"}).status_code == 400
         assert c.get("/api/examples/backprop.jpg", params={**q, "rank": 50}).status_code == 404
+
+
+def test_serve_hint_is_a_working_command_and_the_store_it_makes_is_found(lite0, photos, tmp_path, monkeypatch):
+    import shlex
+
+    from neuronscope.cli import main
+    from neuronscope.cli.serve import store_hint
+
+    monkeypatch.chdir(tmp_path)
+    folder = tmp_path / "pics"
+    folder.mkdir()
+    for name in ("coffee", "chelsea"):
+        photos[name].resize((96, 96)).save(folder / f"{name}.jpg")
+    hint = store_hint(lite0.name, "efficientnet_lite0", "blocks.4.dw_act", str(folder), None)
+    assert str(tmp_path / "topk-efficientnet_lite0" / "store") in hint  # the absolute place it looks
+    topk_cmd = next(l.strip() for l in hint.splitlines() if l.strip().startswith("neuronscope topk"))
+    assert main(shlex.split(topk_cmd)[1:] + ["--no-sheets"]) == 0  # the hint runs as printed (sheets skipped: time)
+    app = create_app(lite0, cache_dir=tmp_path / "synth", images=folder, synth=False)
+    with TestClient(app) as c:
+        info = c.get("/api/info").json()
+        assert info["examples_available"] is True
+        assert info["examples_store"].endswith("topk-efficientnet_lite0/store")
+        d = c.get("/api/examples", params={"layer": "blocks.4.dw_act", "unit": 0}).json()
+        assert d["status"] == "ok" and len(d["items"]) == 2

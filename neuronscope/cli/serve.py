@@ -88,6 +88,19 @@ def check_args(args) -> None:
         check_output_dir(args.cache_dir, resume=True, option="--cache-dir")
 
 
+def store_hint(model_name: str, model_arg: str, layer: str, images, store) -> str:
+    """Where the top-9 pane looks for its top-k store, and the commands that make and use one."""
+    from ..viewer.examples import default_store_path
+
+    where = Path(store).resolve() if store else default_store_path(model_name).resolve()
+    folder = images or "DIR"
+    return (
+        f"dataset examples: off (no top-k store at {where}). For the top-9 pane run, in this folder:\n"
+        f"  neuronscope topk {model_arg} --images {folder} --layers {layer}\n"
+        f"  neuronscope serve {model_arg} --images {folder}      (or --store PATH from anywhere)"
+    )
+
+
 def run(args):
     check_args(args)
     try:
@@ -120,11 +133,12 @@ def run(args):
         pattern_size=args.pattern_size,
         pattern_steps=args.pattern_steps,
     )
-    store = app.state.viewer.store
+    viewer = app.state.viewer
+    store = viewer.store
     if store is not None:
-        print(f"dataset examples: top-k store {getattr(store, 'path', store)}")
-    elif args.images or args.store:
-        print("dataset examples: off (no usable top-k store; see the warning above)")
+        print(f"dataset examples: top-k store {Path(getattr(store, 'path', store)).resolve()}")
+    else:
+        print(store_hint(model.name, args.model, viewer.default_layer, args.images, args.store))
     port = args.port or free_port(args.host if local else "0.0.0.0")
     if not local:
         print(
