@@ -1,9 +1,9 @@
-"""The atlas: exactly-once store, stale-result detection, class attribution, resumable runs, Ray.
+"""The atlas: exactly-once store, stale-result detection, class attribution, resumable runs.
 
 Rendering uses Lite0 at 32 px with a handful of steps, so pictures are not
 meaningful; the tests check bookkeeping and the computations that can be
-checked by hand. The kill/resume and Ray tests run the real CLI in
-subprocesses with one torch thread each.
+checked by hand. The kill/resume tests run the real CLI in subprocesses with
+one torch thread each. The Ray backend is tested in tests/test_ray_pool.py.
 """
 
 from __future__ import annotations
@@ -295,22 +295,3 @@ def test_killed_and_stopped_runs_resume_and_record_every_unit_exactly_once(tmp_p
     assert [r["status"] for r in runs] == ["killed", "interrupted", "interrupted", "complete"]
     assert sum(r["rendered"] for r in runs) == 14  # each unit recorded by exactly one run
     assert (out / "index.html").is_file() and (out / "units" / "blocks.4" / "00013.html").is_file()
-
-
-def test_ray_backend_with_two_workers_renders_the_same_units(tmp_path):
-    try:
-        import ray  # noqa: F401
-    except ImportError:
-        pytest.fail("Ray is missing: the atlas's Ray backend is tested with the optional extra; "
-                    "pip install 'neuronscope[ray]' (ray>=2.9)")
-    out = tmp_path / "ray"
-    proc = _atlas(out, "--backend", "ray", "--workers", "2")
-    text, _ = proc.communicate(timeout=300)
-    assert proc.returncode == 0, text
-    assert "backend ray, 2 workers" in text
-    with AtlasStore.open(out / "store") as st:
-        recs = st.units()
-        assert st.check() == []
-    assert {(r.layer, r.unit) for r in recs} == {("blocks.4", u) for u in range(14)}  # the local run's set
-    assert len(recs) == 14
-    assert len({r.worker for r in recs}) == 2 and all(r.worker.startswith("ray:") for r in recs)

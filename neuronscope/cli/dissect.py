@@ -27,6 +27,16 @@ def add_parser(sub):
     p.add_argument("--batch-size", type=count, default=16, help="images per forward pass (default 16)")
     p.add_argument("--limit", type=count, default=None, help="use only the first N rows of index.csv")
     p.add_argument("--no-images", action="store_true", help="skip the per-unit image strips")
+    ray = p.add_argument_group("scaling out (Ray; an optional extra: pip install 'neuronscope[ray]')")
+    ray.add_argument("--backend", default="local", choices=["local", "ray"],
+                     help="local: this process; ray: both passes sharded over Ray workers")
+    ray.add_argument("--workers", type=count, default=None, help="Ray workers (default 2)")
+    ray.add_argument("--ray-address", default=None, help="join this Ray cluster instead of starting a local one")
+    ray.add_argument("--threads", type=count, default=None, help="torch threads per Ray worker (default 1)")
+    ray.add_argument("--shard-size", type=count, default=None, help="samples per shard (default 128)")
+    ray.add_argument("--send-images", action="store_true",
+                     help="send images and masks as bytes from this machine; without it, workers read the "
+                          "dataset's paths, which must then exist at the same path on every node")
     return p
 
 
@@ -35,6 +45,15 @@ def run(args):
     from ..errors import NeuronscopeError
     from ._common import load
 
+    scale = {}
+    if args.backend == "ray":
+        from ..ray_pool import import_ray
+
+        import_ray()  # before any work: without Ray, the install hint
+        scale = dict(backend="ray", workers=args.workers, ray_address=args.ray_address, threads=args.threads,
+                     shard_size=args.shard_size, send_images=args.send_images)
+    elif args.workers or args.ray_address or args.send_images:
+        raise NeuronscopeError("--workers, --ray-address and --send-images are for --backend ray")
     from ..dissect import load_dataset
     from ..outdir import check_output_dir
 
@@ -47,7 +66,7 @@ def run(args):
     summaries = run_dissection(
         model, data, args.layer, out, overwrite=args.overwrite, size=args.size, label_size=args.label_size,
         batch_size=args.batch_size, quantile=args.quantile, iou_threshold=args.iou_threshold, top=args.top,
-        images=not args.no_images,
+        images=not args.no_images, **scale,
     )
     for layer, s in summaries.items():
         best = ", ".join(f"{u['unit']}:{u['label']} {u['iou']:.3f}" for u in s["top_units"][:5])

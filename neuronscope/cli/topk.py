@@ -55,6 +55,18 @@ def add_parser(sub):
     p.add_argument("--overwrite", action="store_true", help="allow writing into a non-empty --out without a store")
     p.add_argument("--no-sheets", action="store_true", help="only fill the store")
     add_quiet_argument(p)
+    ray = p.add_argument_group("scaling out (Ray; an optional extra: pip install 'neuronscope[ray]')")
+    ray.add_argument("--backend", default="local", choices=["local", "ray"],
+                     help="local: this process; ray: shards of the image list on Ray workers (same result)")
+    ray.add_argument("--workers", type=count, default=None, help="Ray workers (default 2)")
+    ray.add_argument("--ray-address", default=None, help="join this Ray cluster instead of starting a local one")
+    ray.add_argument("--threads", type=count, default=None, help="torch threads per Ray worker (default 1)")
+    ray.add_argument("--shard-size", type=count, default=None,
+                     help="images per shard handed to a worker (default 256, rounded up to whole batches); "
+                          "a killed run resumes shard by shard")
+    ray.add_argument("--send-images", action="store_true",
+                     help="send the images' bytes from this machine to the workers; without it, workers read "
+                          "the image paths themselves, which must then exist at the same path on every node")
     return p
 
 
@@ -68,6 +80,10 @@ def run(args):
     from ..images import first_readable_image
     from ..outdir import check_output_dir
 
+    if args.backend == "ray":
+        from ..ray_pool import import_ray
+
+        import_ray()  # before any work: without Ray, the install hint
     units = parse_units(args.units)
     out = Path(args.out or f"topk-{Path(str(args.model)).name.replace(':', '_')}")
     store_path = Path(args.store) if args.store else out / "store"
@@ -85,6 +101,8 @@ def run(args):
     result = run_topk(
         model, args.images, args.layers, k=args.k, store=store_path, batch_size=args.batch_size,
         size=args.size, checkpoint_seconds=args.checkpoint_seconds, progress=not args.quiet,
+        backend=args.backend, workers=args.workers, ray_address=args.ray_address, threads=args.threads,
+        shard_size=args.shard_size, send_images=args.send_images,
     )
     store = result.store
     try:
@@ -93,7 +111,8 @@ def run(args):
             raise NeuronscopeError(f"--images {args.images}: none of its {n_images} images could be read "
                                    f"(first: {store.failed_images()[0][0]}: {store.failed_images()[0][1]})")
         if result.images_processed:
-            print(f"{result.images_processed} images in {result.seconds:.1f} s ({result.images_per_second:.1f} images/s)")
+            print(f"{result.images_processed} images in {result.seconds:.1f} s ({result.images_per_second:.1f} images/s)"
+                  + (f"; Ray start-up {result.startup_seconds:.1f} s not counted" if result.startup_seconds else ""))
         for path, reason in store.failed_images():
             print(f"skipped unreadable image {path}: {reason}")
         if not args.no_sheets:

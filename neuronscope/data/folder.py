@@ -26,7 +26,7 @@ import torch
 from PIL import Image
 
 from ..errors import NeuronscopeError
-from ..images import center_crop_resize, list_images, load_image, pil_to_tensor
+from ..images import center_crop_resize, list_images, load_image, load_image_bytes, pil_to_tensor
 
 
 @dataclass
@@ -39,16 +39,40 @@ class Batch:
     failed: list[tuple[int, str]] = field(default_factory=list)  # (id, reason)
 
 
+@dataclass(frozen=True)
+class ImageBytes:
+    """An image sent as bytes (to a worker that cannot see the file): its name, and its data or why it has none."""
+
+    name: str
+    data: bytes = b""
+    error: str | None = None  # why the sender could not read the file
+
+    @classmethod
+    def read(cls, path: str | os.PathLike) -> "ImageBytes":
+        try:
+            return cls(str(path), Path(path).read_bytes())
+        except FileNotFoundError:
+            return cls(str(path), error=f"image file not found: {path}")
+        except OSError as e:
+            return cls(str(path), error=f"image file {path} cannot be read ({e.strerror or e})")
+
+
 def folder_images(folder: str | os.PathLike, recursive: bool = True) -> list[Path]:
     """The sorted image files of a folder (a clear error for a missing or empty one)."""
     return list_images(folder, recursive=recursive)
 
 
-def _load_one(path: Path, size: int, crop_fraction: float) -> torch.Tensor:
-    return pil_to_tensor(center_crop_resize(load_image(path), size, crop_fraction))
+def _load_one(source, size: int, crop_fraction: float) -> torch.Tensor:
+    if isinstance(source, ImageBytes):
+        if source.error:
+            raise NeuronscopeError(source.error)
+        img = load_image_bytes(source.data, source.name)
+    else:
+        img = load_image(source)
+    return pil_to_tensor(center_crop_resize(img, size, crop_fraction))
 
 
-def _load_batch(paths: Sequence[Path], ids: Sequence[int], size: int, crop_fraction: float):
+def _load_batch(paths: Sequence, ids: Sequence[int], size: int, crop_fraction: float):
     rows, ok, failed = [], [], []
     for i, p in zip(ids, paths):
         try:
@@ -61,24 +85,28 @@ def _load_batch(paths: Sequence[Path], ids: Sequence[int], size: int, crop_fract
 
 
 def stream_batches(
-    paths: Sequence[str | os.PathLike],
+    paths: Sequence,
     size: int,
     batch_size: int = 16,
     *,
     start: int = 0,
+    end: int | None = None,
     crop_fraction: float = 0.875,
     progress: bool = True,
     desc: str = "images",
 ) -> Iterator[Batch]:
-    """Yield :class:`Batch` objects over ``paths[start:]`` with a progress bar."""
+    """Yield :class:`Batch` objects over ``paths[start:end]`` with a progress bar.
+
+    ``paths`` holds file paths or :class:`ImageBytes`; only the items from
+    ``start`` to ``end`` are read (a worker may get a list filled only there).
+    """
     from tqdm.auto import tqdm
 
     if batch_size < 1:
         raise NeuronscopeError(f"batch size must be at least 1, got {batch_size}")
-    paths = [Path(p) for p in paths]
-    n = len(paths)
-    if not 0 <= start <= n:
-        raise NeuronscopeError(f"start {start} is outside the image list 0..{n}")
+    n = len(paths) if end is None else int(end)
+    if not 0 <= start <= n <= len(paths):
+        raise NeuronscopeError(f"images {start}..{n} are outside the image list 0..{len(paths)}")
     offsets = list(range(start, n, batch_size))
     bar = tqdm(total=n, initial=start, desc=desc, unit="img", disable=not progress, dynamic_ncols=True)
     pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ns-loader")

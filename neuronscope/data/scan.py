@@ -37,6 +37,7 @@ class TopkRun:
     seconds: float = 0.0
     failed: list[tuple[int, str]] = field(default_factory=list)
     resumed_from: int = 0
+    startup_seconds: float = 0.0  # Ray: starting (or joining) it and the workers loading the model
 
     @property
     def images_per_second(self) -> float:
@@ -102,6 +103,23 @@ class _recorded_threads:
             torch.set_num_threads(self.before)
 
 
+def scan_batch(model: Model, layers: Sequence[str], states: dict[str, RunningTopK], batch) -> None:
+    """Run one batch through the model and add it to the top-k of ``layers`` (local and Ray workers alike)."""
+    with torch.inference_mode(), tap(model, layers, stop_early=True) as taps:
+        taps.run(batch.x.to(model.device))
+        maxima = {l: spatial_max(taps[l], batch.ids) for l in layers}
+    for l in layers:
+        states[l].update(maxima[l])
+
+
+def absorb(done: int, shards: list[tuple[int, int]]) -> tuple[int, list[tuple[int, int]]]:
+    """Grow the done prefix over the shards that now continue it; (prefix, shards still beyond it)."""
+    shards = sorted(shards)
+    while shards and shards[0][0] <= done:
+        done = max(done, shards.pop(0)[1])
+    return done, shards
+
+
 def run_topk(
     model: Model,
     images: str | os.PathLike | Sequence[str | os.PathLike],
@@ -115,6 +133,12 @@ def run_topk(
     checkpoint_seconds: float = 30.0,
     progress: bool = True,
     device: str | torch.device | None = None,
+    backend: str = "local",
+    workers: int | None = None,
+    ray_address: str | None = None,
+    threads: int | None = None,
+    shard_size: int | None = None,
+    send_images: bool = False,
 ) -> TopkRun:
     """Top-``k`` images per unit of ``layers`` over an image folder (or a list of files).
 
@@ -122,9 +146,18 @@ def run_topk(
     previous one stopped, adds layers the store lacks, and keeps the network's
     view of every image that is in some top-k. An existing store keeps the
     batch size and image list it was created with.
+
+    ``backend="ray"`` shards the image list over ``workers`` Ray actors
+    (:mod:`.topk_ray`; ``shard_size`` images per task, ``send_images`` to send
+    the files' bytes instead of their paths); the result is identical. Workers
+    use ``threads`` torch threads, by default the thread count the store records.
     """
     if not layers:
         raise NeuronscopeError("give at least one layer, e.g. --layers blocks.5 blocks.10")
+    if backend not in ("local", "ray"):
+        raise NeuronscopeError(f"unknown backend {backend!r}; valid: local, ray")
+    if backend == "local" and (workers not in (None, 1) or ray_address or send_images):
+        raise NeuronscopeError("--workers, --ray-address and --send-images are for --backend ray")
     if device is not None:
         model = model.to(device)
     size = int(size or model.input_size)
@@ -141,15 +174,16 @@ def run_topk(
 
     states: dict[str, RunningTopK] = {}
     done: dict[str, int] = {}
+    shards: dict[str, list[tuple[int, int]]] = {}
     for layer in layers:
         if st is not None and layer in st.layers():
             if st.k(layer) != k:
                 raise NeuronscopeError(
                     f"store {st.path} keeps k={st.k(layer)} for layer {layer!r}, asked k={k}; use k={st.k(layer)} or another store"
                 )
-            states[layer], done[layer] = st.running(layer), st.images_done(layer)
+            states[layer], done[layer], shards[layer] = st.running(layer), st.images_done(layer), st.shards(layer)
         else:
-            states[layer], done[layer] = RunningTopK(channels[layer], k), 0
+            states[layer], done[layer], shards[layer] = RunningTopK(channels[layer], k), 0, []
             if st is not None:
                 st.add_layer(layer, channels[layer], k, receptive_field(model, layer, size, device=model.device))
     start = min(done.values())
@@ -160,6 +194,14 @@ def run_topk(
     run = TopkRun([str(p) for p in paths], states, st, resumed_from=start)
     if start >= n:
         return run
+    if backend == "ray":
+        from .topk_ray import run_sharded
+
+        run_sharded(run, model, paths, list(layers), done, shards, size=size, crop_fraction=crop_fraction,
+                    batch_size=batch_size, workers=workers or 2, address=ray_address,
+                    threads=threads or (int(st.meta.get("threads") or 1) if st is not None else 1),
+                    shard_size=shard_size, send_images=send_images, device=device, progress=progress)
+        return run
 
     def commit():
         if st is None:
@@ -169,7 +211,7 @@ def run_topk(
             if i in referenced and not st.has_view(i):
                 st.put_view(i, img)
         pending_views.clear()
-        st.checkpoint(states, done, failed_since)
+        st.checkpoint(states, done, failed_since, shards)
         failed_since.clear()
 
     pending_views: dict[int, torch.Tensor] = {}
@@ -181,22 +223,19 @@ def run_topk(
                                     progress=progress, desc="top-k"):
             active = [l for l in layers if done[l] == batch.start]
             if active and len(batch.ids):
-                with torch.inference_mode(), tap(model, active, stop_early=True) as taps:
-                    taps.run(batch.x.to(model.device))
-                    maxima = {l: spatial_max(taps[l], batch.ids) for l in active}
-                for l in active:
-                    states[l].update(maxima[l])
+                scan_batch(model, active, states, batch)
                 if st is not None:
                     referenced = set().union(*(states[l].referenced_ids() for l in active))
                     for row, i in enumerate(batch.ids):
                         if i in referenced:
                             pending_views[i] = batch.x[row].clone()
             end = min(batch.start + batch_size, n)
-            for l in active:
-                done[l] = end
-            run.images_processed += len(batch.ids)
-            run.failed += batch.failed
-            failed_since += batch.failed
+            for l in active:  # a sharded run may have done the images after this batch already
+                done[l], shards[l] = absorb(end, shards[l])
+            if active:
+                run.images_processed += len(batch.ids)
+                run.failed += batch.failed
+                failed_since += batch.failed
             now = time.perf_counter()
             if st is not None and (now - last >= checkpoint_seconds or end >= n):
                 commit()

@@ -45,7 +45,11 @@ from ..stats.topk import RunningTopK
 STORE_VERSION = 1
 INDEX = "store.sqlite"
 
-_SCHEMA = """
+# image ranges done beyond a layer's images_done prefix by a sharded (Ray) pass; added to older stores on first use
+_SHARDS = """CREATE TABLE IF NOT EXISTS shards (
+    layer TEXT NOT NULL, start INTEGER NOT NULL, stop INTEGER NOT NULL, PRIMARY KEY (layer, start))"""
+
+_SCHEMA = _SHARDS + """;
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS images (
     id INTEGER PRIMARY KEY, path TEXT NOT NULL, failed TEXT);
@@ -227,6 +231,16 @@ class Store(SQLiteStore):
     def complete(self, layer: str) -> bool:
         return self.images_done(layer) >= self.meta["n_images"]
 
+    def shards(self, layer: str) -> list[tuple[int, int]]:
+        """Image ranges [start, stop) done beyond the layer's ``images_done`` prefix (by a sharded pass)."""
+        if not self._has_table("shards"):  # a store made before sharded passes
+            return []
+        return [(int(a), int(b)) for a, b in self._q("SELECT start, stop FROM shards WHERE layer = ? ORDER BY start",
+                                                     (layer,))]
+
+    def _has_table(self, name: str) -> bool:
+        return bool(self._q("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (name,)))
+
     def units_done(self, layer: str) -> list[int]:
         """Units whose top-k is final: all of them once the layer has seen every image, else none."""
         return list(range(self.units(layer))) if self.complete(layer) else []
@@ -234,7 +248,8 @@ class Store(SQLiteStore):
     def progress(self) -> dict[str, tuple[int, int]]:
         """layer -> (images done, images total)."""
         n = self.meta["n_images"]
-        return {name: (int(done), n) for name, done in self._q("SELECT name, images_done FROM layers ORDER BY rowid")}
+        return {name: (int(done) + sum(b - a for a, b in self.shards(name)), n)
+                for name, done in self._q("SELECT name, images_done FROM layers ORDER BY rowid")}
 
     # ------------------------------------------------------------ reading top-k
 
@@ -314,14 +329,18 @@ class Store(SQLiteStore):
     def has_view(self, image_id: int) -> bool:
         return (self.path / "views" / f"{image_id:06d}.png").is_file()
 
-    def put_view(self, image_id: int, x: torch.Tensor | Image.Image) -> None:
-        """Keep the network's view of an image (written atomically)."""
-        atomic_write_bytes(self.path / "views" / f"{image_id:06d}.png", png_bytes(x))
+    def put_view(self, image_id: int, x: torch.Tensor | Image.Image | bytes) -> None:
+        """Keep the network's view of an image (a tensor, a picture or its PNG bytes; written atomically)."""
+        atomic_write_bytes(self.path / "views" / f"{image_id:06d}.png", x if isinstance(x, bytes) else png_bytes(x))
 
     def checkpoint(
-        self, states: dict[str, RunningTopK], images_done: dict[str, int], failed: Iterable[tuple[int, str]] = ()
+        self, states: dict[str, RunningTopK], images_done: dict[str, int], failed: Iterable[tuple[int, str]] = (),
+        shards: dict[str, list[tuple[int, int]]] | None = None,
     ) -> None:
-        """Replace the top-k of these layers and their progress, in one transaction."""
+        """Replace the top-k of these layers and their progress (prefix, and ``shards`` done beyond it), in one transaction."""
+        if shards is not None and not self._has_table("shards"):
+            with self._transaction() as c:
+                c.execute(_SHARDS)
         with self._transaction() as c:
             for layer, state in states.items():
                 c.execute("DELETE FROM topk WHERE layer = ?", (layer,))
@@ -333,6 +352,10 @@ class Store(SQLiteStore):
                     "UPDATE layers SET images_done = ?, updated = ? WHERE name = ?",
                     (int(images_done[layer]), time.time(), layer),
                 )
+                if shards is not None and layer in shards:
+                    c.execute("DELETE FROM shards WHERE layer = ?", (layer,))
+                    c.executemany("INSERT INTO shards (layer, start, stop) VALUES (?, ?, ?)",
+                                  [(layer, int(a), int(b)) for a, b in shards[layer]])
             c.executemany("UPDATE images SET failed = ? WHERE id = ?", [(r, i) for i, r in failed])
 
     def prune_views(self) -> int:

@@ -2,6 +2,7 @@
 
 - :mod:`.dataset`: the simple dataset format (images/, masks/, concepts.csv, index.csv) and its validation;
 - :mod:`.iou`: thresholds by streaming quantile, upsampled unit masks, IoU with every concept;
+- :mod:`.sharded`: both passes sharded over Ray workers;
 - :mod:`.report`: the HTML page and CSV per layer;
 - :mod:`.synthetic`: small synthetic datasets (shapes on noise; colour regions of photos).
 """
@@ -40,14 +41,19 @@ def run_dissection(
     limit: int | None = None,
     images: bool = True,
     progress: bool = True,
+    **scale,
 ) -> dict[str, dict]:
-    """Validate the data, dissect ``layers`` and write the reports into ``out``; summaries by layer."""
+    """Validate the data, dissect ``layers`` and write the reports into ``out``; summaries by layer.
+
+    ``scale`` goes to :func:`dissect`: ``backend="ray"``, ``workers``, ``ray_address``, ``threads``,
+    ``shard_size``, ``send_images``.
+    """
     start = time.perf_counter()
     ds = data if isinstance(data, SegmentationDataset) else load_dataset(data, limit=limit, progress=progress)
     out_dir = prepare_output_dir(out, overwrite=overwrite)
     size = size or model.input_size
     results = dissect(model, ds, layers, size=size, label_size=label_size, batch_size=batch_size,
-                      quantile=quantile, iou_threshold=iou_threshold, top=top, progress=progress)
+                      quantile=quantile, iou_threshold=iou_threshold, top=top, progress=progress, **scale)
     summaries = {}
     for name, result in results.items():
         strips = render_strips(model, ds, result, size=size, thumb=thumb, batch_size=batch_size,

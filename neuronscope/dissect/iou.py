@@ -133,79 +133,82 @@ def _check_layers(model, layers: Sequence[str]) -> list[str]:
     return layers
 
 
-def dissect(
-    model,
-    dataset: SegmentationDataset,
-    layers: Sequence[str],
-    *,
-    size: int | None = None,
-    label_size: int = LABEL_SIZE,
-    batch_size: int = 16,
-    quantile: float = QUANTILE,
-    iou_threshold: float = IOU_THRESHOLD,
-    top: int = 10,
-    sketch_k: int = 1024,
-    progress: bool = True,
-) -> dict[str, LayerDissection]:
-    """Dissect ``layers`` of ``model`` on ``dataset``; one :class:`LayerDissection` per layer."""
-    layers = _check_layers(model, layers)
-    if not 0 < quantile < 0.5:
-        raise NeuronscopeError(f"quantile must be in (0, 0.5) (the top fraction of activations), got {quantile}")
-    if not 0 <= iou_threshold < 1:
-        raise NeuronscopeError(f"iou_threshold must be in [0, 1), got {iou_threshold}")
-    if batch_size < 1 or top < 1 or label_size < 4:
-        raise NeuronscopeError("batch_size and top must be >= 1, label_size >= 4")
-    size = size or model.input_size
+@dataclass
+class ThresholdStats:
+    """Pass 1 of one layer over some images: the activation sketch, the top images, the map size."""
+
+    sketch: StreamingQuantile
+    top: RunningTopK
+    map_size: tuple[int, int]
+
+    def merge(self, other: "ThresholdStats") -> "ThresholdStats":
+        self.sketch.merge(other.sketch)
+        self.top.merge(other.top)
+        return self
+
+    def state_dict(self) -> dict:
+        return {"sketch": self.sketch.state_dict(), "top": self.top.state_dict(), "map_size": list(self.map_size)}
+
+    @classmethod
+    def from_state_dict(cls, state: dict, device="cpu") -> "ThresholdStats":
+        return cls(StreamingQuantile.from_state_dict(state["sketch"], device=device),
+                   RunningTopK.from_state_dict(state["top"]), tuple(state["map_size"]))
+
+
+def _spatial(name: str, a: torch.Tensor) -> torch.Tensor:
+    if a.dim() != 4:
+        raise NeuronscopeError(
+            f"layer {name!r} outputs shape {tuple(a.shape)}; dissection needs a spatial (B, C, H, W) layer"
+        )
+    return a
+
+
+def threshold_pass(model, dataset: SegmentationDataset, layers: Sequence[str], indexes: Sequence[int], *,
+                   size: int, batch_size: int, top: int, sketch_k: int, seed: int = 0,
+                   progress: bool = False) -> dict[str, ThresholdStats]:
+    """Pass 1 over the samples ``indexes``: per layer a quantile sketch of all positions and the top images."""
     dev = model.device
-    n = len(dataset)
-    top = min(top, n)
-
-    sketches: dict[str, StreamingQuantile] = {}
-    tops: dict[str, RunningTopK] = {}
-    map_size: dict[str, tuple[int, int]] = {}
-
+    out: dict[str, ThresholdStats] = {}
+    bar = tqdm(total=len(indexes), desc="dissect 1/2 thresholds", unit="img", disable=not progress, leave=False)
     with torch.inference_mode(), tap(model, layers, stop_early=True) as taps:
-        # Pass 1: thresholds and top images.
-        bar = tqdm(total=n, desc="dissect 1/2 thresholds", unit="img", disable=not progress, leave=False)
-        for chunk, x, _ in _batches(dataset, size, batch_size):
+        for chunk, x, _ in _batches(dataset, size, batch_size, indexes):
             taps.run(x.to(dev))
             for name in layers:
-                a = taps[name]
-                if a.dim() != 4:
-                    raise NeuronscopeError(
-                        f"layer {name!r} outputs shape {tuple(a.shape)}; dissection needs a spatial (B, C, H, W) layer"
-                    )
-                B, C = a.shape[:2]
-                if name not in sketches:
-                    sketches[name] = StreamingQuantile(C, k=sketch_k, device=dev)
-                    tops[name] = RunningTopK(C, top)
-                    map_size[name] = tuple(a.shape[-2:])
-                sketches[name].update(a.transpose(0, 1).reshape(C, -1).float())
-                tops[name].update(spatial_max(a, chunk))
+                a = _spatial(name, taps[name])
+                C = a.shape[1]
+                if name not in out:
+                    out[name] = ThresholdStats(StreamingQuantile(C, k=sketch_k, seed=seed, device=dev),
+                                               RunningTopK(C, top), tuple(a.shape[-2:]))
+                out[name].sketch.update(a.transpose(0, 1).reshape(C, -1).float())
+                out[name].top.update(spatial_max(a, chunk))
             bar.update(len(chunk))
-        bar.close()
-        thresholds = {name: sketches[name].quantile(1.0 - quantile) for name in layers}
-        rank_error = {name: sketches[name].rank_error(1.0 - quantile) for name in layers}
-        # A unit whose top values tie at its maximum (ReLU6 saturating at 6 on more than the top
-        # fraction of positions) would get an empty mask from A > T; for it the mask is A >= T,
-        # unless the unit is (nearly) constant: a dead unit (median = max) keeps A > T, i.e. no mask.
-        saturated = {
-            name: (thresholds[name] >= tops[name].values[:, 0].to(dev)) & (sketches[name].quantile(0.5) < thresholds[name])
-            for name in layers
-        }
+    bar.close()
+    return out
 
-        # Pass 2: IoU with every concept.
-        N = len(dataset.concepts)
-        inter = {name: torch.zeros((t.numel(), N), dtype=torch.float64, device=dev) for name, t in thresholds.items()}
-        union = {name: torch.zeros_like(inter[name]) for name in layers}
-        pixel_cols = dataset.pixel_concepts.to(dev)
-        label_cols = dataset.label_concepts.to(dev)
-        P = label_size * label_size
-        bar = tqdm(total=n, desc="dissect 2/2 IoU", unit="img", disable=not progress, leave=False)
-        for chunk, x, label_maps in _batches(dataset, size, batch_size, label_size=label_size):
+
+def iou_pass(model, dataset: SegmentationDataset, layers: Sequence[str], indexes: Sequence[int],
+             thresholds: dict[str, torch.Tensor], saturated: dict[str, torch.Tensor], *, size: int, label_size: int,
+             batch_size: int, progress: bool = False) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    """Pass 2 over the samples ``indexes``: per layer the (units, concepts) intersection and union counts.
+
+    The counts are sums of pixel counts (integers held exactly in float64), so
+    the counts of disjoint parts of the data add up to those of the whole.
+    """
+    dev = model.device
+    N = len(dataset.concepts)
+    inter = {name: torch.zeros((t.numel(), N), dtype=torch.float64, device=dev) for name, t in thresholds.items()}
+    union = {name: torch.zeros_like(inter[name]) for name in layers}
+    thresholds = {name: t.to(dev) for name, t in thresholds.items()}
+    saturated = {name: t.to(dev) for name, t in saturated.items()}
+    pixel_cols = dataset.pixel_concepts.to(dev)
+    label_cols = dataset.label_concepts.to(dev)
+    P = label_size * label_size
+    bar = tqdm(total=len(indexes), desc="dissect 2/2 IoU", unit="img", disable=not progress, leave=False)
+    with torch.inference_mode(), tap(model, layers, stop_early=True) as taps:
+        for chunk, x, label_maps in _batches(dataset, size, batch_size, indexes, label_size=label_size):
             taps.run(x.to(dev))
             for name in layers:
-                a = taps[name].float()
+                a = _spatial(name, taps[name]).float()
                 C = a.shape[1]
                 step = max(1, _CHUNK // P)
                 for b, i in enumerate(chunk):
@@ -240,7 +243,83 @@ def dissect(
                             I[:, lcols] += area.view(-1, 1)
                             U[:, lcols] += P - area.view(-1, 1)
             bar.update(len(chunk))
-        bar.close()
+    bar.close()
+    return {name: (inter[name], union[name]) for name in layers}
+
+
+def thresholds_of(stats: dict[str, ThresholdStats], quantile: float):
+    """Per layer: T_k, its rank-error bound, and which units saturate (from pass 1's statistics)."""
+    thresholds = {name: s.sketch.quantile(1.0 - quantile) for name, s in stats.items()}
+    rank_error = {name: s.sketch.rank_error(1.0 - quantile) for name, s in stats.items()}
+    # A unit whose top values tie at its maximum (ReLU6 saturating at 6 on more than the top
+    # fraction of positions) would get an empty mask from A > T; for it the mask is A >= T,
+    # unless the unit is (nearly) constant: a dead unit (median = max) keeps A > T, i.e. no mask.
+    saturated = {
+        name: (thresholds[name] >= s.top.values[:, 0].to(thresholds[name].device))
+        & (s.sketch.quantile(0.5) < thresholds[name])
+        for name, s in stats.items()
+    }
+    return thresholds, rank_error, saturated
+
+
+def dissect(
+    model,
+    dataset: SegmentationDataset,
+    layers: Sequence[str],
+    *,
+    size: int | None = None,
+    label_size: int = LABEL_SIZE,
+    batch_size: int = 16,
+    quantile: float = QUANTILE,
+    iou_threshold: float = IOU_THRESHOLD,
+    top: int = 10,
+    sketch_k: int = 1024,
+    progress: bool = True,
+    backend: str = "local",
+    workers: int | None = None,
+    ray_address: str | None = None,
+    threads: int | None = None,
+    shard_size: int | None = None,
+    send_images: bool = False,
+) -> dict[str, LayerDissection]:
+    """Dissect ``layers`` of ``model`` on ``dataset``; one :class:`LayerDissection` per layer.
+
+    ``backend="ray"`` runs both passes sharded over Ray workers (:mod:`.sharded`):
+    the merged sketches are within their stated bound, the top images and,
+    given the same thresholds, the IoU counts are exactly the local ones.
+    """
+    layers = _check_layers(model, layers)
+    if not 0 < quantile < 0.5:
+        raise NeuronscopeError(f"quantile must be in (0, 0.5) (the top fraction of activations), got {quantile}")
+    if not 0 <= iou_threshold < 1:
+        raise NeuronscopeError(f"iou_threshold must be in [0, 1), got {iou_threshold}")
+    if batch_size < 1 or top < 1 or label_size < 4:
+        raise NeuronscopeError("batch_size and top must be >= 1, label_size >= 4")
+    if backend not in ("local", "ray"):
+        raise NeuronscopeError(f"unknown backend {backend!r}; valid: local, ray")
+    if backend == "local" and (workers not in (None, 1) or ray_address or send_images):
+        raise NeuronscopeError("--workers, --ray-address and --send-images are for --backend ray")
+    size = size or model.input_size
+    n = len(dataset)
+    top = min(top, n)
+    every = list(range(n))
+    settings = dict(size=size, label_size=label_size, batch_size=batch_size, top=top, sketch_k=sketch_k)
+
+    if backend == "ray":
+        from .sharded import ShardedDissection
+
+        with ShardedDissection(model, dataset, layers, settings, workers=workers or 2, address=ray_address,
+                               threads=threads or 1, shard_size=shard_size, send_images=send_images,
+                               progress=progress) as sharded:
+            stats = sharded.threshold_pass()
+            thresholds, rank_error, saturated = thresholds_of(stats, quantile)
+            counts = sharded.iou_pass(thresholds, saturated)
+    else:
+        stats = threshold_pass(model, dataset, layers, every, size=size, batch_size=batch_size, top=top,
+                               sketch_k=sketch_k, progress=progress)
+        thresholds, rank_error, saturated = thresholds_of(stats, quantile)
+        counts = iou_pass(model, dataset, layers, every, thresholds, saturated, size=size, label_size=label_size,
+                          batch_size=batch_size, progress=progress)
 
     out = {}
     for name in layers:
@@ -248,13 +327,13 @@ def dissect(
             layer=name,
             concepts=dataset.concepts,
             thresholds=thresholds[name].cpu(),
-            intersection=inter[name].cpu(),
-            union=union[name].cpu(),
-            top_images=tops[name].ids,
-            top_scores=tops[name].values,
+            intersection=counts[name][0].cpu(),
+            union=counts[name][1].cpu(),
+            top_images=stats[name].top.ids,
+            top_scores=stats[name].top.values,
             rank_error=rank_error[name].cpu(),
             saturated=saturated[name].cpu(),
-            map_size=map_size[name],
+            map_size=stats[name].map_size,
             quantile=quantile,
             iou_threshold=iou_threshold,
             settings={
@@ -264,7 +343,8 @@ def dissect(
                 "quantile": quantile,
                 "iou_threshold": iou_threshold,
                 "sketch_k": sketch_k,
-                "sketch_exact": sketches[name].exact,
+                "sketch_exact": stats[name].sketch.exact,
+                "backend": backend,
             },
         )
     return out
