@@ -12,6 +12,7 @@ the driver alone reads and writes them.
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 from pathlib import Path
 
@@ -173,6 +174,9 @@ def test_topk_on_ray_equals_the_local_pass_and_resumes_shard_by_shard(denied, li
         assert st.progress() == {l: (8, 17) for l in layers}  # two shards of four images
         assert all(st.images_done(l) + sum(b - a for a, b in st.shards(l)) == 8 for l in layers)
 
+    shutil.copytree(denied / "ray", denied / "ray-then-local")
+    finished_locally = run_topk(lite0, images, layers, store=denied / "ray-then-local", **common)  # skips done shards
+    finished_locally.store.close()
     resumed = run_topk(lite0, images, layers, store=denied / "ray", **common, **sharded)
     try:
         assert resumed.images_processed + len(resumed.failed) == 17 - 8  # only the shards not committed
@@ -182,6 +186,8 @@ def test_topk_on_ray_equals_the_local_pass_and_resumes_shard_by_shard(denied, li
             assert all(b.shards(l) == [] for l in layers)  # the prefix absorbed every shard
             for l in layers:
                 assert a.running(l).equals(b.running(l))  # same images, values and positions
+            with Store.open(denied / "ray-then-local") as c:
+                assert c.progress() == a.progress() and all(a.running(l).equals(c.running(l)) for l in layers)
             assert [p for p, _ in a.failed_images()] == [p for p, _ in b.failed_images()] == [str(images / "broken.png")]
             for i in sorted({e.image_id for l in layers for u in range(3) for e in a.entries(l, u)}):
                 assert (a.path / "views" / f"{i:06d}.png").read_bytes() == (b.path / "views" / f"{i:06d}.png").read_bytes()
