@@ -86,6 +86,10 @@ def _stop_leftover_ray_processes() -> None:
             pass
 
 
+def _niceness() -> int:
+    return os.nice(0)
+
+
 @pytest.fixture(scope="module")
 def denied(tmp_path_factory):
     try:
@@ -101,7 +105,7 @@ def denied(tmp_path_factory):
     for attempt in range(3):  # an overloaded machine can make Ray's own start-up time out
         try:
             ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="ERROR",
-                     object_store_memory=150 * 1024 * 1024,
+                     object_store_memory=150 * 1024 * 1024, _system_config={"worker_niceness": 0},
                      runtime_env={"working_dir": str(cwd), "worker_process_setup_hook": _deny_driver_files,
                                   "env_vars": {DENY_VAR: str(folder), "OMP_NUM_THREADS": "1"}})
             break
@@ -114,6 +118,7 @@ def denied(tmp_path_factory):
         worker_cwd, outcome = ray.get(ray.remote(num_cpus=1)(_probe).remote(str(folder)))
         assert "denied access" in outcome, outcome  # the hook is in force in the workers
         assert Path(worker_cwd).resolve() != Path.cwd().resolve()
+        assert ray.get(ray.remote(num_cpus=1)(_niceness).remote()) == os.nice(0)  # workers at our priority
         assert not (folder / "probe.txt").exists()
         yield folder
     finally:
