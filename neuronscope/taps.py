@@ -19,6 +19,7 @@ from typing import Any, Iterable, Iterator
 import torch
 from torch import nn
 
+from . import layouts
 from .errors import NeuronscopeError, closest
 from .models.adapter import Model
 
@@ -92,7 +93,9 @@ class Taps:
         self.addresses = addresses
         self.stop_early = stop_early and not any(a.path == "logits" for a in addresses)
         self.values: dict[str, Any] = {}
+        self.kinds: dict[str, str] = {}  # address -> layout applied (neuronscope.layouts)
         self._pending: set[str] = set()
+        self._calls_left: dict[str, int] = {}  # a module run several times (a shared ReLU): its last call counts
         self._running = False  # stop early only inside run(), never in a user's own model(x)
 
     def __getitem__(self, name: str) -> torch.Tensor:
@@ -114,8 +117,11 @@ class Taps:
         return name in self.values
 
     def _store(self, addr: Address, output: Any) -> None:
-        self.values[addr.text] = select(output, addr)
-        self._pending.discard(addr.text)
+        self.values[addr.text], self.kinds[addr.text] = layouts.view(self.model, addr, output, select)
+        left = self._calls_left.get(addr.text, 1) - 1
+        self._calls_left[addr.text] = left
+        if left <= 0:
+            self._pending.discard(addr.text)
         if self.stop_early and self._running and not self._pending:
             raise _StopForward
 
@@ -123,6 +129,7 @@ class Taps:
         """Forward ``x`` and fill the taps; returns the logits when they were computed."""
         self.values.clear()
         self._pending = {a.text for a in self.addresses}
+        self._calls_left = {a.text: layouts.calls(self.model, a.path) for a in self.addresses if not a.pseudo}
         self._running = True
         try:
             return self.model(x)
@@ -142,6 +149,8 @@ def tap(model: Model, layers: Iterable[str], *, stop_early: bool = False) -> Ite
     addresses = []
     for name in dict.fromkeys(layers):
         addresses.append(resolve(model, name))
+    if any(not a.pseudo for a in addresses):
+        layouts.probe(model)  # once per model, before any hook: layouts and call counts (neuronscope.layouts)
     taps = Taps(model, addresses, stop_early)
     handles = []
     try:
@@ -193,7 +202,7 @@ def describe_layers(model: Model, size: int | None = None) -> list[LayerInfo]:
     try:
         def record(name):
             def hook(module, args, out):
-                found.setdefault(name, (type(module).__name__, out))
+                found[name] = (type(module).__name__, out)  # a module run several times: its last call, as taps see it
             return hook
 
         for name, module in model.net.named_modules():
@@ -214,8 +223,9 @@ def describe_layers(model: Model, size: int | None = None) -> list[LayerInfo]:
             continue
         kind, out = found[name]
         for addr, t in _shape_entries(name, out):
-            shape = tuple(t.shape[1:])
-            rows.append(LayerInfo(addr, kind, shape, channel_count(shape)))
+            for text, shape, note in layouts.expand(model, addr, t):  # token grids and channels-last as maps
+                note = "" if note in (layouts.CHANNELS_FIRST, layouts.RAW) else f" ({note.replace('_', '-')})"
+                rows.append(LayerInfo(text, kind + note, shape, channel_count(shape)))
     rows.append(LayerInfo("logits", "pseudo", tuple(logits.shape[1:]), logits.shape[1]))
     return rows
 
