@@ -41,18 +41,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from .errors import NeuronscopeError
+from .models.activations import unchanged_message
 from .taps import resolve, tap
 
 MODES = ("gradient", "deconv", "guided")
 SEEDS = ("activation", "ones")
 FILTERS = ("raw", "gray", "norm", "normblur")
-
-# Activations the rules do not cover: left unchanged, with a warning (docs/design.md 5.7).
-_OTHER_ACTIVATIONS = (
-    nn.SiLU, nn.GELU, nn.Hardswish, nn.Hardsigmoid, nn.Sigmoid, nn.Tanh, nn.LeakyReLU, nn.PReLU, nn.ELU,
-    nn.SELU, nn.CELU, nn.Mish, nn.Softplus, nn.RReLU,
-)
-# nn.Hardtanh other than ReLU6 too (ReLU6 is a Hardtanh subclass and is swapped).
 
 # Swapping modules edits the model for the duration of one call; serialize calls
 # so that two threads (e.g. the browser toolbox) never interleave swaps.
@@ -122,17 +116,9 @@ def rectifier_rules(model: nn.Module, mode: str) -> Iterator[int]:
                     if isinstance(child, (nn.ReLU, nn.ReLU6)):
                         parent._modules[name] = RuleRectifier(child, mode)
                         swapped.append((parent, name, child))
-            others = sorted({
-                type(m).__name__ for m in root.modules()
-                if isinstance(m, _OTHER_ACTIVATIONS) or (type(m) is nn.Hardtanh)
-            })
+            others = unchanged_message(root, repr(mode))
             if others:
-                warnings.warn(
-                    f"{', '.join(others)} module(s) keep their ordinary gradient: the {mode!r} rule is defined "
-                    "for ReLU and ReLU6 only",
-                    RuntimeWarning,
-                    stacklevel=3,
-                )
+                warnings.warn(others, RuntimeWarning, stacklevel=3)
             if not swapped:
                 warnings.warn(
                     f"no nn.ReLU/nn.ReLU6 module found in {type(root).__name__}: the {mode!r} rule "

@@ -16,6 +16,8 @@ from contextlib import contextmanager
 import torch
 from torch import nn
 
+from ..models.activations import unchanged_message
+
 
 #: the clamp activations neuronscope redirects and fuses -> their upper bound (None: unbounded)
 ACTIVATIONS = {"relu": None, "relu6": 6.0}
@@ -108,6 +110,9 @@ def redirected_relus(net: nn.Module, enabled: bool = True):
         if not swapped and not fused:
             warnings.warn("ReLU redirection: the model has no nn.ReLU/nn.ReLU6 modules to swap "
                           "(functional relu cannot be intercepted)", stacklevel=3)
+        others = unchanged_message(net, "ReLU-redirection")
+        if others:
+            warnings.warn(others, RuntimeWarning, stacklevel=3)
         yield len(swapped) + len(fused)
     finally:
         for parent, name, child in swapped:
