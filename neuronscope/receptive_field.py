@@ -10,6 +10,9 @@ Two ways to find the input region a unit at (x, y) of a layer can see:
   ones (docs/design.md 5.4): the support of d(centre unit)/d(input), unioned over a few
   random inputs, gives the centre unit's box; other units use that box shifted
   by (unit offset) x stride, where stride = input size / map size.
+* token layers (ViT patch tokens, :mod:`neuronscope.layouts`): attention lets
+  every token see the whole image, so the gradient's support says nothing; a
+  token's box is its own patch, the grid cell it was embedded from.
 
 A max patch is the box of the unit at its argmax, cropped from the image the
 network saw and clipped to it; clipped patches are placed at their offset on a
@@ -130,6 +133,9 @@ def receptive_field(
         with tap(model, [layer], stop_early=True) as taps:
             taps.run(x)
             act = taps[layer]
+            kind = taps.kinds.get(layer)
+        if act.dim() == 4 and kind == "tokens":
+            return token_receptive_field(layer, size, act.shape[-2], act.shape[-1])
         if act.dim() != 4:
             return ReceptiveField(layer, size, 0, 0, float(size), float(size), -1, -1, (0, 0, size, size))
         _, c, h, w = act.shape
@@ -149,3 +155,11 @@ def receptive_field(
         )
     box = (int(cols[0]), int(rows[0]), int(cols[-1]) + 1, int(rows[-1]) + 1)
     return ReceptiveField(layer, size, h, w, size / h, size / w, yc, xc, box)
+
+
+def token_receptive_field(layer: str, size: int, h: int, w: int) -> ReceptiveField:
+    """Patch tokens on an ``h`` x ``w`` grid over a ``size`` px image: each unit's box is its patch."""
+    sy, sx = size / h, size / w
+    yc, xc = h // 2, w // 2
+    box = (round(xc * sx), round(yc * sy), round((xc + 1) * sx), round((yc + 1) * sy))
+    return ReceptiveField(layer, size, h, w, sy, sx, yc, xc, box)

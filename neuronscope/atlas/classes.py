@@ -32,6 +32,7 @@ import torch
 import torch.autograd.forward_ad as fwAD
 import torch.nn.functional as F
 
+from .. import layouts
 from ..errors import NeuronscopeError
 from ..models import Model
 from ..taps import activations, layer_shapes
@@ -52,10 +53,9 @@ def _jacobian_one(model: Model, layer: str, x: torch.Tensor, channels: Sequence[
         def hook(mod, args, out):
             if not isinstance(out, torch.Tensor):
                 raise NeuronscopeError(f"layer {layer!r} does not output one tensor; class attribution needs one")
-            onehot = F.one_hot(idx, out.shape[1]).to(out.dtype)
-            pert = shift[:, None] * onehot  # (b, C)
-            pert = pert.view(b, out.shape[1], *([1] * (out.dim() - 2)))
-            return out.expand(b, *out.shape[1:]) + pert
+            channels = out.shape[layouts.channel_axis(model, layer, out)]  # tokens, channels-last: the last axis
+            onehot = F.one_hot(idx, channels).to(out.dtype)
+            return layouts.shift_channels(model, layer, out, shift[:, None] * onehot)
 
         handle = module.register_forward_hook(hook)
         try:

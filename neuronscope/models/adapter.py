@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from ..errors import NeuronscopeError
@@ -89,6 +90,8 @@ class ModelInfo:
     eval_resize: float = 0.875  # centre-crop fraction used for evaluation
     source: str = "user"
     extra: dict[str, Any] = field(default_factory=dict)
+    # the network only runs at input_size (a ViT with fixed position embeddings): other sizes are resized to it
+    fixed_size: bool = False
 
 
 class Model(Frozen):
@@ -150,6 +153,10 @@ class Model(Frozen):
         if x.dim() != 4 or x.shape[1] != 3:
             raise NeuronscopeError(f"expected an image batch of shape (B, 3, H, W), got {tuple(x.shape)}")
         check_input_range(x, self.name)
+        s = self.info.input_size
+        if self.info.fixed_size and tuple(x.shape[-2:]) != (s, s):
+            # bilinear, antialiased when shrinking; differentiable, so renders at any size still work
+            x = F.interpolate(x, size=(s, s), mode="bilinear", align_corners=False, antialias=min(x.shape[-2:]) > s)
         return self.select_logits(self.net(self.preprocess(x)))
 
     def label(self, k: int) -> str:

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import importlib
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 import torch
 from torch import nn
 
 from ..errors import NeuronscopeError, closest
+from ..layouts import check_names, make_spec
 from .adapter import Model, ModelInfo
 from .efficientnet_lite import CONFIGS, build_efficientnet_lite
 
@@ -45,6 +46,11 @@ def _embedded(name: str) -> Model:
     return Model(net, "minus_one_one", info)
 
 
+def _has_position_embedding(net: nn.Module) -> bool:
+    """ViT-style networks (torchvision's ``pos_embedding``, timm's ``pos_embed``) run at one input size."""
+    return any("pos_embed" in n for n, _ in net.named_parameters())
+
+
 def _torchvision(name: str) -> Model:
     try:
         from torchvision import models as tvm
@@ -56,7 +62,8 @@ def _torchvision(name: str) -> Model:
     except ValueError as e:
         raise NeuronscopeError(f"torchvision has no model {name!r}") from e
     size = weights.transforms().crop_size[0]
-    info = ModelInfo(name=f"torchvision:{name}", input_size=size, labels=list(weights.meta["categories"]), source="torchvision")
+    info = ModelInfo(name=f"torchvision:{name}", input_size=size, labels=list(weights.meta["categories"]), source="torchvision",
+                     fixed_size=_has_position_embedding(net))
     return Model(net, "imagenet", info)
 
 
@@ -72,7 +79,8 @@ def _timm(name: str) -> Model:
 
     pre = Normalize(cfg.get("mean", (0.485, 0.456, 0.406)), cfg.get("std", (0.229, 0.224, 0.225)))
     labels = imagenet_labels() if cfg.get("num_classes", 1000) == 1000 else None
-    info = ModelInfo(name=f"timm:{name}", input_size=size, labels=labels, eval_resize=cfg.get("crop_pct", 0.875), source="timm")
+    info = ModelInfo(name=f"timm:{name}", input_size=size, labels=labels, eval_resize=cfg.get("crop_pct", 0.875), source="timm",
+                     fixed_size=_has_position_embedding(net) and not getattr(net, "dynamic_img_size", False))
     return Model(net, pre, info)
 
 
@@ -105,6 +113,10 @@ def load_model(
     labels: list[str] | None = None,
     output: int | str | None = None,
     name: str | None = None,
+    token_grid: tuple[int, int] | None = None,
+    prefix_tokens: int | Sequence[str] | None = None,
+    layouts: dict[str, str] | None = None,
+    fixed_size: bool | None = None,
 ) -> Model:
     """Load a model by name, or wrap a user ``nn.Module``.
 
@@ -113,8 +125,29 @@ def load_model(
     the internet), or ``package.module:factory``. A user module needs its
     ``preprocess`` declared: ``"imagenet"``, ``"minus_one_one"``, ``"none"``, an
     ``nn.Module`` or a callable on [0, 1] batches.
+
+    ``token_grid``, ``prefix_tokens`` and ``layouts`` declare how token and
+    channels-last outputs map to channels and space when that cannot be
+    inferred (see :mod:`neuronscope.layouts`), e.g. ``token_grid=(14, 14),
+    prefix_tokens=1`` for a ViT-B/16 at 224 px. ``fixed_size=True`` says the
+    network only runs at ``input_size`` (fixed position embeddings): images of
+    other sizes (renders' jittered and scaled crops, top-k at ``--size``) are
+    resized to it; torchvision and timm models with position embeddings get it
+    by default.
     """
     dev = resolve_device(device)
+    spec = make_spec(token_grid, prefix_tokens, layouts)
+    m = _load(model, dev, preprocess, input_size, labels, output, name)
+    if fixed_size is not None:
+        m.info.fixed_size = bool(fixed_size)
+    if spec is not None:
+        check_names(spec, [n for n, _ in m.net.named_modules() if n])
+        m.info.extra["layout"] = spec
+        m.__dict__.pop("_neuronscope_probe", None)
+    return m
+
+
+def _load(model, dev, preprocess, input_size, labels, output, name) -> Model:
     if isinstance(model, Model):
         return model.to(dev)
     if isinstance(model, nn.Module):
