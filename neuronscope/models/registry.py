@@ -84,6 +84,19 @@ def _timm(name: str) -> Model:
     return Model(net, pre, info)
 
 
+def _onnx(path: str, preprocess, input_size: int | None, labels: list[str] | None, name: str | None) -> Model:
+    """An ONNX file through onnx2torch; size and classes from the graph unless given."""
+    from .onnx_import import convert_onnx
+
+    net, declared_size, classes = convert_onnx(path)
+    if labels is None and classes == 1000:
+        labels = imagenet_labels()
+    size = input_size or declared_size or 224
+    info = ModelInfo(name=name or f"onnx:{path}", input_size=size, labels=labels, source="onnx",
+                     fixed_size=declared_size is not None)  # a graph traced at one size runs at that size
+    return Model(net, "imagenet" if preprocess is None else preprocess, info)
+
+
 def _from_import(spec: str) -> Model:
     """``package.module:factory`` — a callable returning an nn.Module or a Model."""
     mod_name, _, attr = spec.partition(":")
@@ -109,7 +122,7 @@ def load_model(
     *,
     device: str | torch.device | None = None,
     preprocess: str | nn.Module | Callable | None = None,
-    input_size: int = 224,
+    input_size: int | None = None,
     labels: list[str] | None = None,
     output: int | str | None = None,
     name: str | None = None,
@@ -122,7 +135,9 @@ def load_model(
 
     Names: ``efficientnet_lite0|1|2`` (embedded weights), ``torchvision:NAME``,
     ``timm:NAME`` (optional extras; their weights come from the user's cache or
-    the internet), or ``package.module:factory``. A user module needs its
+    the internet), ``onnx:PATH`` (an ONNX file, through the optional onnx2torch;
+    ``preprocess`` defaults to ImageNet normalization, size and labels come from
+    the graph unless given), or ``package.module:factory``. A user module needs its
     ``preprocess`` declared: ``"imagenet"``, ``"minus_one_one"``, ``"none"``, an
     ``nn.Module`` or a callable on [0, 1] batches.
 
@@ -156,7 +171,7 @@ def _load(model, dev, preprocess, input_size, labels, output, name) -> Model:
                 "a user nn.Module needs its preprocessing declared: preprocess='imagenet', "
                 "'minus_one_one', 'none', an nn.Module or a callable"
             )
-        info = ModelInfo(name=name or type(model).__name__, input_size=input_size, labels=labels)
+        info = ModelInfo(name=name or type(model).__name__, input_size=input_size or 224, labels=labels)
         return Model(model, preprocess, info, output=output).to(dev)
     if not isinstance(model, str):
         raise NeuronscopeError(f"load_model expects a name or an nn.Module, got {type(model).__name__}")
@@ -167,6 +182,8 @@ def _load(model, dev, preprocess, input_size, labels, output, name) -> Model:
         m = _torchvision(key.split(":", 1)[1])
     elif key.startswith("timm:"):
         m = _timm(key.split(":", 1)[1])
+    elif key.startswith("onnx:"):
+        m = _onnx(key.split(":", 1)[1], preprocess, input_size, labels, name)
     elif ":" in key:
         from ..model_import import import_factory
 
@@ -177,7 +194,7 @@ def _load(model, dev, preprocess, input_size, labels, output, name) -> Model:
         raise NeuronscopeError(
             f"unknown model {model!r}; embedded models: {', '.join(CONFIGS)}"
             + (f" (did you mean {hits[0]}?)" if hits else "")
-            + "; also torchvision:NAME, timm:NAME or package.module:factory"
+            + "; also torchvision:NAME, timm:NAME, onnx:PATH or package.module:factory"
         )
     if output is not None:
         m.output = output
