@@ -159,7 +159,7 @@ def run_chain(
     ``extra`` is another per-row objective on G(h) added with ``extra_weight``,
     normalized like the condition (inpainting's context match).
     """
-    from tqdm import tqdm
+    from tqdm.auto import tqdm
 
     if cfg.prior not in PRIORS:
         raise NeuronscopeError(f"unknown prior {cfg.prior!r}; valid: {', '.join(PRIORS)}")

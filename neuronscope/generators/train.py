@@ -143,7 +143,7 @@ def code_and_features(model, x_code: torch.Tensor, spec: CodeSpec, comparator: s
 
 def build_bank(model, paths: Sequence[Path], spec: CodeSpec, cfg: TrainConfig, *, progress: bool = True) -> dict:
     """Augmented views of the photos with their codes and comparator features (see module doc)."""
-    from tqdm import tqdm
+    from tqdm.auto import tqdm
 
     rng = random.Random(cfg.seed)
     xs, hs, fs = [], [], []
@@ -194,7 +194,7 @@ def heldout_tensors(model, paths: Sequence[Path], spec: CodeSpec, image_size: in
 
 def train_dae(codes: torch.Tensor, stats: CodeStats, spec: CodeSpec, cfg: TrainConfig, *, progress: bool = True) -> CodeDAE:
     """R: noisy code -> clean code, Gaussian noise of ``dae_noise`` x per-unit std."""
-    from tqdm import tqdm
+    from tqdm.auto import tqdm
 
     C = codes.shape[1] // max(1, spec.grid) ** 2
     dae = CodeDAE(C, spec.grid)
@@ -447,7 +447,7 @@ class Trainer:
     # ------------------------------------------------------------ loop
 
     def run(self) -> Generator:
-        from tqdm import tqdm
+        from tqdm.auto import tqdm
 
         self.setup()
         cfg = self.cfg

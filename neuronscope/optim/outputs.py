@@ -16,6 +16,7 @@ from typing import Sequence
 from .. import __version__
 from ..images import atomic_write_json, atomic_write_text, labelled_grid, save_png
 from ..outdir import building_output_dir
+from ..notebook import Sheet
 from ..templating import render_template
 
 
@@ -66,7 +67,7 @@ def write_render(
         }
         atomic_write_json(tmp / "manifest.json", manifest)
         atomic_write_text(tmp / "index.html", _html(title, model_name, entries, extra or {}))
-    return out
+    return Sheet(out)  # a Path that shows its grid.png in Jupyter
 
 
 def _html(title: str, model_name: str, entries: list[dict], extra: dict) -> str:
