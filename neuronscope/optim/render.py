@@ -17,6 +17,7 @@ import torch
 from .engine.heap import roomy_heap
 from ..errors import NeuronscopeError
 from ..models import Model
+from ..notebook import RenderDisplay
 from ..taps import layer_shapes, tap
 from .engine.adam import Adam
 from .engine.fast_copy import use_fast
@@ -37,7 +38,7 @@ PostStep = Callable[[ImageParam, int, torch.Tensor], None]
 
 
 @dataclass
-class RenderResult:
+class RenderResult(RenderDisplay):  # shows itself in Jupyter (neuronscope.notebook)
     images: torch.Tensor  # (B, 3, H, W) in [0, 1], CPU
     values: torch.Tensor  # (B,) objective per row on the returned images (no transforms)
     trace: np.ndarray  # (steps, B) objective per row at each step (under transforms)
