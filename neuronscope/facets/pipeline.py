@@ -24,6 +24,7 @@ import torch.nn.functional as F
 
 from ..errors import NeuronscopeError
 from ..models.adapter import Model
+from ..notebook import FacetDisplay
 from .cluster import Clustering, cluster, nearest_members
 from .embed import embed
 from .examples import Examples, collect_examples
@@ -60,7 +61,7 @@ class Facet:
 
 
 @dataclass
-class FacetResult:
+class FacetResult(FacetDisplay):  # shows itself in Jupyter (neuronscope.notebook)
     unit: Unit
     model: str
     mode: str  # "data" or "diversity"

@@ -19,6 +19,7 @@ from PIL import Image, ImageDraw
 from ..images import save_png
 from ..sheets import Figure, Link, Section, as_pil, caption_block, mosaic, stack, write_html_page
 from .pipeline import Facet, FacetResult
+from ..notebook import FacetSheet
 
 CELL = 160
 
@@ -103,7 +104,7 @@ def _facet_row(result: FacetResult, rank: int, f: Facet) -> tuple[Image.Image, l
     return row, figs, head
 
 
-def write_facet_sheet(result: FacetResult, out: str | Path, name: str | None = None) -> tuple[Path, Path]:
+def write_facet_sheet(result: FacetResult, out: str | Path, name: str | None = None) -> FacetSheet:
     """Write ``<out>/<unit>.html`` and ``<out>/<unit>.png``; returns (html, png)."""
     out = Path(out)
     name = name or result.unit.slug
@@ -146,4 +147,4 @@ def write_facet_sheet(result: FacetResult, out: str | Path, name: str | None = N
     png = save_png(sheet, out / f"{name}.png")
     sections[0].links.append(Link("The whole sheet as one picture: ", png.name, png.name))
     page = write_html_page(out / f"{name}.html", title, sections)
-    return page, png
+    return FacetSheet(page, png)
