@@ -283,10 +283,10 @@ def test_cli_layers_and_render(name, tmp_path, capsys):
 def test_cli_backprop_topk_and_atlas_on_the_vit(image_folder, tmp_path, capsys):
     img = next(image_folder.glob("*.png"))
     assert main(["backprop", "tests.nets:vit", str(img), "blocks.1:3@2,2", "--mode", "guided",
-                 "--out", str(tmp_path / "bp.png")]) == 0
-    assert (tmp_path / "bp.png").exists()
+                 "--out", str(tmp_path / "bp")]) == 0
+    assert list((tmp_path / "bp").glob("*.png"))
     assert main(["backprop", "tests.nets:vit", str(img), "blocks.1[cls]:3", "--mode", "gradient",
-                 "--out", str(tmp_path / "bp2.png")]) == 0
+                 "--out", str(tmp_path / "bp2")]) == 0
     assert main(["topk", "tests.nets:vit", "--images", str(image_folder), "--layers", "blocks.1",
                  "--k", "2", "--units", "0-1", "--quiet", "--out", str(tmp_path / "tk")]) == 0
     assert main(["atlas", "tests.nets:convnext", "--layers", "stages.0.0.pwconv1:0", "--size", "32",
