@@ -56,7 +56,7 @@ ARCHS: dict[str, dict[str, Any]] = {
     "deepsim-pool5": dict(layer="pool5", code_shape=(256, 6, 6), builtin=False,
                           caffemodel=f"pool5/generator.caffemodel in {DEEPSIM_ZIP} ({SYNTHESIZING} nets/upconv/download.sh)",
                           prototxt=f"pool5/generator.prototxt in {DEEPSIM_ZIP}",
-                          act_range=f"act_range/3x/pool5.txt in {SYNTHESIZING}"),
+                          act_range=f"act_range/2x/pool5.txt (1x/ and 2x/ only) in {SYNTHESIZING}"),
     # Any other feed-forward Caffe generator (e.g. the DeePSiM conv-layer inversions): the prototxt
     # is required and gives the code size; --code-layer names the layer it inverts.
     "caffe": dict(layer=None, code_shape=None, builtin=False,
