@@ -411,7 +411,7 @@ def test_dgn_sample_and_inpaint_run_end_to_end_with_both_generators(caffe_files,
         assert main(["dgn", "efficientnet_lite0", "class:9", "--generator", str(g), "--steps", "3", "--size", "32",
                      "--out", str(out), "--quiet"]) == 0
         rec = json.loads((out / "dgn.json").read_text())
-        assert rec["targets"] == ["ostrich (9)"] and np.isfinite(rec["values"][0]) and (out / "dgn_000.png").exists()
+        assert len(rec["targets"]) == 1 and rec["targets"][0].startswith("ostrich") and np.isfinite(rec["values"][0]) and (out / "dgn_000.png").exists()
         out = tmp_path / f"sample{i}"
         assert main(["sample", "efficientnet_lite0", "class:9", "--generator", str(g), "--n", "2", "--steps", "4",
                      "--save-every", "2", "--size", "32", "--out", str(out), "--quiet"]) == 0
