@@ -21,9 +21,9 @@ the view would change shape with the seed's scale. We therefore use
 max(R_out, 0) for ReLU6 as well, which keeps the view positively homogeneous in
 the seed (doubling the seed doubles the view) like every other mode.
 
-The rules are applied by temporarily swapping every ``nn.ReLU`` and
-``nn.ReLU6`` module of ``model.net`` for a module running a custom autograd
-function; the originals are put back in ``finally``, whatever happens. A network
+The rules are the table of :mod:`neuronscope.gradient_overrides`, applied by
+temporarily swapping every ``nn.ReLU`` and ``nn.ReLU6`` module of ``model.net``
+(:func:`rectifier_rules`); the originals are put back whatever happens. A network
 that calls ``F.relu`` functionally cannot be intercepted: then nothing is
 swapped, every mode degenerates to the plain gradient, and a warning says so.
 """
@@ -31,8 +31,6 @@ swapped, every mode degenerates to the plain gradient, and a warning says so.
 from __future__ import annotations
 
 import operator
-import threading
-import warnings
 from contextlib import contextmanager
 from typing import Iterator, Sequence
 
@@ -40,57 +38,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from . import gradient_overrides
 from .errors import NeuronscopeError
-from .models.activations import unchanged_message
+from .gradient_overrides import RuleRectifier  # noqa: F401 (public name, kept here too)
 from .taps import resolve, tap
 
 MODES = ("gradient", "deconv", "guided")
 SEEDS = ("activation", "ones")
 FILTERS = ("raw", "gray", "norm", "normblur")
-
-# Swapping modules edits the model for the duration of one call; serialize calls
-# so that two threads (e.g. the browser toolbox) never interleave swaps.
-_SWAP_LOCK = threading.RLock()
-
-
-class _RectifierRule(torch.autograd.Function):
-    """Forward: clamp(z, 0, upper). Backward: the rule of ``mode`` (module docstring)."""
-
-    @staticmethod
-    def forward(ctx, z: torch.Tensor, mode: str, upper: float | None) -> torch.Tensor:  # noqa: D401
-        ctx.save_for_backward(z)
-        ctx.mode = mode
-        ctx.upper = upper
-        return z.clamp(min=0.0) if upper is None else z.clamp(0.0, upper)
-
-    @staticmethod
-    def backward(ctx, r: torch.Tensor):
-        (z,) = ctx.saved_tensors
-        if ctx.mode == "deconv":
-            return r.clamp(min=0.0), None, None
-        open_ = z > 0
-        if ctx.upper is not None:
-            open_ = open_ & (z < ctx.upper)
-        if ctx.mode == "gradient":
-            return r * open_, None, None
-        return r * (open_ & (r > 0)), None, None
-
-
-class RuleRectifier(nn.Module):
-    """Stand-in for an ``nn.ReLU``/``nn.ReLU6`` whose backward follows one rule."""
-
-    def __init__(self, original: nn.Module, mode: str):
-        super().__init__()
-        self.mode = mode
-        self.upper = 6.0 if isinstance(original, nn.ReLU6) else None
-        # Kept outside _modules so that named_modules() is unchanged in shape.
-        self.__dict__["original"] = original
-
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
-        return _RectifierRule.apply(z, self.mode, self.upper)
-
-    def extra_repr(self) -> str:
-        return f"mode={self.mode}, upper={self.upper}"
 
 
 def _check_mode(mode: str) -> str:
@@ -107,29 +62,8 @@ def rectifier_rules(model: nn.Module, mode: str) -> Iterator[int]:
     when the block exits, also on an exception. Warns when nothing was swapped.
     """
     _check_mode(mode)
-    root = getattr(model, "net", model)
-    swapped: list[tuple[nn.Module, str, nn.Module]] = []
-    with _SWAP_LOCK:
-        try:
-            for parent in list(root.modules()):
-                for name, child in list(parent._modules.items()):
-                    if isinstance(child, (nn.ReLU, nn.ReLU6)):
-                        parent._modules[name] = RuleRectifier(child, mode)
-                        swapped.append((parent, name, child))
-            others = unchanged_message(root, repr(mode))
-            if others:
-                warnings.warn(others, RuntimeWarning, stacklevel=3)
-            if not swapped:
-                warnings.warn(
-                    f"no nn.ReLU/nn.ReLU6 module found in {type(root).__name__}: the {mode!r} rule "
-                    "cannot be applied (functional relu calls are not interceptable), so this is the plain gradient",
-                    RuntimeWarning,
-                    stacklevel=3,
-                )
-            yield len(swapped)
-        finally:
-            for parent, name, child in reversed(swapped):
-                parent._modules[name] = child
+    with gradient_overrides.rectifier_rules(model, mode) as n:
+        yield n
 
 
 def _unit_map(model, act: torch.Tensor, layer: str, unit: int, position) -> torch.Tensor:

@@ -167,10 +167,10 @@ def test_backprop_modes_and_what_they_do_with_gelu(models, name):
 
 
 def test_relu_redirection_names_the_gelu_modules_it_leaves(models):
-    from neuronscope.optim.redirect import redirected_relus
+    from neuronscope.gradient_overrides import rectifier_rules
 
     with pytest.warns(RuntimeWarning, match=r"2 GELU module\(s\) keep their ordinary gradient \(blocks.0.mlp.act, blocks.1.mlp.act\)"):
-        with redirected_relus(models["vit"].net):
+        with rectifier_rules(models["vit"].net, "redirect"):
             pass
 
 

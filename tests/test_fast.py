@@ -221,7 +221,7 @@ def test_render_hooks_and_relu_swaps_happen_on_the_copy_and_are_undone(lite0):
 
     def cb(step, images, values):
         seen[step] = ({n for n, m in copy_.net.named_modules() if m._forward_hooks},
-                      sum(type(m).__name__ == "RedirectedReLU" or getattr(m, "redirect", False)
+                      sum(type(m).__name__ == "RuleRectifier" or getattr(m, "grad_rule", None)
                           for m in copy_.net.modules()))
 
     render(lite0, O.channel("blocks.4", 0) + O.class_logit(3), size=48, steps=2, preset="lucid", callback=cb,
@@ -229,7 +229,7 @@ def test_render_hooks_and_relu_swaps_happen_on_the_copy_and_are_undone(lite0):
     assert seen[0][0] == {"blocks.4"} and seen[0][1] > 10
     for m in (*lite0.modules(), *copy_.modules()):
         assert not (m._forward_hooks or m._forward_pre_hooks)
-        assert type(m).__name__ != "RedirectedReLU" and not getattr(m, "redirect", False)
+        assert type(m).__name__ != "RuleRectifier" and not getattr(m, "grad_rule", None)
 
 
 def test_automatic_choice_uses_the_copy_only_for_real_work_on_cpu(lite0):

@@ -51,11 +51,11 @@ def test_input_gradient_equals_autograd_in_float64(cin, cout, k, s, groups, pad,
 
 @pytest.mark.parametrize("act", ["relu", "relu6"])
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
-@pytest.mark.parametrize("redirect", [False, True])
-def test_fused_activation_equals_conv_then_activation(act, dtype, redirect):
+@pytest.mark.parametrize("rule", [None, "gradient", "deconv", "guided", "redirect"])
+def test_fused_activation_equals_conv_then_activation(act, dtype, rule):
     """float64 runs the two-step path, float32 oneDNN's fused kernel: both give the values and the
-    (optionally redirected) gradient of the separate convolution and ReLU/ReLU6."""
-    from neuronscope.optim.redirect import RedirectedReLU
+    gradient (ordinary, or under a rule of gradient_overrides) of the separate convolution and ReLU/ReLU6."""
+    from neuronscope.gradient_overrides import RuleRectifier
 
     g = torch.Generator().manual_seed(7)
     w = torch.randn(8, 1, 3, 3, generator=g, dtype=dtype).abs()  # positive, so a very negative row is dead
@@ -63,8 +63,10 @@ def test_fused_activation_equals_conv_then_activation(act, dtype, redirect):
     fused = FastConv2d(w, b, 2, "tf_same", 8, fused_activation=act)
     plain = FastConv2d(w, b, 2, "tf_same", 8)
     upper = 6.0 if act == "relu6" else None
-    activation = RedirectedReLU(upper) if redirect else (torch.nn.ReLU6() if upper else torch.nn.ReLU())
-    fused.redirect = redirect
+    activation = torch.nn.ReLU6() if upper else torch.nn.ReLU()
+    if rule is not None:
+        activation = RuleRectifier(activation, rule)
+    fused.grad_rule = rule
     x = (torch.randn(3, 8, 11, 10, generator=g, dtype=dtype) * 4).contiguous(memory_format=torch.channels_last)
     x[1] = -50.0  # a row whose activations are all zero: dead, so redirection has work to do
     x.requires_grad_(True)
@@ -76,7 +78,8 @@ def test_fused_activation_equals_conv_then_activation(act, dtype, redirect):
     tol = 1e-12 if dtype == torch.float64 else 1e-5
     assert (got_y - want_y).abs().max() < tol * 10
     assert (got - want).abs().max() < tol * 10 * want.abs().max()
-    assert bool(want[1].abs().sum() > 0) == redirect  # the dead row gets a gradient only when redirected
+    # the dead row gets a gradient only when redirected, or from deconv's rule, which ignores the forward mask
+    assert bool(want[1].abs().sum() > 0) == (rule in ("redirect", "deconv"))
     with torch.no_grad():
         assert (fused(x) - want_y).abs().max() < tol * 10
     from neuronscope.optim.engine.fast_conv import _ONEDNN_CONV_POINTWISE
@@ -169,7 +172,7 @@ def test_precision_choice_and_errors(lite0):
 @pytest.mark.parametrize("upper", [None, 6.0])
 @pytest.mark.parametrize("channels_last", [False, True])
 def test_redirected_backward_matches_its_definition(upper, channels_last):
-    from neuronscope.optim.redirect import _RedirectedClamp
+    from neuronscope.gradient_overrides import rectify
 
     g = torch.Generator().manual_seed(3)
     z = torch.randn(4, 5, 6, 6, generator=g) * 4
@@ -184,7 +187,7 @@ def test_redirected_backward_matches_its_definition(upper, channels_last):
         outward |= (z >= upper) & (go < 0)
     want = torch.where(dead.view(-1, 1, 1, 1), go.masked_fill(outward, 0.0), masked)
     zz = (z.contiguous(memory_format=torch.channels_last) if channels_last else z.clone()).requires_grad_(True)
-    got = torch.autograd.grad(_RedirectedClamp.apply(zz, upper), zz, go)[0]
+    got = torch.autograd.grad(rectify(zz, "redirect", upper), zz, go)[0]
     assert dead[1] and torch.equal(got, want)
 
 

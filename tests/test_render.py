@@ -176,11 +176,11 @@ def test_only_the_objective_layers_are_hooked_and_hooks_are_removed(lite0):
 
 
 def test_relu_redirection_gives_dead_rows_a_gradient(lite0):
-    from neuronscope.optim.redirect import redirected_relus
+    from neuronscope.gradient_overrides import rectifier_rules
 
     x = torch.zeros(1, 3, 48, 48, requires_grad=True)
     # a strongly negative input can leave a stem channel dead everywhere
-    with redirected_relus(lite0.net) as n:
+    with rectifier_rules(lite0.net, "redirect") as n:
         out = lite0.net.stem(lite0.preprocess(x - 5.0))
         out[:, 0].sum().backward()
     assert n > 10

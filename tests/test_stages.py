@@ -11,7 +11,7 @@ from neuronscope.errors import NeuronscopeError
 from neuronscope.optim import objectives as O
 from neuronscope.optim import render
 from neuronscope.optim.engine.fast_copy import fast_model, native_bf16
-from neuronscope.optim.redirect import RedirectedReLU
+from neuronscope.gradient_overrides import RuleRectifier
 from neuronscope.optim.engine.row_split import RowSplitter
 from neuronscope.optim.engine.stages import FLOAT32_TAIL, StagedNetwork, plan_stages
 from neuronscope.taps import tap
@@ -99,8 +99,8 @@ def test_mixed_render_raises_targets_and_restores_every_copy(lite0):
     # every copy is back to plain activations and no hooks are left
     for dtype in ("bfloat16", "float32"):
         net, _ = fast_model(lite0, [], precision=dtype)
-        assert not any(isinstance(m, RedirectedReLU) for m in net.modules())
-        assert not any(getattr(m, "redirect", False) for m in net.modules())
+        assert not any(isinstance(m, RuleRectifier) for m in net.modules())
+        assert not any(getattr(m, "grad_rule", None) for m in net.modules())
         assert not any(m._forward_hooks for m in net.modules())
 
 
@@ -115,12 +115,12 @@ def test_staged_network_switches_and_cleans_up_on_error(lite0):
                 stage = network.stage_at(step)
                 for net in stage.copies:  # the current stage's copies redirect while step <= 16
                     fused = [m for m in net.modules() if getattr(m, "fused_activation", None) is not None]
-                    assert fused and all(m.redirect for m in fused)
+                    assert fused and all(m.grad_rule == "redirect" for m in fused)
                 if step == 7:
                     raise RuntimeError("stop")
     for stage in stages:
         for net in stage.copies:
-            assert not any(getattr(m, "redirect", False) for m in net.modules())
+            assert not any(getattr(m, "grad_rule", None) for m in net.modules())
             assert not any(m._forward_hooks for m in net.modules())
 
 

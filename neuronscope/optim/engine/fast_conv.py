@@ -33,7 +33,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ...models.efficientnet_lite import same_pads
-from ..redirect import ACTIVATIONS, activation_grad
+from ...gradient_overrides import ACTIVATIONS, activation_grad
 
 
 def _transposed(weight: torch.Tensor, groups: int) -> torch.Tensor:
@@ -105,7 +105,7 @@ class _InputGradConv(torch.autograd.Function):
         ctx.shape = x.shape
         ctx.pads = layer.pads_for(x.shape[-2], x.shape[-1])
         ctx.layout = _layout(x)
-        ctx.redirect = layer.redirect
+        ctx.rule = layer.grad_rule
         y = layer.conv(x, ctx.pads)
         if layer.fused_activation is not None:
             ctx.save_for_backward(y)
@@ -116,7 +116,7 @@ class _InputGradConv(torch.autograd.Function):
         layer = ctx.layer
         if layer.fused_activation is not None:
             (y,) = ctx.saved_tensors
-            g = activation_grad(g, y, ACTIVATIONS[layer.fused_activation], ctx.redirect)
+            g = activation_grad(g, y, ACTIVATIONS[layer.fused_activation], ctx.rule)
         return layer.input_grad(g, ctx.shape, ctx.pads, ctx.layout), None
 
 
@@ -127,7 +127,7 @@ class FastConv2d(nn.Module):
     TensorFlow's size-dependent padding (asymmetric for stride 2 on even sizes).
     The weight gets no gradient; use it only where the weights are frozen.
     ``fused_activation``: ``None``, ``"relu"`` or ``"relu6"`` applied to the output
-    (``redirect=True`` gives its backward ReLU gradient redirection, see neuronscope.optim.redirect).
+    (``grad_rule``: a rule of :mod:`neuronscope.gradient_overrides`, e.g. ``"redirect"``, for its backward).
     """
 
     def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None, stride: int | tuple[int, int],
@@ -141,7 +141,7 @@ class FastConv2d(nn.Module):
         if fused_activation not in (None, *ACTIVATIONS):
             raise ValueError(f"fused_activation must be None or one of {sorted(ACTIVATIONS)}, got {fused_activation!r}")
         self.fused_activation = fused_activation
-        self.redirect = False
+        self.grad_rule: str | None = None  # a rule of neuronscope.gradient_overrides for the fused activation
         self.onednn_fusion = True  # use oneDNN's conv+post-op kernel where it applies (turned off if it fails)
         self.grad_method = "auto"  # input gradient: "polyphase", "transposed", or "auto" (by stride, see _auto_method)
         self._kernels: dict = {}

@@ -46,7 +46,7 @@ from ...errors import NeuronscopeError
 from ...models import Model
 from ...taps import parse_address
 from .fast_conv import FastConv2d
-from ..redirect import activation_kind
+from ...gradient_overrides import activation_kind
 
 
 @dataclass

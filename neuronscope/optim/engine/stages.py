@@ -29,7 +29,7 @@ from ...models import Model
 from ...taps import tap
 from .fast_copy import PRECISIONS as COPY_PRECISIONS
 from .fast_copy import fast_model, native_bf16, resolve_precision
-from ..redirect import redirected_relus
+from ...gradient_overrides import rectifier_rules
 from .row_split import RowSplitter
 
 #: with precision="mixed", the share of the steps (the last ones) run in float32. Chosen on 31 ImageNet
@@ -128,7 +128,7 @@ class StagedNetwork:
         if step <= self.redirect_steps:
             self._redirects = ExitStack()
             for net in stage.copies:
-                self._redirects.enter_context(redirected_relus(net.net))
+                self._redirects.enter_context(rectifier_rules(net.net, "redirect"))
 
     def stage_at(self, step: int) -> Stage:
         return [s for s in self.stages if s.start <= step][-1]
