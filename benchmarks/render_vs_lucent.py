@@ -59,7 +59,7 @@ from _machine import cpu_name, load_average  # benchmarks/ is the script's folde
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results" / "render_vs_lucent.json"
 STEADY_FROM = 18  # first step counted in the steady-state rate (neuronscope redirects ReLUs for steps 0..16)
-TOOLS = {"ns": "neuronscope (default: mixed precision)", "ns-f32": "neuronscope, precision=float32", "ns-bf16": "neuronscope, precision=bfloat16", "ns-plain": "neuronscope, fast=False",
+TOOLS = {"ns": "neuronscope (default: mixed precision)", "ns-f32": "neuronscope, precision=float32", "ns-bf16": "neuronscope, precision=bfloat16", "ns-plain": "neuronscope, engine=plain",
          "lucent": "Lucent 0.1.8 (batched)", "lucent-heap": "Lucent, glibc heap tuned like neuronscope's"}
 #: what neuronscope.optim.engine.heap.roomy_heap sets, as glibc tunables for a Lucent process (for comparison only)
 HEAP_TUNABLES = "glibc.malloc.mmap_threshold=33554432:glibc.malloc.trim_threshold=2147483647:glibc.malloc.top_pad=268435456"
@@ -93,15 +93,16 @@ def _render_child(spec: dict) -> dict:
     if spec["tool"].startswith("ns"):
         from neuronscope.optim import objectives as O
         from neuronscope.optim import render
+        from neuronscope.optim.engine import Engine
 
         def callback(step, images, values):
             stamps.append((time.perf_counter(), time.process_time()))
 
         res = render(model, [O.class_logit(k) for k in ks], size=size, steps=steps, preset="lucid",
                      seed=[i // 16 for i in range(len(ks))], progress=False, callback=callback,
-                     fast=spec["tool"] != "ns-plain",
-                     **({"ns-f32": {"precision": "float32"}, "ns-bf16": {"precision": "bfloat16"}}
-                        .get(spec["tool"], {})))
+                     engine=Engine(fast=spec["tool"] != "ns-plain",
+                                   precision={"ns-f32": "float32", "ns-bf16": "bfloat16"}.get(spec["tool"], "mixed")),
+                     tune_process=True)  # as the command line does: its own process, heap and threads tuned
         images = res.images.permute(0, 2, 3, 1).numpy()
         extra = {"fast": res.meta.get("fast"), "stages": res.meta.get("stages")}
     else:
@@ -263,7 +264,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--size", type=int, default=224)
     ap.add_argument("--no-plain", dest="plain", action="store_false",
-                    help="skip timing neuronscope with fast=False (done at 8 targets by default)")
+                    help="skip timing neuronscope with engine=plain (done at 8 targets by default)")
     ap.add_argument("--omp-wait-policy", default="PASSIVE",
                     help="OMP_WAIT_POLICY of every render process (PASSIVE: idle OpenMP threads sleep instead of "
                          "spinning, which on a shared, oversubscribed machine made 2-thread runs ~8x slower)")

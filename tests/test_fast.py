@@ -11,8 +11,11 @@ from torch import nn
 from neuronscope.models import Model, ModelInfo
 from neuronscope.optim import objectives as O
 from neuronscope.optim import render
+from neuronscope.optim.engine import Engine
 from neuronscope.optim.engine.fast_copy import build_fast_model, conv_bn_pairs, fast_model
 from neuronscope.taps import module_names, parse_address, tap
+
+F32 = Engine(fast=True, precision="float32")
 
 TAPS = ["stem", "blocks.1.expand_act", "blocks.5.dw_bn", "blocks.10", "head", "logits"]
 
@@ -190,12 +193,12 @@ def test_render_through_the_fast_copy_matches_the_plain_render(lite0):
     trajectory, the fast copy gives the same objective and the same image gradient.
     """
     objs = [O.class_logit(1), O.channel("blocks.10", 3)]
-    kw = dict(size=48, preset="lucid", progress=False, precision="float32")
-    one_plain, one_fast = render(lite0, objs, steps=1, fast=False, **kw), render(lite0, objs, steps=1, fast=True, **kw)
+    kw = dict(size=48, preset="lucid", progress=False)
+    one_plain, one_fast = render(lite0, objs, steps=1, engine="plain", **kw), render(lite0, objs, steps=1, engine=F32, **kw)
     assert one_fast.meta["fast"]["folded"] == 49 and one_plain.meta["fast"] is None
     assert _rel(torch.as_tensor(one_fast.trace), torch.as_tensor(one_plain.trace)) < 1e-5
-    plain = render(lite0, objs, steps=20, fast=False, thresholds=(0, 6, 12, 19), **kw)
-    quick = render(lite0, objs, steps=20, fast=True, **kw)
+    plain = render(lite0, objs, steps=20, engine="plain", thresholds=(0, 6, 12, 19), **kw)
+    quick = render(lite0, objs, steps=20, engine=F32, **kw)
     for r in (plain, quick):
         assert (r.values > torch.as_tensor(r.trace[0]) + 1).all()
     objective = O.Objective.sum(o.on(i) for i, o in enumerate(objs))
@@ -225,7 +228,7 @@ def test_render_hooks_and_relu_swaps_happen_on_the_copy_and_are_undone(lite0):
                           for m in copy_.net.modules()))
 
     render(lite0, O.channel("blocks.4", 0) + O.class_logit(3), size=48, steps=2, preset="lucid", callback=cb,
-           progress=False, fast=True, precision="float32")
+           progress=False, engine=F32)
     assert seen[0][0] == {"blocks.4"} and seen[0][1] > 10
     for m in (*lite0.modules(), *copy_.modules()):
         assert not (m._forward_hooks or m._forward_pre_hooks)

@@ -6,10 +6,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from neuronscope.optim.engine import heap as allocator
 from neuronscope.errors import NeuronscopeError
 from neuronscope.optim import objectives as O
 from neuronscope.optim import render
+from neuronscope.optim.engine import Engine
+from neuronscope.optim.engine import heap as allocator
 from neuronscope.optim.engine.fast_copy import fast_model, native_bf16, resolve_precision
 from neuronscope.models.efficientnet_lite import same_pads
 from neuronscope.optim.engine.fast_conv import FastConv2d
@@ -153,7 +154,7 @@ def test_bfloat16_copy_is_close_and_its_gradient_points_the_same_way(lite0):
 
 def test_bfloat16_render_raises_the_objective_and_reports_float32_values(lite0):
     res = render(lite0, [O.class_logit(1), O.channel("blocks.10", 3)], size=64, steps=24, progress=False,
-                 fast=True, precision="bfloat16")
+                 engine=Engine(fast=True, precision="bfloat16"))
     assert res.meta["fast"]["dtype"] == "bfloat16"
     assert res.values.dtype == torch.float32
     assert (res.values > torch.as_tensor(res.trace[0]) + 1).all(), (res.values, res.trace[0])
@@ -164,7 +165,7 @@ def test_precision_choice_and_errors(lite0):
     assert resolve_precision("bfloat16", "cpu") == torch.bfloat16
     assert resolve_precision("auto", "cpu") == (torch.bfloat16 if native_bf16("cpu") else torch.float32)
     with pytest.raises(NeuronscopeError, match="auto, float32, bfloat16"):
-        render(lite0, [O.class_logit(1)], size=32, steps=1, progress=False, fast=True, precision="half")
+        render(lite0, [O.class_logit(1)], size=32, steps=1, progress=False, engine=Engine(fast=True, precision="half"))
 
 
 # ---------------------------------------------------------------- ReLU redirection's backward
@@ -216,8 +217,9 @@ def test_roomy_heap_nests_and_restores(monkeypatch):
         assert ("trim", 0) not in calls  # the inner block does not undo the outer one
     assert calls[:4] == [(allocator.M_MMAP_THRESHOLD, 32 << 20), (allocator.M_MMAP_MAX, 0),
                          (allocator.M_TRIM_THRESHOLD, 2**31 - 1), (allocator.M_TOP_PAD, 256 << 20)]
-    assert calls[4:] == [(allocator.M_MMAP_MAX, 65536), (allocator.M_TRIM_THRESHOLD, 64 << 20),
-                         (allocator.M_TOP_PAD, 128 << 10), ("trim", 0)]
+    # every setting goes back to glibc's start-up value, the mmap threshold too
+    assert calls[4:] == [(allocator.M_MMAP_THRESHOLD, 128 << 10), (allocator.M_MMAP_MAX, 65536),
+                         (allocator.M_TRIM_THRESHOLD, 128 << 10), (allocator.M_TOP_PAD, 128 << 10), ("trim", 0)]
     calls.clear()
     monkeypatch.setenv("NEURONSCOPE_MALLOC_TUNING", "0")
     with allocator.roomy_heap() as on:

@@ -233,3 +233,29 @@ def test_render_cli_bad_targets_list_what_is_valid(tmp_path, target, expect):
     assert r.returncode == 2, r.stdout + r.stderr
     assert expect in r.stderr and "Traceback" not in r.stderr
     assert not (tmp_path / "o").exists()
+
+
+def test_the_plan_holds_the_optimizer_and_criteria_and_a_criterion_can_freeze_rows(lite0):
+    from neuronscope.optim.criteria import Criterion
+    from neuronscope.optim.plan import plan_render
+    from neuronscope.optim.regularizers import DeepVisAscent
+
+    plan = plan_render(lite0, [O.class_logit(1)], preset="deepvis-2", size=32, steps=3, target_value=9.0)
+    assert isinstance(plan.optimizer, DeepVisAscent)
+    assert [type(c).__name__ for c in plan.criteria] == ["KeepBest", "TargetValue", "AllRowsDone",
+                                                         "NoUpdateAfterLastStep"]
+    assert [type(c).__name__ for c in plan_render(lite0, [O.class_logit(1)], preset="pixel", size=32).criteria] \
+        == ["AllRowsDone"]
+
+    class FreezeFirstRowAtStep2(Criterion):
+        def observe(self, step, images, values, state):
+            if step == 2:
+                state.done[0] = True
+                state.steps_run[0] = 2
+            return False
+
+    res = render(lite0, [O.channel("blocks.4", 0), O.channel("blocks.4", 1)], size=32, steps=6, preset="pixel",
+                 criteria=[FreezeFirstRowAtStep2()], thresholds=(3,), progress=False)
+    assert res.steps_run.tolist() == [2, 6] and res.trace.shape[0] == 6
+    assert torch.equal(res.images[0], res.snapshots[3][0])  # no update reached row 0 after step 2
+    assert not torch.equal(res.images[1], res.snapshots[3][1])

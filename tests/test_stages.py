@@ -10,6 +10,7 @@ import torch
 from neuronscope.errors import NeuronscopeError
 from neuronscope.optim import objectives as O
 from neuronscope.optim import render
+from neuronscope.optim.engine import Engine
 from neuronscope.optim.engine.fast_copy import fast_model, native_bf16
 from neuronscope.gradient_overrides import RuleRectifier
 from neuronscope.optim.engine.row_split import RowSplitter
@@ -68,7 +69,7 @@ def test_row_split_gives_the_whole_batch_values_and_gradient(lite0):
 
 
 def test_plan_mixed_runs_bf16_then_float32_tail(lite0):
-    stages = plan_stages(lite0, ["logits"], fast=True, precision="mixed", steps=40, batch=4)
+    stages = plan_stages(lite0, ["logits"], fast=True, precision="mixed", steps=40, batch=4, split_rows=True)
     described = [s.describe() for s in stages]
     if native_bf16("cpu"):
         tail = round(40 * FLOAT32_TAIL)
@@ -84,13 +85,13 @@ def test_plan_mixed_runs_bf16_then_float32_tail(lite0):
 
 def test_unknown_precision_lists_the_valid_ones(lite0):
     with pytest.raises(NeuronscopeError, match="auto, float32, bfloat16, mixed"):
-        render(lite0, [O.class_logit(1)], size=32, steps=1, progress=False, fast=True, precision="fp8")
+        render(lite0, [O.class_logit(1)], size=32, steps=1, progress=False, engine=Engine(fast=True, precision="fp8"))
 
 
 def test_mixed_render_raises_targets_and_restores_every_copy(lite0):
     # 12 steps: the float32 stage starts at step 9, inside the 17 redirection steps, so it must redirect too
     res = render(lite0, [O.class_logit(1), O.class_logit(9), O.channel("blocks.10", 3)], size=64, steps=12,
-                 progress=False, fast=True, precision="mixed")
+                 progress=False, engine="fast")
     stages_seen = res.meta["stages"]
     assert res.values.dtype == torch.float32
     assert (res.values > torch.as_tensor(res.trace[0]) + 1).all(), (res.values, res.trace[0])
@@ -135,6 +136,6 @@ def test_a_model_that_cannot_be_copied_is_never_split(lite0):
     model = Model(net, "none", ModelInfo("uncopyable", 32))
     stages = plan_stages(model, ["logits"], fast=True, precision="bfloat16", steps=4, batch=4)
     assert [s.copies for s in stages] == [[model]]  # the model itself, as one batch
-    res = render(model, [O.class_logit(k) for k in range(4)], size=32, steps=4, progress=False, fast=True,
-                 precision="bfloat16")
+    res = render(model, [O.class_logit(k) for k in range(4)], size=32, steps=4, progress=False,
+                 engine=Engine(fast=True, precision="bfloat16"), tune_process=True)
     assert res.meta["stages"][0]["threads"] == 1

@@ -68,6 +68,7 @@ def _stdout_closed() -> int:
 
 def main(argv: list[str] | None = None) -> int:
     from ..atomic import producing
+    from ..optim.engine.process import allow_process_tuning
 
     parser = build_parser()
     try:
@@ -79,7 +80,8 @@ def main(argv: list[str] | None = None) -> int:
     options = _given_options(argv)
     step = f"`neuronscope {args.verb}`" + (f" with {options}" if options else " at its defaults")
     try:
-        with producing(step):
+        # a command owns its process: its renders may tune the heap and threads (restored after each)
+        with producing(step), allow_process_tuning():
             code = args._run(args)
         sys.stdout.flush()
     except NeuronscopeError as e:

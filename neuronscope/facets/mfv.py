@@ -29,7 +29,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..optim.engine.heap import roomy_heap
+from ..optim.engine.process import process_tuning_wanted, tuned_process
 from ..errors import NeuronscopeError
 from ..models.adapter import Model
 from ..taps import tap
@@ -109,6 +109,7 @@ def render_mfv(
     refine_budget: int | None = None,
     progress: bool = True,
     prior=None,
+    tune_process: bool | None = None,
 ) -> MFVResult:
     """Render one image per row of ``init`` (or ``batch`` grey starts) with an MFV schedule.
 
@@ -125,6 +126,9 @@ def render_mfv(
     ``prior`` (a :class:`~neuronscope.priors.DenoisingPrior`, or None as in the paper) adds the
     learned natural-image prior's step to every iteration, after the gradient step and before
     the schedule's TV denoising: the crop moves toward the denoiser's output.
+    ``tune_process``: keep freed memory in the process while the schedule runs (a glibc
+    setting, restored after); ``None`` follows the process default (off in a library, on
+    under the command line; :mod:`neuronscope.optim.engine.process`).
     """
     from tqdm.auto import tqdm
 
@@ -156,8 +160,8 @@ def render_mfv(
     bar = phase_bar(progress, total, f"mfv {unit.label}", weight=MFV_WEIGHT * b, unit="it", leave=False)
     step = 0
     rows = np.arange(b)
-    # the schedule allocates and frees the same activation buffers every iteration: keep them (see optim.engine.heap)
-    with roomy_heap():
+    # the schedule allocates and frees the same activation buffers every iteration: keep them when allowed (see optim.engine.process)
+    with tuned_process(process_tuning_wanted(tune_process)):
         try:
             with tap(model, [unit.layer], stop_early=True) as taps:
                 for octave in octaves:

@@ -1,4 +1,4 @@
-"""Post-step image operators of Yosinski et al. 2015: x <- r(x + eta * grad).
+"""Post-step image operators of Yosinski et al. 2015: x <- r(x + eta * grad), and their optimizer.
 
 All operators work per batch row: step sizes, percentiles and blurs of one row
 never depend on another row. Images here are 0-255 mean-subtracted RGB, as in
@@ -81,3 +81,40 @@ def deepvis_update(x: torch.Tensor, grad: torch.Tensor, step: int, cfg: DeepVisC
     x = clip_small_contribution(x, grad, cfg.contrib_pct)
     # keep x + mean a valid 0-255 image
     return torch.maximum(torch.minimum(x, 255.0 - mean), -mean)
+
+
+class DeepVisAscent:
+    """:func:`deepvis_update` as an optimizer with the render Adam's interface (``step()``, ``zero_grad()``).
+
+    ``pixels``: the 0-255 mean-subtracted (B, 3, H, W) pixels (a ``RawCaffeParam``'s),
+    ``mean``: the RGB mean they are relative to. Each ``step()`` reads the gradient
+    of the loss the render minimizes (``-V``), so the ascent direction is ``-grad``,
+    and counts its own steps (the blur schedule). With the ``calibrated`` policy the
+    step size of the first step is kept for the whole run. The paper's loop does not
+    update after its last forward pass (:attr:`updates_after_last_step`).
+    """
+
+    updates_after_last_step = False
+
+    def __init__(self, pixels: torch.Tensor, cfg: DeepVisConfig, mean: torch.Tensor):
+        self.params = [pixels]
+        self.cfg = cfg
+        self.mean = mean.to(pixels.device).view(1, 3, 1, 1)
+        self.eta0: torch.Tensor | None = None
+        self._steps = 0
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        for p in self.params:
+            if set_to_none:
+                p.grad = None
+            elif p.grad is not None:
+                p.grad.zero_()
+
+    @torch.no_grad()
+    def step(self) -> None:
+        (x,) = self.params
+        g = x.grad.clone()
+        if self.cfg.lr_policy == "calibrated" and self.eta0 is None:
+            self.eta0 = step_size(-g, self.cfg)
+        x.copy_(deepvis_update(x, -g, self._steps, self.cfg, self.mean, self.eta0))
+        self._steps += 1

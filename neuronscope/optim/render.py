@@ -1,8 +1,16 @@
 """The render loop: optimize a batch of images so each row maximizes its objective.
 
 One call renders many targets at once (one row each): the loss is the *sum* of
-per-row values, Adam is elementwise and every post-step operator works per row,
-so rows never interact except through an explicit diversity term.
+per-row values, the optimizers are elementwise and every post-step operator works
+per row, so rows never interact except through an explicit diversity term.
+
+:func:`render` builds a :class:`~neuronscope.optim.plan.RenderPlan` first (the
+parameterization, transforms, optimizer, network stages, post-step operators and
+stopping criteria) and :func:`run_plan` runs it. Each step: the image, its
+transforms, the objective through the step's network; the criteria (which may
+freeze rows or stop); the backward pass; the optimizer's step; then the
+**post-step image operators** (:data:`~neuronscope.optim.plan.PostStep`), after
+which frozen rows are put back as they were.
 """
 
 from __future__ import annotations
@@ -14,27 +22,18 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 
-from .engine.heap import roomy_heap
 from ..errors import NeuronscopeError
 from ..models import Model
 from ..notebook import RenderDisplay
-from ..taps import layer_shapes, tap
-from .engine.adam import Adam
-from .engine.fast_copy import use_fast
-from .objectives import Objective, as_objective
-from .params import ImageParam, RawCaffeParam, make_param
-from .presets import DEFAULT_PRESET, Preset, get_preset
-from .regularizers import deepvis_update, step_size
-from .engine.stages import StagedNetwork, plan_stages
+from ..taps import tap
+from .criteria import Criterion, LoopState
+from .engine import Engine, StagedNetwork, tuned_process
+from .objectives import Objective
+from .params import ImageParam
+from .plan import PostStep, RenderPlan, plan_render
+from .presets import DEFAULT_PRESET, Preset
 
-
-#: A post-step image operator: ``op(param, step, frozen)``, called after every optimizer step
-#: under ``torch.no_grad()``, in the order given. ``param`` is the render's
-#: :class:`~neuronscope.optim.params.ImageParam` (edit its tensors in place, e.g. through
-#: ``param.row_parameters()``), ``step`` the step just taken (0-based), ``frozen`` a (B,) bool
-#: tensor on the render's device marking rows that have stopped. Whatever an operator does to
-#: a frozen row is undone after the last operator, so frozen rows stay exactly as they were.
-PostStep = Callable[[ImageParam, int, torch.Tensor], None]
+__all__ = ["PostStep", "RenderPlan", "RenderResult", "evaluate", "plan_render", "render", "run_plan"]
 
 
 @dataclass
@@ -46,16 +45,6 @@ class RenderResult(RenderDisplay):  # shows itself in Jupyter (neuronscope.noteb
     steps_run: np.ndarray | None = None  # (B,) steps each row ran before it stopped
     seconds: float = 0.0
     meta: dict = field(default_factory=dict)
-
-
-def _rowwise_objective(objectives) -> tuple[Objective, int]:
-    if isinstance(objectives, (Objective, str)):
-        obj = as_objective(objectives)
-        return obj, obj.rows_needed()
-    objectives = list(objectives)
-    if not objectives:
-        raise NeuronscopeError("nothing to render: no objectives given")
-    return Objective.sum(as_objective(o).on(i) for i, o in enumerate(objectives)), len(objectives)
 
 
 def evaluate(model: Model, objective: Objective, images: torch.Tensor) -> torch.Tensor:
@@ -87,9 +76,10 @@ def render(
     progress: bool = True,
     callback: Callable[[int, torch.Tensor, torch.Tensor], bool | None] | None = None,
     description: str = "render",
-    fast: bool | None = None,
-    precision: str = "mixed",
+    engine: Engine | str | None = None,
+    tune_process: bool | None = None,
     post_steps: Sequence[PostStep] = (),
+    criteria: Sequence[Criterion] = (),
     prior=None,
 ) -> RenderResult:
     """Synthesize the inputs that maximize ``objectives``.
@@ -101,172 +91,87 @@ def render(
     ``init``: (B, 3, H, W) images in [0, 1] to start from. ``thresholds``: steps
     at which to keep snapshots. ``target_value``: a row stops (is frozen) once its
     objective reaches it. ``callback(step, images, values)`` may return True to stop.
-    ``fast``: optimize through a faster copy of the model (BatchNorm folded into
-    convolutions, channels-last on CPU; the same function up to float rounding, see
-    :mod:`neuronscope.optim.engine.fast_copy`); ``None`` does so on CPU for renders big enough
-    to repay building the copy. ``precision`` of that copy: ``mixed`` (default: on a
-    device with native bfloat16, the first steps in bfloat16 and the last quarter in
-    float32, see :mod:`neuronscope.optim.engine.stages`; float32 elsewhere), ``float32``,
-    ``bfloat16`` (fastest; its input gradient is only ~0.92 cosine-similar to
-    float32's), or ``auto`` (bfloat16 where native, else float32). Measured in
-    benchmarks/render_vs_lucent.py and docs/render-speed.md.
+    ``engine``: how the network is computed, an :class:`~neuronscope.optim.engine.Engine`
+    or a name (``"plain"``, ``"fast"``, ``"mixed"``, ``"float32"``, ``"bfloat16"``,
+    ``"auto"``); default: a faster copy of the model for renders big enough to repay
+    it, in mixed precision (docs/render-speed.md). ``tune_process``: allow settings
+    that affect the whole process for speed (glibc heap, threads; restored after):
+    ``None`` follows the process default, off unless the application turned it on
+    (:mod:`neuronscope.optim.engine.process`; the command line does).
     ``post_steps``: post-step image operators, ``op(param, step, frozen)`` called in
-    order after every optimizer step under ``torch.no_grad()`` (see :data:`PostStep`).
-    The returned values always use the model as given, in float32.
-    ``prior``: the learned natural-image prior's step, the first post-step operator (a
-    :class:`~neuronscope.priors.DenoisingPrior`, a dict of its settings, or False for
-    none); default: the preset's (the default preset ``natural`` has one).
+    order after every optimizer step under ``torch.no_grad()`` (see
+    :data:`~neuronscope.optim.plan.PostStep`). ``criteria``: more stopping rules
+    (:class:`~neuronscope.optim.criteria.Criterion`), asked after the target value and the
+    callback. ``prior``: the learned natural-image prior's step, the first post-step
+    operator (a :class:`~neuronscope.priors.DenoisingPrior`, a dict of its settings, or
+    False for none); default: the preset's (the default preset ``natural`` has one).
+    ``size``: default the model's input size. The returned values always use the model
+    as given, in float32.
     """
-    p = get_preset(preset)
-    objective, rows = _rowwise_objective(objectives)
-    batch = batch or rows
-    if batch < rows:
-        raise NeuronscopeError(f"batch={batch} is smaller than the {rows} rows the objective is bound to")
     if device is not None:
         from ..models import resolve_device
 
         model = model.to(resolve_device(device))
-    dev = model.device
-    steps = p.steps if steps is None else int(steps)
-    size = int(size or model.input_size)
-    if steps < 1:
-        raise NeuronscopeError(f"steps must be at least 1, got {steps}")
-    if size < 16:
-        raise NeuronscopeError(f"size must be at least 16 px, got {size}")
-    objective.check(layer_shapes(model, objective.layers, size), batch)
-    if isinstance(seed, (int, np.integer)):
-        # one objective over several rows means replicates (e.g. a diversity group): give
-        # each row its own start, or identical rows could never separate. A list of
-        # objectives gives every row the same seed, so a unit renders the same alone or batched.
-        replicate = isinstance(objectives, (Objective, str))
-        seeds = [int(seed) + (i if replicate else 0) for i in range(batch)]
-    else:
-        seeds = [int(s) for s in seed]
-    if len(seeds) != batch:
-        raise NeuronscopeError(f"got {len(seeds)} seeds for {batch} rows")
-    if init is not None:
-        init = torch.as_tensor(init, dtype=torch.float32)
-        if init.dim() == 3:
-            init = init.unsqueeze(0)
-        if init.shape[0] == 1 and batch > 1:
-            init = init.expand(batch, -1, -1, -1)
-        if init.shape[0] != batch or init.shape[1] != 3:
-            raise NeuronscopeError(f"init must be (B, 3, H, W) with B = {batch}, got {tuple(init.shape)}")
-        if not torch.isfinite(init).all():
-            raise NeuronscopeError("init images contain NaN or infinite values")
+    plan = plan_render(model, objectives, batch=batch, size=size, steps=steps, preset=preset, seed=seed, init=init,
+                       lr=lr, transforms=transforms, param=param, thresholds=thresholds, target_value=target_value,
+                       callback=callback, engine=engine, tune_process=tune_process, post_steps=post_steps,
+                       criteria=criteria, prior=prior)
+    return run_plan(model, plan, progress=progress, description=description)
 
-    param = param or make_param(p.param, batch, size, seeds, init=init, **p.param_kw)
-    param = param.to(dev)
-    tfm = (transforms if transforms is not None else p.transforms()).to(dev)
-    gen = torch.Generator().manual_seed(seeds[0])
-    layers = [n for n in objective.layers if n != "input"]
-    if fast is None:
-        fast = use_fast(dev, batch, size, steps)
-    stages = plan_stages(model, layers, fast=fast, precision=precision, steps=steps, batch=batch)
 
-    deepvis = p.optimizer == "deepvis"
-    if deepvis and not isinstance(param, RawCaffeParam):
-        raise NeuronscopeError(f"preset {p.name} needs the 'caffe' pixel parameterization")
-    opt = None if deepvis else Adam(param.parameters(), lr=lr or p.lr)
-    prior_step = _prior(p.prior if prior is None else prior, steps, dev)
-    post_steps = ([prior_step] if prior_step is not None else []) + list(post_steps)
-    caffe_mean = RawCaffeParam.MEAN.to(dev).view(1, 3, 1, 1)
-
-    trace = np.zeros((steps, batch), dtype=np.float32)
-    done = torch.zeros(batch, dtype=torch.bool)
-    steps_run = np.full(batch, steps)
+def run_plan(model: Model, plan: RenderPlan, *, progress: bool = True, description: str = "render") -> RenderResult:
+    """Run a plan (once: its optimizer and criteria keep state) on ``model``, the model it was planned for."""
+    param, dev = plan.param, model.device
+    trace = np.zeros((plan.steps, plan.batch), dtype=np.float32)
+    state = LoopState.start(plan.batch, plan.steps)
     snapshots: dict[int, torch.Tensor] = {}
-    best_val = torch.full((batch,), -float("inf"))
-    best_img: torch.Tensor | None = None
-    wanted = set(int(t) for t in thresholds)
-    bar = _progress(steps, description, progress)
+    bar = _progress(plan.steps, description, progress)
     start = time.perf_counter()
-    eta0 = None
-    # the whole render, including the final evaluation, keeps freed memory in the process:
-    # returning it between the loop and the evaluation made the evaluation fault ~500 MB back in
-    with roomy_heap():
+    # process settings (when allowed) hold for the final evaluation too: returning freed memory
+    # between the loop and the evaluation made the evaluation fault ~500 MB back in
+    with tuned_process(plan.tune_process):
         try:
-            with StagedNetwork(stages, layers, p.redirect_steps) as network:
-                for step in range(steps):
+            with StagedNetwork(plan.stages, plan.layers, plan.redirect_steps) as network:
+                for step in range(plan.steps):
                     image = param()
-                    x = tfm(image, gen)
-                    values = objective(network.run(step, x), x)
+                    x = plan.transforms(image, plan.generator)
+                    values = plan.objective(network.run(step, x), x)
                     if not torch.isfinite(values).all():
-                        raise NeuronscopeError(
-                            f"the objective became NaN/inf at step {step}; lower the learning rate or check the model"
-                        )
+                        raise NeuronscopeError(f"the objective became NaN/inf at step {step}; "
+                                               "lower the learning rate or check the model")
                     v = values.detach().float().cpu()
                     trace[step] = v.numpy()
-                    if p.keep == "best":
-                        better = v > best_val
-                        if bool(better.any()):
-                            img = image.detach().cpu()
-                            best_img = img.clone() if best_img is None else torch.where(better.view(-1, 1, 1, 1), img, best_img)
-                            best_val = torch.where(better, v, best_val)
-                    if step in wanted:
+                    if step in plan.snapshot_steps:
                         snapshots[step] = image.detach().cpu()
-                    if target_value is not None:
-                        newly = (v >= target_value) & ~done
-                        steps_run[newly.numpy()] = step
-                        done |= newly
-                    if callback is not None and callback(step, image.detach(), v):
-                        steps_run[:] = np.minimum(steps_run, step)
+                    if any(c.observe(step, image, v, state) for c in plan.criteria):
                         trace = trace[: step + 1]
                         break
-                    if bool(done.all()):
-                        trace = trace[: step + 1]
-                        break
-                    if step == steps - 1 and deepvis:
-                        break  # the paper's loop does not update after the last forward pass
-                    loss = -values.sum()
                     param.zero_grad(set_to_none=True)
-                    loss.backward()
-                    frozen = done.to(dev)
-                    saved = [t.detach().clone() for t in param.row_parameters()] if bool(frozen.any()) else None
-                    if deepvis:
-                        with torch.no_grad():
-                            g = param.pixels.grad.clone()
-                            # sign: we minimized -V, so the ascent direction is -grad
-                            if p.deepvis.lr_policy == "calibrated" and eta0 is None:
-                                eta0 = step_size(-g, p.deepvis)
-                            param.pixels.copy_(deepvis_update(param.pixels, -g, step, p.deepvis, caffe_mean, eta0))
-                    else:
-                        opt.step()
-                    with torch.no_grad():
-                        # the post-step image operators, in order; then frozen rows are put back as they were
-                        for op in post_steps:
-                            op(param, step, frozen)
-                        if saved is not None:
-                            for t, s in zip(param.row_parameters(), saved):
-                                t.copy_(torch.where(frozen.view(-1, *([1] * (t.dim() - 1))), s, t))
+                    (-values.sum()).backward()
+                    _update(plan, step, state.done.to(dev))
                     bar.update(1)
                     bar.set_postfix_str(f"objective {v.mean():.3g}", refresh=False)
             seconds = time.perf_counter() - start
             with torch.no_grad():
                 final = param().detach().cpu()
-            if p.keep == "best" and best_img is not None:
-                final = best_img
-            values = evaluate(model, objective, final)
+            for c in plan.criteria:
+                final = c.final(final)
+            values = evaluate(model, plan.objective, final)
         finally:
             bar.close()
-    meta = {"preset": p.name, "param": p.param, "size": size, "steps": int(trace.shape[0]), "seeds": seeds,
-            "lr": lr or p.lr, "device": str(dev), "redirect_steps": p.redirect_steps, "keep": p.keep,
-            "fast": stages[0].info or None, "stages": [s.describe() for s in stages],
-            "prior": prior_step.describe() if prior_step is not None else None}
-    return RenderResult(final, values, trace, snapshots, steps_run, seconds, meta)
+    return RenderResult(final, values, trace, snapshots, state.steps_run, seconds, plan.meta(model, trace.shape[0]))
 
 
-def _prior(spec, steps: int, device):
-    """The prior step a render takes: None, or a DenoisingPrior bound to this render."""
-    if spec is None or spec is False:
-        return None
-    from ..priors import DenoisingPrior
-
-    if isinstance(spec, dict):
-        spec = DenoisingPrior(**spec)
-    if not isinstance(spec, DenoisingPrior):
-        raise NeuronscopeError(f"prior must be a DenoisingPrior, a dict of its settings or False, got {spec!r}")
-    return spec.start(steps, device)
+def _update(plan: RenderPlan, step: int, frozen: torch.Tensor) -> None:
+    """The optimizer's step, then the post-step image operators in order; frozen rows are put back as they were."""
+    saved = [t.detach().clone() for t in plan.param.row_parameters()] if bool(frozen.any()) else None
+    plan.optimizer.step()
+    with torch.no_grad():
+        for op in plan.post_steps:
+            op(plan.param, step, frozen)
+        if saved is not None:
+            for t, s in zip(plan.param.row_parameters(), saved):
+                t.copy_(torch.where(frozen.view(-1, *([1] * (t.dim() - 1))), s, t))
 
 
 class _NoBar:

@@ -70,7 +70,7 @@ def visualize(
     check_precision(precision)
     p = get_preset(preset)
     rows, images = render_targets(model, targets, seeds=seeds, batch_size=batch_size, progress=progress,
-                                  preset=p, size=size, steps=steps, precision=precision)
+                                  preset=p, size=size, steps=steps, engine=precision)
     extra = {"preset": p.name, "size": size or model.input_size, "steps": steps or p.steps, "seeds": seeds, "batch_size": batch_size,
              "device": str(model.device), "precision": precision}
     return write_render(out, model_name=model.name, rows=rows, images=images, overwrite=overwrite,

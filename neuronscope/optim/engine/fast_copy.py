@@ -373,7 +373,7 @@ AUTO_MIN_WORK = 2 ** 21
 
 
 def use_fast(device: torch.device | str, batch: int, size: int | tuple[int, int], steps: int) -> bool:
-    """The automatic choice of ``render(fast=None)``: on CPU (where it was measured), for non-trivial renders."""
+    """The automatic choice of ``Engine(fast=None)``: on CPU (where it was measured), for non-trivial renders."""
     h, w = (size, size) if isinstance(size, int) else size
     return torch.device(device).type == "cpu" and batch * h * w * steps >= AUTO_MIN_WORK
 

@@ -11,10 +11,16 @@ third of a 224 px render's wall time, almost all of it system time (measured:
 :func:`roomy_heap` changes this for the duration of a block: every chunk comes
 from the heap (no mmap, so the 170 MB buffers of a 32-row batch too: 22 → 42
 images·steps/s there), the heap keeps what is freed, and it grows in 256 MiB
-steps. The price is a higher peak RSS while rendering (2.8 → 3.9 GB at 32 rows). On exit mmap is allowed again, the trim
-threshold and padding go back to the values glibc converges to for large
-allocations, and the kept memory is returned with ``malloc_trim``. (A thread
-whose own arena cannot grow meanwhile falls back to the main arena, as glibc does.)
+steps. The price is a higher peak RSS while rendering (2.8 → 3.9 GB at 32 rows). On exit
+the four settings go back to glibc's documented start-up values (mmap threshold, trim
+threshold and top padding 128 KiB, 65536 mmapped chunks) and the kept memory is
+returned with ``malloc_trim``. glibc can neither report the values in force before
+the block nor turn its dynamic mmap threshold back on once ``mallopt`` was called,
+so "restored" means those start-up values. (A thread whose own arena cannot grow
+meanwhile falls back to the main arena, as glibc does.)
+
+Only a caller that opted in to process-wide tuning gets this
+(:mod:`neuronscope.optim.engine.process`).
 
 Nothing happens on other C libraries or platforms, or when the environment
 variable ``NEURONSCOPE_MALLOC_TUNING=0`` is set (or ``MALLOC_*`` tunables
@@ -34,8 +40,7 @@ _DEFAULT_MMAP_MAX = 65536  # glibc's default number of mmapped chunks
 _MMAP_MAX_THRESHOLD = 32 * 1024 * 1024  # glibc's ceiling for the dynamic mmap threshold (64-bit)
 _KEEP = 2**31 - 1  # the largest C int: keep everything
 _PAD = 256 * 1024 * 1024
-_AFTER_TRIM = 2 * _MMAP_MAX_THRESHOLD  # what glibc's dynamic trim threshold reaches for big chunks
-_AFTER_PAD = 128 * 1024  # glibc's default M_TOP_PAD
+_DEFAULT = 128 * 1024  # glibc's start-up M_MMAP_THRESHOLD, M_TRIM_THRESHOLD and M_TOP_PAD (mallopt(3))
 
 _lock = threading.Lock()
 _depth = 0
@@ -87,7 +92,8 @@ def roomy_heap():
         with _lock:
             _depth -= 1
             if _depth == 0:
+                lib.mallopt(M_MMAP_THRESHOLD, _DEFAULT)
                 lib.mallopt(M_MMAP_MAX, _DEFAULT_MMAP_MAX)
-                lib.mallopt(M_TRIM_THRESHOLD, _AFTER_TRIM)
-                lib.mallopt(M_TOP_PAD, _AFTER_PAD)
+                lib.mallopt(M_TRIM_THRESHOLD, _DEFAULT)
+                lib.mallopt(M_TOP_PAD, _DEFAULT)
                 lib.malloc_trim(0)

@@ -2,14 +2,15 @@
 
 A render runs the model forward and backward once per step. Which network does it:
 
-* ``fast=False``: the model as given.
+* ``fast=False`` (``Engine(fast=False)``, ``engine="plain"``): the model as given.
 * otherwise a faster copy (:mod:`neuronscope.optim.engine.fast_copy`), in the ``precision``
   asked for. ``precision="mixed"`` runs the first steps through a bfloat16 copy
   and the last :data:`FLOAT32_TAIL` of them through a float32 one, so the image
   the render returns is refined by float32 gradients (same parameterization and
   Adam state throughout; only the network changes).
 * a bfloat16 stage on a multi-core CPU splits the rows over threads
-  (:mod:`neuronscope.optim.engine.row_split`), each with its own copy.
+  (:mod:`neuronscope.optim.engine.row_split`), each with its own copy, when the
+  caller allowed process-wide tuning (:mod:`neuronscope.optim.engine.process`).
 
 :class:`StagedNetwork` enters each stage's taps (and, for the first
 ``redirect_steps``, ReLU redirection) when its first step comes, and leaves them
@@ -68,8 +69,10 @@ def _split_threads(device: torch.device, dtype: torch.dtype, batch: int) -> int:
 
 
 def plan_stages(model: Model, layers: list[str], *, fast: bool, precision: str, steps: int,
-                batch: int) -> list[Stage]:
-    """The stages of a render of ``steps`` steps."""
+                batch: int, split_rows: bool = False) -> list[Stage]:
+    """The stages of a render of ``steps`` steps. ``split_rows``: a bfloat16 stage on a multi-core CPU
+    runs its rows on parallel threads (which lowers PyTorch's process-wide thread count while it runs,
+    so only when the caller allowed process tuning, see :mod:`.process`)."""
     if precision == "mixed":
         tail = max(1, round(steps * FLOAT32_TAIL))
         if not native_bf16(model.device) or tail >= steps:
@@ -85,7 +88,7 @@ def plan_stages(model: Model, layers: list[str], *, fast: bool, precision: str, 
         net, info = fast_model(model, layers, precision=prec)
         dtype = resolve_precision(prec, model.device)
         # fast_model hands back the model itself when it cannot be copied: never share it between threads
-        n = _split_threads(model.device, dtype, batch) if net is not model else 1
+        n = _split_threads(model.device, dtype, batch) if split_rows and net is not model else 1
         copies = [net] + [copy.deepcopy(net) for _ in range(n - 1)]
         stages.append(Stage(start, copies, info.as_dict()))
     return stages

@@ -1,0 +1,62 @@
+"""The one argument that chooses how a render computes: :class:`Engine`.
+
+``render(..., engine=...)`` takes an :class:`Engine`, or a name: ``"plain"``
+(the model as given), ``"fast"`` (always the faster copy, mixed precision) or a
+precision (``"mixed"``, ``"float32"``, ``"bfloat16"``, ``"auto"``: the faster
+copy when it repays, in that precision). ``None`` is ``Engine()``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ...errors import NeuronscopeError
+from ...models import Model
+from .fast_copy import use_fast
+from .stages import PRECISIONS, Stage, check_precision, plan_stages
+
+#: engine names besides the precisions
+NAMES = ("plain", "fast")
+
+
+@dataclass(frozen=True)
+class Engine:
+    """``fast``: optimize through a faster copy of the model (BatchNorm folded into
+    convolutions, input-gradient-only convolutions, fused activations, channels-last
+    on CPU; the same function up to float rounding, see
+    :mod:`neuronscope.optim.engine.fast_copy`); ``None`` does so on CPU for renders big
+    enough to repay building the copy. ``precision`` of that copy: ``mixed`` (on a
+    device with native bfloat16, the first steps in bfloat16 and the last quarter in
+    float32, see :mod:`neuronscope.optim.engine.stages`; float32 elsewhere),
+    ``float32``, ``bfloat16`` (fastest; its input gradient is only ~0.92
+    cosine-similar to float32's), or ``auto`` (bfloat16 where native, else float32).
+    """
+
+    fast: bool | None = None
+    precision: str = "mixed"
+
+    def __post_init__(self):
+        check_precision(self.precision)
+
+    @classmethod
+    def parse(cls, value: "Engine | str | None") -> "Engine":
+        if value is None:
+            return cls()
+        if isinstance(value, Engine):
+            return value
+        if value == "plain":
+            return cls(fast=False)
+        if value == "fast":
+            return cls(fast=True)
+        if value in PRECISIONS:
+            return cls(precision=value)
+        raise NeuronscopeError(f"unknown engine {value!r}; valid: {', '.join((*NAMES, *PRECISIONS))}")
+
+
+def plan_network(model: Model, layers: list[str], engine: Engine, *, batch: int, size: int, steps: int,
+                 split_rows: bool = False) -> list[Stage]:
+    """The network stages of a render (``split_rows``: allow the threaded row split, which changes the
+    process-wide thread count while it runs; only when the caller opted in to process tuning)."""
+    fast = use_fast(model.device, batch, size, steps) if engine.fast is None else engine.fast
+    return plan_stages(model, layers, fast=fast, precision=engine.precision, steps=steps, batch=batch,
+                       split_rows=split_rows)
