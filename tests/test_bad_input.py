@@ -48,9 +48,11 @@ def place(tmp_path, monkeypatch):
     Path("nopics/a.jpg").write_text("text\n")
     Path("nopics/b.png").write_bytes(b"\x89PNG\r\n\x1a\nbroken")
     Path("emptydir").mkdir()
+    Path("pics").mkdir()
     from PIL import Image
 
     Image.new("RGB", (40, 30), (200, 120, 40)).save("ok.png")
+    Image.new("RGB", (40, 30), (20, 120, 240)).save("pics/blue.png")
     return tmp_path
 
 
@@ -268,6 +270,24 @@ CASES: dict[str, dict[str, list[tuple[list[str], list[str]]]]] = {
             (["--images", "nopics", "--lr", "inf"], ["--lr", "finite number"]),
         ],
         "other": [(["--images", "nopics", "--out", "norun", "--resume"], ["--resume", "no training run"])],
+    },
+    "train-prior": {
+        "out": [
+            (["--images", "pics", "--out", "afile"], ["--out", "afile", "is a file"]),
+            (["--images", "pics", "--out", "afile/sub"], ["--out", "afile", "is a file"]),
+            (["--images", "pics", "--out", "full"], ["--out", "full", "not empty"]),
+            (["--images", "pics", "--out", UNWRITABLE], ["--out", "permission denied"]),
+        ],
+        "numbers": [
+            (["--images", "nopics", "--out", "p", "--steps", "0"], ["--steps", "1 or more"]),
+            (["--images", "nopics", "--out", "p", "--patch", "2"], ["--patch", "from 8 to 1024"]),
+            (["--images", "nopics", "--out", "p", "--threads", "0"], ["--threads", "from 1 to 256"]),
+        ],
+        "nonfinite": [
+            (["--images", "nopics", "--out", "p", "--lr", "nan"], ["--lr", "finite number"]),
+            (["--images", "nopics", "--out", "p", "--sigma-max", "inf"], ["--sigma-max", "finite number"]),
+            (["--images", "nopics", "--out", "p", "--hours", "-1"], ["--hours", "greater than 0"]),
+        ],
     },
     "serve": {
         "out": [([M, "--cache-dir", "afile"], ["--cache-dir", "is a file"])],

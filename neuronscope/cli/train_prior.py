@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+from ._common import count, float_range, int_range, positive_float, seed, threads
+
 
 def add_parser(sub):
     from ..priors.train import PriorTrainConfig
@@ -17,16 +21,16 @@ def add_parser(sub):
     p.add_argument("--images", nargs="+", required=True, help="folders of real photos (searched recursively)")
     p.add_argument("--out", required=True, help="run folder (checkpoint.pt, denoiser.pt, log.json)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out with the same photos and settings")
-    p.add_argument("--steps", type=int, default=d.steps, help=f"training steps (default {d.steps})")
-    p.add_argument("--batch", type=int, default=d.batch, help=f"patches per step (default {d.batch})")
-    p.add_argument("--patch", type=int, default=d.patch, help=f"patch size in px (default {d.patch})")
-    p.add_argument("--width", type=int, default=d.width, help=f"hidden channels (default {d.width})")
-    p.add_argument("--depth", type=int, default=d.depth, help=f"3x3 convolutions (default {d.depth})")
-    p.add_argument("--sigma-max", type=float, default=d.sigma_max, help=f"largest noise std on [0,1] pixels (default {d.sigma_max})")
-    p.add_argument("--lr", type=float, default=d.lr, help=f"Adam peak learning rate, cosine decay (default {d.lr})")
-    p.add_argument("--seed", type=int, default=d.seed)
-    p.add_argument("--hours", type=float, default=None, help="stop after this much training time (across resumes)")
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--steps", type=count, default=d.steps, help=f"training steps (default {d.steps})")
+    p.add_argument("--batch", type=count, default=d.batch, help=f"patches per step (default {d.batch})")
+    p.add_argument("--patch", type=int_range(8, 1024, "pixels"), default=d.patch, help=f"patch size in px (default {d.patch})")
+    p.add_argument("--width", type=count, default=d.width, help=f"hidden channels (default {d.width})")
+    p.add_argument("--depth", type=count, default=d.depth, help=f"3x3 convolutions (default {d.depth})")
+    p.add_argument("--sigma-max", type=float_range(0.0, 1.0, lo_open=True), default=d.sigma_max, help=f"largest noise std on [0,1] pixels (default {d.sigma_max})")
+    p.add_argument("--lr", type=float_range(0.0, 1.0, lo_open=True), default=d.lr, help=f"Adam peak learning rate, cosine decay (default {d.lr})")
+    p.add_argument("--seed", type=seed, default=d.seed)
+    p.add_argument("--hours", type=positive_float, default=None, help="stop after this much training time (across resumes)")
+    p.add_argument("--threads", type=threads, default=None, help="torch CPU threads (default: torch's choice)")
     p.add_argument("--no-progress", action="store_true")
     return p
 
@@ -34,8 +38,13 @@ def add_parser(sub):
 def run(args):
     import torch
 
-    from ..priors.train import PriorTrainConfig, train_prior
+    from ..outdir import check_output_dir
+    from ..priors.train import CHECKPOINT, PriorTrainConfig, train_prior
 
+    # a file, a path through a file or an unwritable place is a clear error before any work; a non-empty
+    # folder is only accepted when it holds the run to resume (train_prior says which)
+    has_run = (Path(args.out) / CHECKPOINT).is_file()
+    check_output_dir(args.out, resume=args.resume or has_run, overwrite_flag=None)
     if args.threads:
         torch.set_num_threads(args.threads)
     cfg = PriorTrainConfig(steps=args.steps, batch=args.batch, patch=args.patch, lr=args.lr, width=args.width,
