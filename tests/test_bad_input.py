@@ -289,6 +289,14 @@ CASES: dict[str, dict[str, list[tuple[list[str], list[str]]]]] = {
             (["--images", "nopics", "--out", "p", "--hours", "-1"], ["--hours", "greater than 0"]),
         ],
     },
+    "convert-generator": {
+        "out": [(["x.caffemodel", "--arch", "deepsim-fc6", "--out", "full"], ["full exists", "--overwrite"])],
+        "nonfinite": [(["biggan-deep-128", "--arch", "biggan", "--truncation", "nan", "--out", "g.pt"],
+                       ["--truncation", "finite number", "greater than 0 and at most 1"])],
+        "numbers": [(["biggan-deep-128", "--arch", "biggan", "--truncation", "0", "--out", "g.pt"],
+                     ["--truncation", "greater than 0 and at most 1"])],
+        "other": [(["x.caffemodel", "--arch", "deepsim-fc6", "--out", "g.pt"], ["x.caffemodel"])],
+    },
     "serve": {
         "out": [([M, "--cache-dir", "afile"], ["--cache-dir", "is a file"])],
         "numbers": [([M, "--port", "70000"], ["--port", "from 0 to 65535"]), ([M, "--synth-steps", "0"], ["--synth-steps", "1 or more"])],

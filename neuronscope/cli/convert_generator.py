@@ -29,6 +29,9 @@ already in the package's download cache. The written file works with
 from __future__ import annotations
 
 
+from ._common import float_range
+
+
 def add_parser(sub):
     from ..generators.caffe_deepsim import ARCHS
 
@@ -45,7 +48,7 @@ def add_parser(sub):
     p.add_argument("--codes", default=None, help="real codes, an (N, D) .npy / .pt / text file: mean, std and box from them")
     p.add_argument("--no-crop", action="store_true", help="keep the Caffe generator's full 256 px output (default: the "
                    "centre 227 px crop the seeds' scripts use)")
-    p.add_argument("--truncation", type=float, default=0.4, help="BigGAN truncation in (0, 1] (default 0.4)")
+    p.add_argument("--truncation", type=float_range(0.0, 1.0, lo_open=True), default=0.4, help="BigGAN truncation in (0, 1] (default 0.4)")
     p.add_argument("--full-precision", action="store_true", help="store float32 weights (default float16, half the file)")
     p.add_argument("--out", required=True, help="the generator file to write (.pt)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
