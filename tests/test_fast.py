@@ -224,7 +224,7 @@ def test_render_hooks_and_relu_swaps_happen_on_the_copy_and_are_undone(lite0):
 
     def cb(step, images, values):
         seen[step] = ({n for n, m in copy_.net.named_modules() if m._forward_hooks},
-                      sum(type(m).__name__ == "RuleRectifier" or getattr(m, "grad_rule", None)
+                      sum(bool(type(m).__name__ == "RuleRectifier" or getattr(m, "grad_rule", None))
                           for m in copy_.net.modules()))
 
     render(lite0, O.channel("blocks.4", 0) + O.class_logit(3), size=48, steps=2, preset="lucid", callback=cb,
