@@ -96,10 +96,14 @@ def center_crop_resize(img: Image.Image, size: int, crop_fraction: float = 0.875
     """
     w, h = img.size
     scale = round(size / crop_fraction) / min(w, h)
-    # the crop in source pixels: size/scale on each side, centred (at most the whole side)
-    cw, ch = min(w, size / scale), min(h, size / scale)
-    left, top = (w - cw) / 2, (h - ch) / 2
-    return img.resize((size, size), Image.BICUBIC, box=(left, top, left + cw, top + ch))
+    # the resize-then-crop of the evaluation transform, with the same sampling grid: the whole image
+    # scaled to (rw, rh) and the centre size x size pixels kept, computed as one resize of the
+    # matching source box
+    rw, rh = max(size, round(w * scale)), max(size, round(h * scale))
+    left, top = (rw - size) // 2, (rh - size) // 2
+    sx, sy = rw / w, rh / h
+    box = (left / sx, top / sy, (left + size) / sx, (top + size) / sy)
+    return img.resize((size, size), Image.BICUBIC, box=box)
 
 
 def pil_to_tensor(img: Image.Image) -> torch.Tensor:
