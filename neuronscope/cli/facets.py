@@ -76,10 +76,13 @@ def add_parser(sub):
 
 def summary(result) -> dict:
     """The numbers of a facet result, for JSON."""
+    def number(v):  # a value that was never measured (e.g. no preset render) is null, not NaN
+        return None if v is None or v != v else float(v)
+
     def one(rank, f):
-        return {"rank": rank, "cluster": f.cluster, "size": f.size, "images": f.images, "value": f.value,
-                "preset_value": f.preset_value, "mean_image_value": f.mean_value, "best_real": f.best_real,
-                "mean_real": f.mean_real, "duplicate_of": f.duplicate_of, "refine_iterations": f.refine_iterations,
+        return {"rank": rank, "cluster": f.cluster, "size": f.size, "images": f.images, "value": number(f.value),
+                "preset_value": number(f.preset_value), "mean_image_value": number(f.mean_value),
+                "best_real": number(f.best_real), "mean_real": number(f.mean_real), "duplicate_of": f.duplicate_of, "refine_iterations": f.refine_iterations,
                 "reaches_best_real": bool(f.value >= f.best_real) if result.mode == "data" else None,
                 "preset_reaches_best_real": (bool(f.preset_value >= f.best_real)
                                              if result.mode == "data" and f.preset_image is not None else None),
