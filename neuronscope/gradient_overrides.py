@@ -146,6 +146,10 @@ def rectify(z: torch.Tensor, rule: str, upper: float | None = None) -> torch.Ten
     return _Rectify.apply(z, rule, upper)
 
 
+_HOOK_TABLES = ("_forward_hooks", "_forward_hooks_with_kwargs", "_forward_hooks_always_called", "_forward_pre_hooks",
+                "_forward_pre_hooks_with_kwargs", "_backward_hooks", "_backward_pre_hooks")
+
+
 class RuleRectifier(nn.Module):
     """Stand-in for an ``nn.ReLU``/``nn.ReLU6`` whose backward follows one rule."""
 
@@ -155,6 +159,11 @@ class RuleRectifier(nn.Module):
         self.upper = ACTIVATIONS[activation_kind(original)]
         # kept outside _modules so that named_modules() is unchanged in shape
         self.__dict__["original"] = original
+        # the same hook tables as the original (shared, not copied): a tap on this layer, whether attached
+        # before the swap or during it, fires on the stand-in, and removing its handle removes it from both
+        for table in _HOOK_TABLES:
+            if hasattr(original, table):
+                self.__dict__[table] = getattr(original, table)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         return _Rectify.apply(z, self.rule, self.upper)

@@ -64,3 +64,33 @@ def test_one_lock_a_second_thread_waits_for_the_first_block():
         events.append("first out")
     t.join(5)
     assert events == ["first out", "other in"]
+
+
+def test_a_tapped_rectifier_keeps_firing_while_its_rule_is_swapped_in():
+    """A tap on an nn.ReLU fires on the stand-in, whether attached before or during the swap (a render
+    of a rectified layer's channel used to fail with KeyError: redirection swapped the module away from its hook)."""
+    import torch
+    from torch import nn
+
+    from neuronscope.gradient_overrides import rectifier_rules
+
+    net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.Conv2d(4, 2, 1))
+    seen = []
+    before = net[1].register_forward_hook(lambda m, i, o: seen.append(("before", o.shape)))
+    with rectifier_rules(net, "redirect"):
+        during = net[1].register_forward_hook(lambda m, i, o: seen.append(("during", o.shape)))
+        net(torch.rand(1, 3, 8, 8))
+        during.remove()
+    net(torch.rand(1, 3, 8, 8))
+    before.remove()
+    net(torch.rand(1, 3, 8, 8))
+    assert [s[0] for s in seen] == ["before", "during", "before"]
+    assert isinstance(net[1], nn.ReLU) and not net[1]._forward_hooks
+
+
+def test_render_of_a_rectified_layer_channel_raises_it(lite0):
+    from neuronscope.optim import objectives as O
+    from neuronscope.optim import render
+
+    res = render(lite0, [O.channel("blocks.4.dw_act", 0)], size=48, steps=12, progress=False)
+    assert res.trace[-1, 0] > res.trace[0, 0]
