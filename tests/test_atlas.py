@@ -18,6 +18,8 @@ import time
 from pathlib import Path
 
 import pytest
+
+from neuronscope.optim.presets import DEFAULT_PRESET
 import torch
 
 from neuronscope.atlas import AtlasSettings, AtlasStore, UnitResult, build_atlas, make_batches
@@ -109,7 +111,7 @@ def test_batches_never_mix_layers_and_hold_at_most_the_batch():
 def test_manifest_names_model_weights_and_render_settings(lite0):
     m = manifest(lite0, AtlasSettings(size=48, steps=7, diversity=2))
     assert m["model"] == "efficientnet_lite0" and len(m["model_fingerprint"]) == 16
-    assert (m["size"], m["steps"], m["diversity"], m["preset"]) == (48, 7, 2, "lucid")
+    assert (m["size"], m["steps"], m["diversity"], m["preset"]) == (48, 7, 2, DEFAULT_PRESET)
     assert m["preset_definition"]["lr"] == 0.05 and m["torch"] and m["neuronscope"]
 
 

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import torch
 
 from ..errors import NeuronscopeError
+from ..optim.presets import DEFAULT_PRESET
 
 ATLAS_FORMAT = 1  # the store layout; bump when the schema changes
 DIVERSITY_WEIGHT = 100.0  # Lucid's neuron-diversity weight, with the sum convention
@@ -28,7 +29,7 @@ class AtlasSettings:
 
     size: int = 128
     steps: int | None = None  # None: the preset's
-    preset: str = "lucid"
+    preset: str = DEFAULT_PRESET
     seed: int = 0
     batch: int = 32  # rows per optimization (a unit takes 1 + diversity rows)
     diversity: int = 0  # extra renders per unit pushed apart by a Gram diversity term (0 = none)

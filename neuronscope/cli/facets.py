@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..optim.presets import DEFAULT_PRESET
 from ._common import (
     add_model_argument,
     add_quiet_argument,
@@ -52,7 +53,7 @@ def add_parser(sub):
                    help="MFV schedule: mean-image init (default) or centre-biased from the mean image")
     p.add_argument("--iter-scale", type=float_range(0.0, 100.0, lo_open=True), default=ITER_SCALE,
                    help=f"scale the MFV schedule's iterations (default {ITER_SCALE}; 1 = the paper's 370, 0.25 for a preview)")
-    p.add_argument("--preset", default="lucid", help="also render each facet with this preset from its mean image")
+    p.add_argument("--preset", default=DEFAULT_PRESET, help="also render each facet with this preset from its mean image")
     p.add_argument("--no-preset", action="store_true", help="only the MFV schedule")
     p.add_argument("--steps", type=count, default=None,
                    help=f"preset steps (default with --images: {PRESET_STEPS}, as each facet's render starts from its mean "

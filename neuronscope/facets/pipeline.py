@@ -31,6 +31,7 @@ from .examples import Examples, collect_examples
 from .mfv import SCHEDULES, measure, render_mfv
 from .progress import MFV_WEIGHT, VIEW_WEIGHT, Overall, render_weight
 from ..units import Unit
+from ..optim.presets import DEFAULT_PRESET
 
 DUPLICATE_COSINE = 0.95  # facet images whose features are closer than this are one facet
 # Weight of the cluster anchor in facet renders with the preset: unit + ANCHOR * cos(f(x) - m, c_j - m),
@@ -118,7 +119,7 @@ def render_facets(
     *,
     schedule: str = "mean",
     iter_scale: float = 1.0,
-    preset: str | None = "lucid",
+    preset: str | None = DEFAULT_PRESET,
     preset_steps: int | None = None,
     preset_size: int | None = None,
     size: int | None = None,
@@ -269,7 +270,7 @@ def multifaceted(
     labels: Mapping[str, int] | None = None,
     schedule: str = "mean",
     iter_scale: float = 1.0,
-    preset: str | None = "lucid",
+    preset: str | None = DEFAULT_PRESET,
     preset_steps: int | None = None,
     size: int | None = None,
     seed: int = 0,
@@ -348,7 +349,7 @@ def diverse_facets(
     *,
     layer: str | None = None,
     weight: float = 100.0,
-    preset: str = "lucid",
+    preset: str = DEFAULT_PRESET,
     size: int = 128,
     steps: int | None = None,
     seed: int = 0,

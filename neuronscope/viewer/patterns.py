@@ -28,6 +28,7 @@ from PIL import Image
 from ..images import atomic_write_bytes, png_bytes
 from . import frames as fr
 from .synth import _slug, preset_for
+from ..optim.presets import DEFAULT_PRESET
 
 log = logging.getLogger("neuronscope.viewer")
 
@@ -56,7 +57,7 @@ class PatternGrid:
     """Per-layer grids of synthetic unit images, from an atlas store or rendered in the background."""
 
     def __init__(self, model, cache_dir, layers: dict, *, size: int = 48, steps: int = 48, batch: int = 16,
-                 preset: str = "lucid", atlas=None):
+                 preset: str = DEFAULT_PRESET, atlas=None):
         self.model, self.layers = model, layers
         self.cache_dir = Path(cache_dir)
         self.size, self.steps, self.batch, self.preset = size, steps, batch, preset

@@ -48,6 +48,7 @@ from .examples import ExamplesPane, open_examples_store
 from .frames import LatestSlot, encode, fit_square, image_to_tensor
 from .patterns import PatternGrid, open_atlas
 from .synth import SynthRenderer
+from ..optim.presets import DEFAULT_PRESET
 
 log = logging.getLogger("neuronscope.viewer")
 
@@ -87,7 +88,7 @@ class Viewer:
         synth: bool = True,
         synth_size: int = 128,
         synth_steps: int = 128,
-        synth_preset: str = "lucid",
+        synth_preset: str = DEFAULT_PRESET,
         inputs=None,
         atlas=None,
         pattern_size: int = 48,
@@ -339,7 +340,7 @@ def create_app(
     synth: bool = True,
     synth_size: int = 128,
     synth_steps: int = 128,
-    synth_preset: str = "lucid",
+    synth_preset: str = DEFAULT_PRESET,
     inputs=None,
     atlas=None,
     pattern_size: int = 48,

@@ -19,6 +19,7 @@ import threading
 from pathlib import Path
 
 from ..images import atomic_write_bytes, png_bytes
+from ..optim.presets import DEFAULT_PRESET
 
 log = logging.getLogger("neuronscope.viewer")
 
@@ -65,7 +66,7 @@ class SynthRenderer:
         *,
         size: int = 128,
         steps: int = 128,
-        preset: str = "lucid",
+        preset: str = DEFAULT_PRESET,
         threads: int | None = None,
     ):
         self.model = model
