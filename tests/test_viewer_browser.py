@@ -306,7 +306,9 @@ def test_pattern_mode_fills_the_grid_with_cached_preferred_images(page, photo_fi
     assert natural_width(page, "#grid-img") == geo["width"]
     assert "preferred patterns of 32 units" in page.inner_text("#grid-caption")
     page.wait_for_timeout(300)
-    assert grid_colourful(page) > 1.0  # synthetic images are in colour
+    # synthetic images are in colour; an activation grid is grey (exactly 0). The default preset's prior mutes
+    # colour (its 3-step test renders measured 0.998, lucid's were above 1)
+    assert grid_colourful(page) > 0.5
     box = page.locator("#grid-img").bounding_box()  # clicking a pattern tile selects that unit
     sx = box["width"] / geo["width"]
     page.locator("#grid-img").click(position={"x": (geo["pad"] + 2 * (geo["tile_w"] + geo["pad"]) + 5) * sx, "y": 5 * sx})
