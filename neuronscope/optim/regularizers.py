@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import torch
 
+from .engine.adam import zero_grads
 from .transforms import gaussian_blur
 
 
@@ -104,11 +105,7 @@ class DeepVisAscent:
         self._steps = 0
 
     def zero_grad(self, set_to_none: bool = True) -> None:
-        for p in self.params:
-            if set_to_none:
-                p.grad = None
-            elif p.grad is not None:
-                p.grad.zero_()
+        zero_grads(self.params, set_to_none)
 
     @torch.no_grad()
     def step(self) -> None:

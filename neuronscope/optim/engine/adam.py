@@ -16,6 +16,15 @@ from typing import Iterable
 import torch
 
 
+def zero_grads(params, set_to_none: bool = True) -> None:
+    """torch.optim's ``zero_grad`` for a list of tensors (shared by neuronscope's own optimizers)."""
+    for p in params:
+        if set_to_none:
+            p.grad = None
+        elif p.grad is not None:
+            p.grad.zero_()
+
+
 class Adam:
     def __init__(self, params: Iterable[torch.Tensor], lr: float = 1e-3,
                  betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8):
@@ -26,11 +35,7 @@ class Adam:
         self._v = [torch.zeros_like(p) for p in self.params]
 
     def zero_grad(self, set_to_none: bool = True) -> None:
-        for p in self.params:
-            if set_to_none:
-                p.grad = None
-            elif p.grad is not None:
-                p.grad.zero_()
+        zero_grads(self.params, set_to_none)
 
     @torch.no_grad()
     def step(self) -> None:
