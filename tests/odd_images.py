@@ -1,6 +1,6 @@
 """Image files of every kind a user may hand to neuronscope, written from a real photo.
 
-Shared by test_images.py (the loader, file by file) and test_cli.py (`neuronscope
+Shared by test_images.py (the loader, file by file) and cli/test_cli.py (`neuronscope
 classify` on all of them in one run). Each good file comes with the RGB picture
 the loader should return, so tests compare pixels instead of trusting modes.
 """

@@ -20,7 +20,7 @@ from neuronscope.images import (
     prepare_output_dir,
     save_png,
 )
-from odd_images import H, W, write_bad_files, write_good_images
+from tests.odd_images import H, W, write_bad_files, write_good_images
 
 GOOD_KINDS = [
     "jpeg", "png", "webp", "bmp", "tiff", "gif", "grayscale", "rgba", "gray_alpha", "palette",

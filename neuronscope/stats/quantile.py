@@ -40,7 +40,7 @@ n, for failure probability δ = 1e-3 by default) for each stream at the
 quantile asked; the true rank of the returned value is q·n ± t (plus one item
 of discretization) with probability ≥ 1 − δ. Measured on 10⁶ values per stream
 with k = 1024 at q = 0.995: rank errors below 1e-4·n (2 % of the 0.005·n tail);
-see tests/test_stats.py and docs/inversion-backprop-dissection.md.
+see tests/stats/test_stats.py and docs/inversion-backprop-dissection.md.
 
 Merging. Two sketches of disjoint parts of the same streams merge into a sketch
 of the whole (:meth:`StreamingQuantile.merge`); the compaction records travel

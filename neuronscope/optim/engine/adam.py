@@ -5,7 +5,7 @@ The first ``torch.optim`` optimizer built in a process imports ``torch._dynamo``
 16-second render, paid again by every ``neuronscope render`` command. A render
 only needs plain Adam on a handful of tensors, so this is it, written out
 (Kingma & Ba 2015, bias-corrected, ``eps`` added after the square root, as
-PyTorch does). tests/test_adam.py checks it against ``torch.optim.Adam`` step by step.
+PyTorch does). tests/optim/engine/test_adam.py checks it against ``torch.optim.Adam`` step by step.
 """
 
 from __future__ import annotations

@@ -13,7 +13,7 @@ into s×s phases (polyphase form): input pixels ``(s·m + cy, s·n + cx)`` only
 receive the kernel taps congruent to their phase, so each phase is a small
 stride-1 convolution of the output gradient, written into every s-th pixel.
 No zero-stuffed upsampling, no backward primitive: 2-10x faster on those layers,
-identical to the autograd gradient up to float rounding (tests/test_fast_conv.py).
+identical to the autograd gradient up to float rounding (tests/optim/engine/test_fast_conv.py).
 
 A ReLU or ReLU6 that reads only the convolution's output can be fused into it
 (``fused_activation``): on CPU the forward is one oneDNN convolution with the

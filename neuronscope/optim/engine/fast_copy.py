@@ -27,7 +27,7 @@ within a step or two. :func:`fast_model` returns such a rewrite:
 
 The copy's parameters are new tensors; the original model is never modified.
 Values and input gradients agree with the original to float32 rounding
-(tests/test_fast.py checks 1e-4 relative). See ``benchmarks/render_vs_lucent.py``
+(tests/optim/engine/test_fast_copy.py checks 1e-4 relative). See ``benchmarks/render_vs_lucent.py``
 for what it buys.
 """
 

@@ -34,7 +34,7 @@ from fastapi.testclient import TestClient  # noqa: E402
 
 from neuronscope.viewer.server import create_app  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def jpeg_bytes(img: Image.Image, size: int | None = None, quality: int = 90) -> bytes:

@@ -20,7 +20,7 @@ from neuronscope.cli import main
 from neuronscope.optim import objectives as O
 from neuronscope.optim.render import evaluate, render as render_images
 
-import nets
+from tests import nets
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 NAMES = list(nets.FACTORIES)

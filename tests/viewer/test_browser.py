@@ -18,9 +18,9 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from chromium import browser_session
+from tests.chromium import browser_session
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "artifacts"
 TIMEOUT = 30_000  # ms, generous: the machine is shared
 

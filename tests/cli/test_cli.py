@@ -10,7 +10,7 @@ import sys
 import pytest
 
 from neuronscope.cli import main
-from odd_images import write_bad_files, write_good_images
+from tests.odd_images import write_bad_files, write_good_images
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess:

@@ -23,10 +23,10 @@ from urllib.parse import urldefrag, urljoin, urlparse
 import pytest
 import torch
 
-from chromium import browser_session
+from tests.chromium import browser_session
 from neuronscope.atlas import AtlasSettings, AtlasStore, build_atlas
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "artifacts"
 TIMEOUT = 30_000  # ms; the machine is shared
 UNITS = {("blocks.4", u) for u in range(4)} | {("head", u) for u in range(2)}
