@@ -8,7 +8,6 @@ display setting for the same frame costs no new forward pass.
 
 from __future__ import annotations
 
-import importlib
 import itertools
 import logging
 import time
@@ -19,6 +18,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from ..attribution import backward_view as attribution_backward_view
 from ..errors import NeuronscopeError, closest
 from ..models import Model
 from ..taps import LayerInfo, describe_layers, tap
@@ -147,14 +147,6 @@ class Result:
     blobs: list[tuple[str, bytes, str]] = field(default_factory=list)  # (name, data, mime)
 
 
-def load_backward_view() -> Callable | None:
-    """``neuronscope.attribution.backward_view`` when that module exists, else None."""
-    try:
-        return importlib.import_module("neuronscope.attribution").backward_view
-    except (ImportError, AttributeError):
-        return None
-
-
 def clip_signal(grad: torch.Tensor, q: float = 0.995) -> torch.Tensor:
     """(3, H, W) signal with each pixel's colour vector shortened to the ``q`` quantile of pixel norms.
 
@@ -204,7 +196,7 @@ class FrameProcessor:
         self.layers = {l.name: l for l in (layers if layers is not None else viewable_layers(model))}
         self.size = model.input_size
         self.max_grid_side = max_grid_side
-        self._backward = load_backward_view() if backward_view == "auto" else backward_view
+        self._backward = attribution_backward_view if backward_view == "auto" else backward_view
         self._tokens = itertools.count(1)  # thread-safe: frames are decoded off the model thread
         self._forward_cache: tuple | None = None  # (token, layer, act, logits)
         self._backprop_cache: tuple | None = None  # ((token, layer, unit, mode), grad)
@@ -352,7 +344,7 @@ class FrameProcessor:
         if src is None:
             return None, None, "select (or freeze, d) a unit to backprop from"
         if self._backward is None:
-            return None, None, "backprop unavailable in this version"
+            return None, None, "backprop is turned off in this viewer"
         if state.layer == "input":
             return None, None, "the input's diffs are the backprop pane"
         try:
@@ -376,7 +368,7 @@ class FrameProcessor:
             return {
                 "mode": mode,
                 "status": "unavailable",
-                "message": "backprop unavailable: neuronscope.attribution is not installed in this version",
+                "message": "backprop unavailable: this viewer was started without a backward view",
             }
         try:
             grad = self.backprop(frame, src[0], src[1], mode)
@@ -418,6 +410,5 @@ __all__ = [
     "ViewState",
     "default_layer",
     "layer_table",
-    "load_backward_view",
     "viewable_layers",
 ]

@@ -15,7 +15,6 @@ count, so clicking a tile selects the same unit.
 from __future__ import annotations
 
 import copy
-import importlib
 import io
 import logging
 import threading
@@ -26,9 +25,11 @@ import torch
 from PIL import Image
 
 from ..images import atomic_write_bytes, png_bytes
+from ..optim import objectives as O
+from ..optim.presets import DEFAULT_PRESET
+from ..optim.render import render
 from . import frames as fr
 from .synth import _slug, preset_for
-from ..optim.presets import DEFAULT_PRESET
 
 log = logging.getLogger("neuronscope.viewer")
 
@@ -192,10 +193,8 @@ class PatternGrid:
                     self._current = None
 
     def _render(self, layer: str, units: list[int]) -> None:
-        optim = importlib.import_module("neuronscope.optim")
         if self._copy is None:
             self._copy = copy.deepcopy(self.model)  # never the live view's hooks or swapped rectifiers
-        O = optim.objectives
 
         def callback(step, images, values):
             if self._stop:
@@ -204,7 +203,7 @@ class PatternGrid:
 
         targets = [O.channel(layer, u) if layer != "logits" else O.class_logit(u) for u in units]
         with torch.inference_mode(False):
-            res = optim.render(self._copy, targets, size=self.size, steps=self.steps,
+            res = render(self._copy, targets, size=self.size, steps=self.steps,
                                preset=preset_for(self._copy, [layer], self.preset), seed=0,
                                progress=False, callback=callback)
         folder = self.folder(layer)

@@ -163,7 +163,7 @@ class Viewer:
             "default_layer": self.default_layer,
             "max_upload_bytes": self.max_upload_bytes,
             "backprop_available": self.processor.backprop_available,
-            "synth_available": self.synth is not None and self.synth.available(),
+            "synth_available": self.synth is not None,
             "examples_available": self.store is not None,
             "curated_layers": [l["name"] for l in layer_table(self.layers) if l["curated"]],
             "class_labels": [self.model.label(k) for k in range(len(self.model.labels))] if self.model.labels else None,
@@ -354,7 +354,7 @@ def create_app(
     first (default ``blocks.5`` or a middle block). ``allowed_hosts``: Host
     header values accepted (default: local names only; ``["*"]`` for a
     deliberate non-local bind). ``backward_view``: the backprop function
-    (default: ``neuronscope.attribution.backward_view`` when present).
+    (default ``"auto"``: ``neuronscope.attribution.backward_view``; ``None`` turns backprop off).
     ``inputs``: a folder (or list) of images to step through. ``atlas``: an
     atlas store (or its site folder) whose unit images feed pattern mode;
     without one, pattern tiles of ``pattern_size`` px are rendered with
@@ -450,7 +450,7 @@ def create_app(
         if filter not in BACKPROP_FILTERS:
             raise NeuronscopeError(f"filter {filter!r} is not valid; valid: {', '.join(BACKPROP_FILTERS)}")
         if viewer.processor._backward is None:
-            return JSONResponse({"error": "backprop unavailable in this version"}, status_code=404)
+            return JSONResponse({"error": "backprop is turned off in this viewer (started without a backward view)"}, status_code=404)
         loop = asyncio.get_running_loop()
         data = await loop.run_in_executor(viewer.executor, viewer.example_backprop, layer, unit, rank, mode, filter)
         if data is None:

@@ -12,14 +12,15 @@ from __future__ import annotations
 
 import copy
 import hashlib
-import importlib
 import logging
 import re
 import threading
 from pathlib import Path
 
 from ..images import atomic_write_bytes, png_bytes
+from ..optim import objectives as O
 from ..optim.presets import DEFAULT_PRESET
+from ..optim.render import render
 
 log = logging.getLogger("neuronscope.viewer")
 
@@ -84,8 +85,6 @@ class SynthRenderer:
         # The renderer hooks its own copy, made now, before any backprop view can
         # have swapped the live model's rectifiers.
         self._copy = copy.deepcopy(model)
-        self._api = None
-        self._api_error: str | None = None
 
     # ----------------------------------------------------------------- public
 
@@ -98,8 +97,6 @@ class SynthRenderer:
         key = (layer, unit)
         if self.path(layer, unit).exists():
             return {"status": "ready"}
-        if self._load_api() is None:
-            return {"status": "unavailable", "message": self._api_error}
         with self._lock:
             if key in self._failed:
                 return {"status": "failed", "message": self._failed[key]}
@@ -112,10 +109,6 @@ class SynthRenderer:
             self._wake.notify_all()
             return {"status": "queued"}
 
-    def available(self) -> bool:
-        """Whether the render API can be imported."""
-        return self._load_api() is not None
-
     def close(self) -> None:
         """Stop the worker; a render in progress ends at its next step."""
         with self._lock:
@@ -126,15 +119,6 @@ class SynthRenderer:
             self._thread.join(timeout=5)
 
     # ----------------------------------------------------------------- worker
-
-    def _load_api(self):
-        if self._api is None and self._api_error is None:
-            try:
-                optim = importlib.import_module("neuronscope.optim")
-                self._api = (optim.render, optim.objectives)
-            except (ImportError, AttributeError) as e:
-                self._api_error = f"synthetic images unavailable: the render API is missing ({e})"
-        return self._api
 
     def _ensure_thread(self) -> None:
         if self._thread is None or not self._thread.is_alive():
@@ -168,8 +152,6 @@ class SynthRenderer:
                     self._current = None
 
     def _render(self, layer: str, unit: int) -> None:
-        render, O = self._load_api()
-
         def callback(step, images, values):
             self._progress = (step + 1) / self.steps
             if self._stop:

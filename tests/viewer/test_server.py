@@ -304,7 +304,7 @@ def test_unknown_first_layer_is_refused_with_the_closest_names(lite0, tmp_path):
         create_app(lite0, layer="blocks.99", cache_dir=tmp_path, synth=False)
 
 
-def test_backprop_pane_says_unavailable_without_the_attribution_module(lite0, photos, tmp_path):
+def test_backprop_pane_says_unavailable_without_a_backward_view(lite0, photos, tmp_path):
     app = create_app(lite0, cache_dir=tmp_path, backward_view=None, synth=False)
     with TestClient(app) as c, c.websocket_connect("/ws") as ws:
         ws.receive_json()

@@ -747,7 +747,7 @@
         $("input-name").textContent = `${info.inputs.length} images`;
       }
       $("layer-caption").textContent = info.default_layer;
-      if (!info.backprop_available) $("backprop-caption").textContent = "unavailable in this version";
+      if (!info.backprop_available) $("backprop-caption").textContent = "off in this viewer (started without a backward view)";
     } catch (e) {
       showMessage(`cannot reach the server: ${e}`);
     }
