@@ -37,7 +37,8 @@ def start_ray(ray, *, workers: int, address: str | None, gpu: bool = False, obje
     An already initialized Ray (e.g. by the caller) is used as it is. ``ray.init`` installs its own
     SIGTERM handler in the driver; ours are kept, so a signal stops a run cleanly. A local instance
     runs its workers at the driver's priority: Ray's default lowers them by 15 nice levels, which on
-    a machine shared with other work made a worker ~10x slower than the same work in the driver.
+    a machine shared with other work made a worker many times slower than the same work in the driver
+    (benchmarks/README.md, ray_scaling).
     """
     if ray.is_initialized():
         return False

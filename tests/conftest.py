@@ -15,9 +15,9 @@ torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
 def one_thread():
     """One torch intra-op thread for the test, restored after it.
 
-    Small passes on the shared, loaded 2-core machine: two OpenMP threads stall
-    each other, measured 8x (atlas renders) to 13x (inversion: 2.4 vs 0.18 s per
-    step) slower than one. A module opts in with
+    Small passes on a shared, loaded machine: two OpenMP threads stall each
+    other and run several times slower than one (docs/render-speed.md). A
+    module opts in with
     ``pytestmark = pytest.mark.usefixtures("one_thread")``.
     """
     before = torch.get_num_threads()

@@ -1,8 +1,9 @@
 """Adam for the render loop: the same update as ``torch.optim.Adam`` with its defaults, without its import cost.
 
 The first ``torch.optim`` optimizer built in a process imports ``torch._dynamo``
-(it wraps ``step`` for the compiler), which took 1.4 s here: a tenth of a
-16-second render, paid again by every ``neuronscope render`` command. A render
+(it wraps ``step`` for the compiler), a cost paid again by every ``neuronscope
+render`` command and large next to a short render (benchmarks/README.md,
+render_vs_lucent, gives the figure). A render
 only needs plain Adam on a handful of tensors, so this is it, written out
 (Kingma & Ba 2015, bias-corrected, ``eps`` added after the square root, as
 PyTorch does). tests/optim/engine/test_adam.py checks it against ``torch.optim.Adam`` step by step.

@@ -2,17 +2,16 @@
 
 Activation maximization needs ∂objective/∂image through a frozen network: the
 weights never need a gradient. PyTorch's CPU backward for a convolution
-(oneDNN's backward-data primitive) is much slower than a forward convolution of
-the same size for the layers vision nets are full of: measured on 8×96×127²
-channels-last, a stride-2 depthwise 3×3 takes 2 ms forward and 19 ms backward;
-a 1×1 expansion from 16 to 96 channels at 120² takes 17 ms backward.
+(oneDNN's backward-data primitive) is many times slower than a forward
+convolution of the same size for the layers vision nets are full of: strided
+depthwise convolutions and 1×1 expansions.
 
 The input gradient of a convolution is itself a convolution of the output
 gradient with the flipped, channel-transposed kernel. For stride s it splits
 into s×s phases (polyphase form): input pixels ``(s·m + cy, s·n + cx)`` only
 receive the kernel taps congruent to their phase, so each phase is a small
 stride-1 convolution of the output gradient, written into every s-th pixel.
-No zero-stuffed upsampling, no backward primitive: 2-10x faster on those layers,
+No zero-stuffed upsampling, no backward primitive: faster on those layers,
 identical to the autograd gradient up to float rounding (tests/optim/engine/test_fast_conv.py).
 
 A ReLU or ReLU6 that reads only the convolution's output can be fused into it
@@ -67,7 +66,7 @@ def _zero_pad(x: torch.Tensor, pads: tuple[int, int, int, int]) -> torch.Tensor:
     """``F.pad(x, (l, r, t, b))`` for non-negative pads, in x's memory layout, zeroing only the border.
 
     F.pad fills the whole output before copying x in; on the first block's
-    activations (43 MB at 8 x 236 px) that fill is a third of the forward's time there.
+    activations that fill is a large share of the forward's time there.
     """
     t, b, l, r = pads
     n, c, h, w = x.shape
@@ -223,16 +222,15 @@ class FastConv2d(nn.Module):
     def _auto_method(self, dtype: torch.dtype = torch.float32) -> str:
         """In float32 the transposed convolution for strided kernels up to 3x3, else the polyphase form.
 
-        Measured on Lite0's layers at 8 x 236 px (2 threads, channels-last): oneDNN's
-        transposed convolution beats the polyphase form (s*s small convolutions plus a
-        strided scatter) on the strided 3x3 layers (stem 7.3 vs 14.4 ms, first stride-2
-        depthwise 6.6 vs 9.7, a later one 0.51 vs 0.95), loses on the stride-2 5x5
-        depthwise at 59 px (3.0 vs 2.2) and ties at 15 px; at stride 1 polyphase is one
+        Measured on Lite0's layers (2 threads, channels-last; docs/render-speed.md gives
+        the figures): oneDNN's transposed convolution beats the polyphase form (s*s small
+        convolutions plus a strided scatter) on the strided 3x3 layers, loses on the
+        stride-2 5x5 depthwise at 59 px and ties at 15 px; at stride 1 polyphase is one
         convolution like the forward and wins or ties. A fixed rule rather than timing
         each layer keeps renders reproducible: the method changes the float rounding,
         and an optimization amplifies any rounding difference. In bfloat16 oneDNN's
-        transposed convolution is slow: whole 8-row renders ran at 40.6 img·steps/s with
-        it and 48.8 with polyphase everywhere, so bf16 always uses polyphase.
+        transposed convolution is slower than polyphase everywhere, so bf16 always uses
+        polyphase.
         """
         strided = max(self.stride) > 1
         small = max(self.weight.shape[-2:]) <= 3

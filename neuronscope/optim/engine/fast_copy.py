@@ -368,7 +368,7 @@ def resolve_precision(precision: str, device: torch.device | str) -> torch.dtype
     return getattr(torch, precision)
 
 
-#: renders with fewer pixel-steps (rows x size^2 x steps) than this are not worth a copy (~2 s of work)
+#: renders with fewer pixel-steps (rows x size^2 x steps) than this do not repay building a copy
 AUTO_MIN_WORK = 2 ** 21
 
 

@@ -4,14 +4,14 @@ A render allocates and frees the same large activation buffers every step
 (8 × 96 × 118² floats is 43 MB). With glibc's defaults, buffers above its mmap
 threshold go straight back to the kernel when freed, and heap memory above the
 trim threshold is returned as well, so the next step takes a page fault for
-every 4 KiB page it touches again. On the 2-core machine this costs about a
-third of a 224 px render's wall time, almost all of it system time (measured:
-8 rows at 224 px, 24.6 → 36 images·steps/s; `benchmarks/render_vs_lucent.py`).
+every 4 KiB page it touches again, a large share of a render's wall time on
+CPU, almost all of it system time (benchmarks/README.md, render_vs_lucent,
+gives the figures).
 
 :func:`roomy_heap` changes this for the duration of a block: every chunk comes
-from the heap (no mmap, so the 170 MB buffers of a 32-row batch too: 22 → 42
-images·steps/s there), the heap keeps what is freed, and it grows in 256 MiB
-steps. The price is a higher peak RSS while rendering (2.8 → 3.9 GB at 32 rows). On exit
+from the heap (no mmap, so the large buffers of a many-row batch too), the heap
+keeps what is freed, and it grows in 256 MiB steps. The price is a higher peak
+RSS while rendering. On exit
 the four settings go back to glibc's documented start-up values (mmap threshold, trim
 threshold and top padding 128 KiB, 65536 mmapped chunks) and the kept memory is
 returned with ``malloc_trim``. glibc can neither report the values in force before

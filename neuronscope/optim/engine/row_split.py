@@ -13,8 +13,8 @@ forward pass on its thread and returns the tapped tensors of all rows; its
 backward runs every chunk's backward on the same threads. The objective is
 computed on the whole batch by the caller, so terms that couple rows (diversity)
 still work. A forward hook of yours that the copies carry runs on several threads
-at once. Measured on the 2-core machine (Lite0, 8 rows at 236 px, network
-forward+backward): bfloat16 80-99 ms -> 63 ms per step; float32 no faster.
+at once. It pays off in bfloat16 and not in float32, so only bfloat16 stages
+split (docs/render-speed.md gives the measurements).
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ class RowSplitter:
         self._threads = torch.get_num_threads()
         # each pool thread sets one intra-op thread for itself when it starts (on first use); that also
         # lowers PyTorch's process-wide default, which close() puts back. Re-raising it on this thread
-        # while the pool runs measured no different (85-112 ms per step either way, noise)
+        # while the pool runs measured no different (within the noise)
         self._pool = ThreadPoolExecutor(len(taps), thread_name_prefix="neuronscope-rows", initializer=_one_thread)
 
     def close(self) -> None:

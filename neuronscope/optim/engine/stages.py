@@ -36,8 +36,8 @@ from .row_split import RowSplitter
 #: with precision="mixed", the share of the steps (the last ones) run in float32. Chosen on 31 ImageNet
 #: classes outside benchmarks/classes.py (Lite0 class logits, 224 px, 128 steps, judged by Lite1/Lite2):
 #: Lite2 top-1 float32 0.61, tail 1/4 0.71, tail 1/2 0.68, bfloat16 throughout 0.65 (Lite1: 0.77, 0.77,
-#: 0.81, 0.81); rendering took 91, 63, 70 and 50 s. Within the noise of 31 classes none is worse than
-#: float32; a float32 tail keeps the last refinements on exact gradients for a third of the time saved.
+#: 0.81, 0.81). Within the noise of 31 classes none is worse than float32; a float32 tail keeps the
+#: last refinements on exact gradients for part of the time bfloat16 saves (docs/render-speed.md).
 FLOAT32_TAIL = 0.25
 
 #: what render(precision=...) takes: the fast copy's precisions, and the staged "mixed"
