@@ -115,24 +115,31 @@ class _Spec:
 _POSITION = re.compile(r"^\s*(-?\d+)\s*,\s*(-?\d+)\s*$")
 
 
-def _indices(text: str, spec: str) -> tuple[int, ...]:
+def channel_indices(text: str, spec: str | None = None) -> tuple[int, ...]:
+    """The channels of a list such as ``5``, ``0-7``, ``1,4,9`` or ``0-7,12``, in order.
+
+    ``spec`` is the whole target the list came from (``blocks.10:0-7``), named in
+    errors; without it the list stands alone (e.g. an option's value). Whether the
+    channels exist is checked by :func:`parse_units`, against the model.
+    """
+    in_spec = f" in target {spec!r}" if spec else ""
+    of_spec = f" of target {spec!r}" if spec else ""
+    examples = ("blocks.10:5, blocks.10:0-15 or blocks.10:1,4,9", "blocks.10:5 or blocks.10:0-15") if spec else (
+        "5, 0-63, 1,5,9 or 0-7,12", "5 or 0-63")
     out: list[int] = []
     for part in text.split(","):
         part = part.strip()
         if not part:
             continue
         if part.startswith("-") and part[1:].strip().isdigit():
-            raise NeuronscopeError(f"channel {part} in target {spec!r} is negative; channels count from 0")
+            raise NeuronscopeError(f"channel {part}{in_spec} is negative; channels count from 0")
         a, dash, b = part.partition("-")
         a, b = a.strip(), b.strip()
         if not a.isdigit() or (dash and (not b.isdigit() or int(b) < int(a))):
-            raise NeuronscopeError(
-                f"cannot read the channels {text.strip()!r} of target {spec!r}; write e.g. blocks.10:5, "
-                "blocks.10:0-15 or blocks.10:1,4,9"
-            )
+            raise NeuronscopeError(f"cannot read the channels {text.strip()!r}{of_spec}; write e.g. {examples[0]}")
         out.extend(range(int(a), int(b) + 1) if dash else [int(a)])
     if not out:
-        raise NeuronscopeError(f"no channels in target {spec!r}; write e.g. blocks.10:5 or blocks.10:0-15")
+        raise NeuronscopeError(f"no channels{in_spec or ' in ' + repr(text)}; write e.g. {examples[1]}")
     return tuple(out)
 
 
@@ -164,7 +171,7 @@ def _read(model: Model, spec: str, whole_layers: bool) -> _Spec:
         x, y = int(m[1]), int(m[2])
         if x < 0 or y < 0:
             raise NeuronscopeError(f"position ({x},{y}) in target {text!r} is negative; x and y count from 0")
-    return _Spec(text, layer, _indices(chans, text), x, y)
+    return _Spec(text, layer, channel_indices(chans, text), x, y)
 
 
 def parse_units(model: Model, specs: str | Iterable[str], *, size: int | None = None,

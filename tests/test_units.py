@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from neuronscope.errors import NeuronscopeError
 from neuronscope.optim import objectives as O
 from neuronscope.taps import activations, channel_count, layer_shapes
-from neuronscope.units import Unit, parse_unit, parse_units
+from neuronscope.units import Unit, channel_indices, parse_unit, parse_units
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -101,3 +101,15 @@ def test_values_come_from_the_objective_terms(lite0):
     h, w = a.shape[-2:]
     assert torch.allclose(ch.value(acts, log_prob=True), F.log_softmax(a[:, :, h // 2, w // 2], 1)[:, 5])
     assert torch.allclose(O.class_log_softmax(9)(acts, x), logits.log_softmax(1)[:, 9])
+
+
+def test_a_channel_list_alone_reads_like_a_targets_channels():
+    """The same list grammar for a target's channels and for an option such as ``topk --units``."""
+    assert channel_indices("0-3, 9") == (0, 1, 2, 3, 9)
+    assert channel_indices("5") == (5,) and channel_indices("0-7,12") == (*range(8), 12)
+    for bad, message in [("7-3", "cannot read the channels '7-3'; write e.g. 5, 0-63"), ("-1", "channel -1 is negative"),
+                         (",", "no channels in ','")]:
+        with pytest.raises(NeuronscopeError, match=message):
+            channel_indices(bad)
+    with pytest.raises(NeuronscopeError, match="of target 'blocks.4:7-3'"):
+        channel_indices("7-3", "blocks.4:7-3")

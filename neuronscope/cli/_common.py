@@ -75,6 +75,19 @@ open_fraction = float_range(0.0, 1.0, lo_open=True)
 seed = int_range(0, 2**63 - 1)
 
 
+def channel_list(text: str) -> list[int] | None:
+    """An argparse type: channel indices written as in a target (``0-63``, ``1,5,9``, ``0-7,12``); empty: None (all)."""
+    from ..errors import NeuronscopeError
+    from ..units import channel_indices
+
+    if not str(text).strip():
+        return None
+    try:
+        return list(channel_indices(str(text)))
+    except NeuronscopeError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
 def add_model_argument(p: argparse.ArgumentParser, positional: bool = True, required: bool = False) -> None:
     """The model (positional, optional unless ``required``, or ``--model``), ``--device``, and for your own
     model (``module:factory``, ``./file.py:factory``) ``--preprocess`` and ``--input-size``."""

@@ -10,30 +10,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ._common import add_model_argument, add_quiet_argument, count, int_range, load, non_negative_float, size_px
-
-
-def parse_units(text: str | None) -> list[int] | None:
-    """``"0-63"``, ``"1,5,9"`` or ``"0-7,12"`` as a list of unit indices (None for all)."""
-    from ..errors import NeuronscopeError
-
-    if not text:
-        return None
-    out: list[int] = []
-    for part in text.split(","):
-        part = part.strip()
-        try:
-            if "-" in part:
-                a, b = part.split("-", 1)
-                lo, hi = int(a), int(b)
-                if hi < lo:
-                    raise ValueError
-                out += range(lo, hi + 1)
-            else:
-                out.append(int(part))
-        except ValueError:
-            raise NeuronscopeError(f"bad unit list {text!r}; use e.g. 0-63 or 1,5,9") from None
-    return out
+from ._common import (add_model_argument, add_quiet_argument, channel_list, count, int_range, load,
+                      non_negative_float, size_px)
 
 
 def add_parser(sub):
@@ -50,7 +28,8 @@ def add_parser(sub):
     p.add_argument("--store", default=None, help="store folder (default OUT/store); reused and resumed when it exists")
     p.add_argument("--batch-size", type=count, default=16, help="images per forward pass (default 16)")
     p.add_argument("--size", type=size_px, default=None, help="input size in px (default: the model's)")
-    p.add_argument("--units", default=None, help="units to put on the sheets, e.g. 0-63 (default all)")
+    p.add_argument("--units", type=channel_list, default=None,
+                   help="units to put on the sheets, e.g. 0-63 or 1,5,9 (default all)")
     p.add_argument("--checkpoint-seconds", type=non_negative_float, default=30.0, help="commit progress this often (default 30)")
     p.add_argument("--overwrite", action="store_true", help="allow writing into a non-empty --out without a store")
     p.add_argument("--no-sheets", action="store_true", help="only fill the store")
@@ -84,7 +63,7 @@ def run(args):
         from ..ray_pool import import_ray
 
         import_ray()  # before any work: without Ray, the install hint
-    units = parse_units(args.units)
+    units = args.units
     out = Path(args.out or f"topk-{Path(str(args.model)).name.replace(':', '_')}")
     store_path = Path(args.store) if args.store else out / "store"
     resuming = Store.exists(store_path)

@@ -199,6 +199,9 @@ CASES: dict[str, dict[str, list[tuple[list[str], list[str]]]]] = {
         "numbers": [
             ([M, "--images", "nopics", "--layers", "blocks.2", "--k", "0"], ["--k", "from 1 to 100"]),
             ([M, "--images", "nopics", "--layers", "blocks.2", "--batch-size", "0"], ["--batch-size", "1 or more"]),
+            ([M, "--images", "nopics", "--layers", "blocks.2", "--units", "7-3"], ["--units", "'7-3'", "0-63"]),
+            ([M, "--images", "nopics", "--layers", "blocks.2", "--units", "1,x"], ["--units", "'1,x'", "1,5,9"]),
+            ([M, "--images", "nopics", "--layers", "blocks.2", "--units", "-1"], ["--units", "negative", "count from 0"]),
         ],
         "nonfinite": [([M, "--images", "nopics", "--layers", "blocks.2", "--checkpoint-seconds", "nan"],
                        ["--checkpoint-seconds", "finite number", "0 or more"])],
