@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -46,44 +45,6 @@ def _embedded(name: str) -> Model:
     return Model(net, "minus_one_one", info)
 
 
-def _has_position_embedding(net: nn.Module) -> bool:
-    """ViT-style networks (torchvision's ``pos_embedding``, timm's ``pos_embed``) run at one input size."""
-    return any("pos_embed" in n for n, _ in net.named_parameters())
-
-
-def _torchvision(name: str) -> Model:
-    try:
-        from torchvision import models as tvm
-    except Exception as e:  # noqa: BLE001 - torchvision can fail at import for many reasons
-        raise NeuronscopeError(f"torchvision model {name!r} needs a working torchvision ({e})") from e
-    try:
-        weights = tvm.get_model_weights(name).DEFAULT
-        net = tvm.get_model(name, weights=weights)
-    except ValueError as e:
-        raise NeuronscopeError(f"torchvision has no model {name!r}") from e
-    size = weights.transforms().crop_size[0]
-    info = ModelInfo(name=f"torchvision:{name}", input_size=size, labels=list(weights.meta["categories"]), source="torchvision",
-                     fixed_size=_has_position_embedding(net))
-    return Model(net, "imagenet", info)
-
-
-def _timm(name: str) -> Model:
-    try:
-        import timm
-    except Exception as e:  # noqa: BLE001
-        raise NeuronscopeError(f"timm model {name!r} needs timm installed: pip install 'neuronscope[timm]'") from e
-    net = timm.create_model(name, pretrained=True)
-    cfg = net.pretrained_cfg
-    size = cfg.get("input_size", (3, 224, 224))[-1]
-    from .adapter import Normalize
-
-    pre = Normalize(cfg.get("mean", (0.485, 0.456, 0.406)), cfg.get("std", (0.229, 0.224, 0.225)))
-    labels = imagenet_labels() if cfg.get("num_classes", 1000) == 1000 else None
-    info = ModelInfo(name=f"timm:{name}", input_size=size, labels=labels, eval_resize=cfg.get("crop_pct", 0.875), source="timm",
-                     fixed_size=_has_position_embedding(net) and not getattr(net, "dynamic_img_size", False))
-    return Model(net, pre, info)
-
-
 def _onnx(path: str, preprocess, input_size: int | None, labels: list[str] | None, name: str | None) -> Model:
     """An ONNX file through onnx2torch; size and classes from the graph unless given."""
     from .onnx_import import convert_onnx
@@ -95,22 +56,6 @@ def _onnx(path: str, preprocess, input_size: int | None, labels: list[str] | Non
     info = ModelInfo(name=name or f"onnx:{path}", input_size=size, labels=labels, source="onnx",
                      fixed_size=declared_size is not None)  # a graph traced at one size runs at that size
     return Model(net, "imagenet" if preprocess is None else preprocess, info)
-
-
-def _from_import(spec: str) -> Model:
-    """``package.module:factory`` — a callable returning an nn.Module or a Model."""
-    mod_name, _, attr = spec.partition(":")
-    try:
-        obj = getattr(importlib.import_module(mod_name), attr)
-    except (ImportError, AttributeError) as e:
-        raise NeuronscopeError(f"cannot import model factory {spec!r}: {e}") from e
-    built = obj() if callable(obj) and not isinstance(obj, nn.Module) else obj
-    if isinstance(built, Model):
-        return built
-    if isinstance(built, nn.Module):
-        pre = getattr(obj, "preprocess", None) or getattr(built, "preprocess", "imagenet")
-        return Model(built, pre, ModelInfo(name=spec, input_size=getattr(built, "input_size", 224)))
-    raise NeuronscopeError(f"{spec!r} did not give an nn.Module")
 
 
 def available_models() -> list[str]:
@@ -133,9 +78,11 @@ def load_model(
 ) -> Model:
     """Load a model by name, or wrap a user ``nn.Module``.
 
-    Names: ``efficientnet_lite0|1|2`` (embedded weights), ``torchvision:NAME``,
-    ``timm:NAME`` (optional extras; their weights come from the user's cache or
-    the internet), ``onnx:PATH`` (an ONNX file, through the optional onnx2torch;
+    Names: ``efficientnet_lite0|1|2`` (embedded weights), ``torchvision:NAME``
+    or ``torchvision:NAME.WEIGHTS`` and ``timm:NAME`` (optional extras; the input
+    size, normalization, crop fraction and class names come from the weights'
+    own preset; torchvision and timm download the weights once into their caches:
+    :mod:`.from_torchvision`, :mod:`.from_timm`), ``onnx:PATH`` (an ONNX file, through the optional onnx2torch;
     ``preprocess`` defaults to ImageNet normalization, size and labels come from
     the graph unless given), or ``package.module:factory``. A user module needs its
     ``preprocess`` declared: ``"imagenet"``, ``"minus_one_one"``, ``"none"``, an
@@ -179,9 +126,13 @@ def _load(model, dev, preprocess, input_size, labels, output, name) -> Model:
     if key.replace("-", "_") in CONFIGS:
         m = _embedded(key.replace("-", "_"))
     elif key.startswith("torchvision:"):
-        m = _torchvision(key.split(":", 1)[1])
+        from .from_torchvision import load_torchvision
+
+        m = load_torchvision(key.split(":", 1)[1])
     elif key.startswith("timm:"):
-        m = _timm(key.split(":", 1)[1])
+        from .from_timm import load_timm
+
+        m = load_timm(key.split(":", 1)[1])
     elif key.startswith("onnx:"):
         m = _onnx(key.split(":", 1)[1], preprocess, input_size, labels, name)
     elif ":" in key:
