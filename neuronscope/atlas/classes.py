@@ -22,10 +22,18 @@ before the layer runs once per input (the hook expands the batch at the layer).
 Linearity is detected, not assumed: J of the first 64 channels is computed at a
 second, different input and the layer is declared exact when the two agree to
 1e-5 (relative); otherwise every channel is averaged over all the inputs.
+
+Attention runs on kernels forward-mode AD goes through: PyTorch's fused
+``scaled_dot_product_attention`` CPU kernel and ``nn.MultiheadAttention``'s fast
+path have no forward derivative, so the passes use the math kernel with the
+fast path off (same values; restored afterwards). An operation that still has no
+forward derivative is named in a NeuronscopeError, with ``--classes 0`` as the
+way to build the atlas without class attribution.
 """
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from typing import Sequence
 
 import torch
@@ -40,6 +48,27 @@ from ..taps import activations, layer_shapes
 TOP = 5  # classes kept per unit, in each direction
 LINEAR_RTOL = 1e-5
 LINEAR_PROBE = 64  # channels compared at a second input to detect a linear tail
+
+
+@contextmanager
+def _forward_ad_attention():
+    """Attention kernels with forward derivatives: SDPA's math kernel, nn.MultiheadAttention without its fast path."""
+    mha = getattr(torch.backends, "mha", None)
+    fast = mha.get_fastpath_enabled() if mha is not None else None
+    try:
+        from torch.nn.attention import SDPBackend, sdpa_kernel
+        kernel = sdpa_kernel([SDPBackend.MATH])
+    except ImportError:  # torch < 2.3: the math kernel is the only one forward AD is offered anyway
+        from contextlib import nullcontext
+        kernel = nullcontext()
+    if mha is not None:
+        mha.set_fastpath_enabled(False)
+    try:
+        with kernel:
+            yield
+    finally:
+        if mha is not None:
+            mha.set_fastpath_enabled(fast)
 
 
 def _jacobian_one(model: Model, layer: str, x: torch.Tensor, channels: Sequence[int]) -> torch.Tensor:
@@ -59,9 +88,14 @@ def _jacobian_one(model: Model, layer: str, x: torch.Tensor, channels: Sequence[
 
         handle = module.register_forward_hook(hook)
         try:
-            with torch.no_grad():
+            with torch.no_grad(), _forward_ad_attention():
                 logits = model(x.to(model.device))
             tangent = fwAD.unpack_dual(logits).tangent
+        except NotImplementedError as e:
+            raise NeuronscopeError(
+                f"the classes of layer {layer!r} are computed by forward-mode AD through the rest of {model.name}, "
+                f"and an operation after it has no forward derivative ({e}); build the atlas without them (--classes 0)"
+            ) from e
         finally:
             handle.remove()
     if tangent is None or tangent.shape[0] != b:
