@@ -97,8 +97,8 @@ def summary(result) -> dict:
 
 def run(args):
     from ..errors import NeuronscopeError
-    from ..facets import diverse_facets, labels_from_manifest, multifaceted, parse_unit, write_facet_sheet
-    from ..facets.pipeline import ANCHOR
+    from ..facets import parse_unit, write_facet_sheet
+    from ..facets.output import building_unit_sheet, refuse_finished, unit_page
     from ..images import atomic_write_json
 
     if args.k is not None and args.k < 1:
@@ -117,9 +117,30 @@ def run(args):
         first_readable_image(args.images)
     model = load(args)
     unit = parse_unit(model, args.target)
-    page = out / f"{unit.slug}.html"
-    if page.exists() and not args.overwrite:
-        raise NeuronscopeError(f"{page} already exists; pass --overwrite to replace it, or choose another --out")
+    refuse_finished(out, unit.slug, args.overwrite)
+    with building_unit_sheet(out, unit.slug, overwrite=args.overwrite) as tmp:  # nothing half-written in OUT
+        result = _facets(model, unit, args)
+        write_facet_sheet(result, tmp)
+        atomic_write_json(tmp / f"{unit.slug}.json", summary(result))
+    html, png = unit_page(out, unit.slug), out / f"{unit.slug}.png"
+    print(f"sheet: {html}  {png}")
+    if args.store:
+        from ..data.store import Store
+
+        with Store.open(args.store) as store:
+            for i, f in enumerate(result.facets):
+                meta = {k: v for k, v in summary(result)["facets"][i].items()}
+                store.put_artifact("facet", unit.layer, unit.index, f"{i}", f.image, {**meta, "mode": result.mode})
+                if f.mean_image is not None:
+                    store.put_artifact("facet_mean", unit.layer, unit.index, f"{i}", f.mean_image, meta)
+        print(f"attached {len(result.facets)} facet images to {args.store}")
+
+
+def _facets(model, unit, args):
+    """Find and render the unit's facets (data mode with --images, else diversity mode), printing what was found."""
+    from ..facets import diverse_facets, labels_from_manifest, multifaceted
+    from ..facets.pipeline import ANCHOR
+
     progress = not args.quiet
     if args.images:
         labels = labels_from_manifest(args.images)
@@ -147,17 +168,4 @@ def run(args):
         print(f"{unit.label}: {len(result.facets)} diverse renders (diversity at {result.meta['diversity_layer']})")
         for i, f in enumerate(result.facets):
             print(f"  render {i + 1}: activation {f.value:.2f}")
-    out.mkdir(parents=True, exist_ok=True)
-    html, png = write_facet_sheet(result, out)
-    atomic_write_json(out / f"{unit.slug}.json", summary(result))
-    print(f"sheet: {html}  {png}")
-    if args.store:
-        from ..data.store import Store
-
-        with Store.open(args.store) as store:
-            for i, f in enumerate(result.facets):
-                meta = {k: v for k, v in summary(result)["facets"][i].items()}
-                store.put_artifact("facet", unit.layer, unit.index, f"{i}", f.image, {**meta, "mode": result.mode})
-                if f.mean_image is not None:
-                    store.put_artifact("facet_mean", unit.layer, unit.index, f"{i}", f.mean_image, meta)
-        print(f"attached {len(result.facets)} facet images to {args.store}")
+    return result
