@@ -319,6 +319,37 @@ def test_facets_cli_on_lite0_writes_a_sheet_whose_facets_beat_their_best_real_im
     assert main(["facets", "efficientnet_lite0", "class:goldfish", "--images", str(fish), "--out", str(out), "--quiet"]) == 2
 
 
+def test_facets_cli_keeps_earlier_sheets_and_leaves_nothing_of_a_failed_run(lite0, tmp_path, monkeypatch):
+    """OUT collects one sheet per unit; a run that fails after writing its files changes nothing in OUT."""
+    import neuronscope.facets as facets_pkg
+    from neuronscope.cli import main
+    from neuronscope.errors import NeuronscopeError
+
+    out = tmp_path / "facets"
+    fast = ["--k", "2", "--size", "64", "--steps", "3", "--out", str(out), "--quiet"]  # diversity mode: no images
+
+    def files():
+        return {str(p.relative_to(out)): p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()}
+
+    assert main(["facets", "efficientnet_lite0", "class:goldfish", *fast]) == 0
+    first = files()
+    assert {"class_1_goldfish.html", "class_1_goldfish.png", "class_1_goldfish.json"} <= set(first)
+    real = facets_pkg.write_facet_sheet
+
+    def fails_after_writing(result, folder):
+        sheet = real(result, folder)
+        assert sheet.html.parent != out  # written into the hidden build folder, not OUT
+        raise NeuronscopeError("simulated failure after the sheet was written")
+
+    monkeypatch.setattr(facets_pkg, "write_facet_sheet", fails_after_writing)
+    assert main(["facets", "efficientnet_lite0", "class:tabby", *fast]) == 2
+    assert files() == first
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+    monkeypatch.undo()
+    assert main(["facets", "efficientnet_lite0", "class:goldfish", *fast]) == 2  # no --overwrite: the first is kept
+    assert files() == first  # (a second unit joining OUT: tests/facets/test_output.py)
+
+
 def test_one_overall_bar_spans_the_phases_with_their_weights(capsys):
     from neuronscope.facets.progress import Overall, phase_bar
 
