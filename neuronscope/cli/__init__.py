@@ -6,7 +6,8 @@ report; the work is done by library functions. A :class:`NeuronscopeError`
 becomes a one-paragraph message and exit code 2, never a traceback; so does
 running out of memory. Numbers are validated by the option types of
 ``_common`` while the arguments are parsed (argparse's exit code 2). A reader
-that stops early (``neuronscope layers | head``) ends the verb quietly.
+that stops early (``neuronscope layers | head``) ends the verb quietly (exit code 141) on
+every way out of :func:`main`, errors and interrupts included.
 """
 
 from __future__ import annotations
@@ -46,7 +47,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def error(message: str) -> None:
     width = min(100, max(40, os.get_terminal_size(2).columns if sys.stderr.isatty() else 100))
-    print(textwrap.fill(f"neuronscope: error: {message}", width=width, subsequent_indent="  "), file=sys.stderr)
+    try:
+        print(textwrap.fill(f"neuronscope: error: {message}", width=width, subsequent_indent="  "), file=sys.stderr)
+        sys.stderr.flush()
+    except BrokenPipeError:  # nobody reads stderr either (`2>&1 | head`)
+        _reader_gone(sys.stderr)
 
 
 def _given_options(argv: list[str] | None) -> str:
@@ -56,14 +61,31 @@ def _given_options(argv: list[str] | None) -> str:
     return text if len(text) <= 200 else text[:197] + "..."
 
 
-def _stdout_closed() -> int:
-    """The reader of stdout went away (``| head``): stop quietly, as a tool killed by SIGPIPE would."""
+def _reader_gone(stream) -> None:
+    """Point ``stream``'s file descriptor at /dev/null: its reader went away, and the flush at exit must not
+    fail again (Python would print "Exception ignored ... BrokenPipeError" and exit 120)."""
     try:
         devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())  # the final flush at exit must not fail again
+        os.dup2(devnull, stream.fileno())
+        os.close(devnull)
     except (OSError, ValueError, AttributeError):
         pass
-    return 141
+
+
+def _flushed() -> bool:
+    """Flush stdout and stderr; False when the reader of stdout went away (``| head``)."""
+    ok = True
+    for stream in (sys.stdout, sys.stderr):
+        if stream is None:
+            continue
+        try:
+            stream.flush()
+        except BrokenPipeError:
+            _reader_gone(stream)
+            ok = ok and stream is not sys.stdout
+        except (OSError, ValueError):  # a closed or unusable stream: nothing more to write to it
+            pass
+    return ok
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -75,27 +97,35 @@ def main(argv: list[str] | None = None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as e:  # argparse printed the usage error; --help and --version still exit
         if e.code in (0, None):
+            if not _flushed():  # `neuronscope render --help | head`
+                raise SystemExit(141) from None
             raise
+        _flushed()
         return e.code if isinstance(e.code, int) else 2
     options = _given_options(argv)
     step = f"`neuronscope {args.verb}`" + (f" with {options}" if options else " at its defaults")
     try:
         # a command owns its process: its renders may tune the heap and threads (restored after each)
         with producing(step), allow_process_tuning():
-            code = args._run(args)
-        sys.stdout.flush()
+            code = int(args._run(args) or 0)
     except NeuronscopeError as e:
         error(str(e))
-        return 2
+        code = 2
     except MemoryError:
         error(f"{step} ran out of memory; lower the sizes, batch or counts it was given")
-        return 2
-    except BrokenPipeError:
-        return _stdout_closed()
+        code = 2
+    except BrokenPipeError:  # a write to a stream whose reader went away: stop quietly, as SIGPIPE would
+        _flushed()
+        return 141
     except KeyboardInterrupt:
-        print("\nneuronscope: interrupted", file=sys.stderr)
-        return 130
-    return int(code or 0)
+        try:
+            print("\nneuronscope: interrupted", file=sys.stderr)
+        except BrokenPipeError:
+            pass
+        code = 130
+    # every way out flushes here, inside main: output still buffered when the reader has gone (an error after
+    # some lines were printed, an interrupt) must not fail in the interpreter's own flush at exit
+    return 141 if not _flushed() and code == 0 else code
 
 
 if __name__ == "__main__":  # pragma: no cover
