@@ -12,6 +12,7 @@ Only the requested layers are hooked, and the hooks are removed when the
 from __future__ import annotations
 
 import re
+import shlex
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Iterable, Iterator
@@ -53,6 +54,56 @@ def module_names(model: Model) -> list[str]:
     return [n for n, _ in model.net.named_modules() if n]
 
 
+def _preprocess_name(model: Model) -> str | None:
+    """The ``--preprocess`` value that gives the model's preprocessing, or None when it is not a named one."""
+    from .models.adapter import PREPROCESSING, Normalize
+
+    pre = model.preprocess
+    if type(pre) is nn.Identity:
+        return "none"
+    if type(pre) is Normalize:
+        for name, make in PREPROCESSING.items():
+            ref = make()
+            if (isinstance(ref, Normalize) and ref.mean.shape == pre.mean.shape
+                    and torch.allclose(ref.mean, pre.mean.detach().cpu()) and torch.allclose(ref.std, pre.std.detach().cpu())):
+                return name
+    return None
+
+
+def layers_command(model: Model) -> str | None:
+    """A ``neuronscope layers ...`` command that loads ``model`` as it was loaded, or None when there is none.
+
+    A model by name (embedded, ``torchvision:``, ``timm:``) needs only its name; your own model
+    (``package.module:factory``, ``./file.py:factory``, ``onnx:PATH``) also its preprocessing and input
+    size, which a factory need not declare. A module wrapped in Python has no command line.
+    """
+    from .model_import import is_factory_spec
+
+    info = model.info
+    if info.source in ("embedded", "torchvision", "timm"):
+        return f"neuronscope layers {shlex.quote(model.name)}"
+    own = (info.source == "onnx" and model.name.startswith("onnx:")) or (
+        info.source == "user" and is_factory_spec(model.name))
+    if not own:
+        return None
+    words = ["neuronscope", "layers", model.name]
+    pre = _preprocess_name(model)
+    if pre is not None:
+        words += ["--preprocess", pre]
+    if info.input_size != 224:
+        words += ["--input-size", str(info.input_size)]
+    return " ".join(shlex.quote(w) for w in words)
+
+
+def list_layers_hint(model: Model, count: int | None = None) -> str:
+    """The sentence that says how to list ``model``'s layers: a command that works for it, or the Python call."""
+    what = f"all {count} layers" if count is not None else "its layers"
+    command = layers_command(model)
+    if command is not None:
+        return f"Run `{command}` to list {what}."
+    return f"`neuronscope.describe_layers(model)` lists {what}."
+
+
 def resolve(model: Model, text: str) -> Address:
     """Check an address against the model; unknown names list the closest valid ones."""
     addr = parse_address(text)
@@ -64,7 +115,7 @@ def resolve(model: Model, text: str) -> Address:
         raise NeuronscopeError(
             f"model {model.name!r} has no layer {addr.path!r}. "
             + (f"Closest valid names: {', '.join(hits)}. " if hits else "")
-            + f"Run `neuronscope layers {model.name}` to list all {len(names) + len(PSEUDO_LAYERS)} layers."
+            + list_layers_hint(model, len(names) + len(PSEUDO_LAYERS))
         )
     return addr
 

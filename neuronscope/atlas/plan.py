@@ -16,7 +16,7 @@ from torch import nn
 
 from ..errors import NeuronscopeError
 from ..models import Model
-from ..taps import channel_count, layer_shapes
+from ..taps import channel_count, layer_shapes, list_layers_hint
 from ..units import parse_units
 
 Job = tuple[str, int]  # (layer, unit)
@@ -51,8 +51,8 @@ def default_layers(model: Model) -> list[str]:
     chosen = [n for n in names if len(shapes.get(n, ())) == 3]
     if not chosen:
         raise NeuronscopeError(
-            f"could not find block outputs in {model.name!r}; name the layers with --layers "
-            f"(see `neuronscope layers {model.name}`)"
+            f"could not find block outputs in {model.name!r}; name the layers with --layers. "
+            + list_layers_hint(model)
         )
     return chosen
 

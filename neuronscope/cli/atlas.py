@@ -84,8 +84,11 @@ def run(args):
     if args.site_only:
         with AtlasStore.open(out / "store") as s:
             layers = s.layers()
+    from ._common import load
+
+    # a loaded model, so that --preprocess / --input-size count for your own model
     summary = build_atlas(
-        args.model, layers, out, settings=settings, backend=args.backend, workers=args.workers,
+        load(args), layers, out, settings=settings, backend=args.backend, workers=args.workers,
         ray_address=args.ray_address, threads=args.threads, force=args.force, images=args.images,
         topk_store=args.topk_store, topk_k=args.k, dissection=args.dissection, classes_inputs=args.classes,
         progress=not args.quiet, device=args.device, render=not args.site_only,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from ._common import add_model_argument, int_range
+from ._common import add_model_argument, int_range, load
 
 
 def add_parser(sub):
@@ -18,9 +18,8 @@ def add_parser(sub):
 def run(args):
     from ..classify import classify_paths
     from ..errors import NeuronscopeError
-    from ..models import load_model
 
-    model = load_model(args.model, device=args.device)
+    model = load(args)  # with --preprocess / --input-size for your own model
     failures = 0
     for path, result in classify_paths(model, args.images, top=args.top):
         print(path, flush=True)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ._common import add_model_argument, add_out_arguments, add_quiet_argument, count, size_px
+from ._common import add_model_argument, add_out_arguments, add_quiet_argument, count, load, size_px
 
 
 def add_parser(sub):
@@ -31,13 +31,12 @@ def add_parser(sub):
 
 def run(args):
     from ..memory import check_activations
-    from ..models import load_model
     from ..optim.outputs import check_output_dir
     from ..optim.visualize import visualize
     from ..units import parse_units
 
     check_output_dir(args.out, args.overwrite)  # before loading anything
-    model = load_model(args.model, device=args.device)
+    model = load(args)  # with --preprocess / --input-size for your own model
     targets = parse_units(model, args.targets, size=args.size)  # validate before any work
     check_activations(model, args.size or model.input_size, min(args.batch, len(targets) * args.seeds),
                       "--size or --batch")
