@@ -214,3 +214,54 @@ def test_describe_layers_names_tuple_and_dict_outputs(tuple_model):
     assert rows["enc[0]"].shape == (4, 8, 8) and rows["enc[1]"].shape == (4,)
     assert rows["heads[logits]"].shape == (3,) and rows["heads[norm]"].shape == ()
     assert hooks_left(tuple_model) == []
+
+
+_OWN_MODEL = '''
+from torch import nn
+
+
+def build():
+    return nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 10))
+'''
+
+
+@pytest.mark.parametrize("spec", ["./mine.py:build", "mine:build"])
+def test_the_unknown_layer_hint_for_your_own_model_is_a_command_that_works(tmp_path, monkeypatch, capsys, spec):
+    """A factory model needs its preprocessing on every command line: the hint carries what was given."""
+    import re
+    import shlex
+
+    from neuronscope.cli import main
+
+    (tmp_path / "mine.py").write_text(_OWN_MODEL)
+    monkeypatch.chdir(tmp_path)
+    given = ["--preprocess", "minus_one_one", "--input-size", "64"]
+    assert main(["render", spec, "nosuch:0", *given, "--steps", "2", "--out", "o"]) == 2
+    err = capsys.readouterr().err
+    assert "no layer 'nosuch'" in err and "Traceback" not in err and not (tmp_path / "o").exists()
+    command = re.search(r"Run `([^`]+)`", " ".join(err.split())).group(1)
+    assert command == f"neuronscope layers {spec} --preprocess minus_one_one --input-size 64"
+    words = shlex.split(command)
+    assert main(words[1:]) == 0  # the hint runs as given
+    listing = capsys.readouterr().out
+    assert listing.startswith(f"{spec}: 7 addressable layers") and "\n0 " in listing and "\n4 " in listing
+    assert main(words[1:3]) == 2  # what the hint used to say: without the preprocessing it cannot load
+    assert "does not declare its preprocessing" in capsys.readouterr().err
+
+
+def test_the_unknown_layer_hint_names_the_preprocessing_it_finds(tmp_path, monkeypatch):
+    from neuronscope.taps import layers_command, list_layers_hint
+
+    (tmp_path / "mine.py").write_text(_OWN_MODEL)
+    monkeypatch.chdir(tmp_path)
+    for pre in ("imagenet", "minus_one_one", "none"):
+        m = load_model("./mine.py:build", preprocess=pre)
+        assert layers_command(m) == f"neuronscope layers ./mine.py:build --preprocess {pre}"
+    odd = load_model("./mine.py:build", preprocess=lambda t: t * 2)  # only a factory attribute can declare this
+    assert layers_command(odd) == "neuronscope layers ./mine.py:build"
+    wrapped = load_model(nn.Sequential(nn.Conv2d(3, 4, 3)), preprocess="imagenet")  # no command line loads it
+    assert layers_command(wrapped) is None
+    with pytest.raises(NeuronscopeError) as err:
+        activations(wrapped, torch.rand(1, 3, 16, 16), ["nosuch"])
+    assert "`neuronscope.describe_layers(model)` lists all 3 layers" in str(err.value)
+    assert list_layers_hint(wrapped) == "`neuronscope.describe_layers(model)` lists its layers."
