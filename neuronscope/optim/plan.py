@@ -56,6 +56,8 @@ class RenderPlan:
     snapshot_steps: frozenset[int] = frozenset()
     tune_process: bool = False  # process-wide settings for speed (engine.process)
     prior: object | None = None  # the learned image prior's step (neuronscope.priors), also the first post_step
+    progress: bool = True  # a progress bar while running
+    description: str = "render"  # the progress bar's label
 
     def meta(self, model: Model, steps_done: int) -> dict:
         p = self.preset
@@ -147,8 +149,20 @@ def plan_render(
     post_steps: Sequence[PostStep] = (),
     criteria: Sequence[Criterion] = (),
     prior=None,
+    device: str | torch.device | None = None,
+    progress: bool = True,
+    description: str = "render",
 ) -> RenderPlan:
-    """Check a render request and build its plan (the arguments are :func:`~neuronscope.optim.render.render`'s)."""
+    """Check a render request and build its plan.
+
+    The one declaration of a render's settings: :func:`~neuronscope.optim.render.render`
+    takes exactly these arguments (its docstring describes them). ``device`` moves
+    ``model`` there first (in place, as ``nn.Module.to`` does).
+    """
+    if device is not None:
+        from ..models import resolve_device
+
+        model = model.to(resolve_device(device))
     p = get_preset(preset)
     engine = Engine.parse(engine)
     objective, rows = _rowwise_objective(objectives)
@@ -189,4 +203,4 @@ def plan_render(
         criteria.append(NoUpdateAfterLastStep(steps))
     return RenderPlan(p, objective, batch, size, steps, seeds, lr, param, tfm, torch.Generator().manual_seed(seeds[0]),
                       optimizer, layers, stages, p.redirect_steps, post_steps, criteria,
-                      frozenset(int(t) for t in thresholds), tune, prior_step)
+                      frozenset(int(t) for t in thresholds), tune, prior_step, progress, description)

@@ -15,9 +15,12 @@ which frozen rows are put back as they were.
 
 from __future__ import annotations
 
+import difflib
+import functools
+import inspect
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
+from typing import Callable, ParamSpec
 
 import numpy as np
 import torch
@@ -26,12 +29,10 @@ from ..errors import NeuronscopeError
 from ..models import Model
 from ..notebook import RenderDisplay
 from ..taps import tap
-from .criteria import Criterion, LoopState
-from .engine import Engine, StagedNetwork, tuned_process
+from .criteria import LoopState
+from .engine import StagedNetwork, tuned_process
 from .objectives import Objective
-from .params import ImageParam
 from .plan import PostStep, RenderPlan, plan_render
-from .presets import DEFAULT_PRESET, Preset
 
 __all__ = ["PostStep", "RenderPlan", "RenderResult", "evaluate", "plan_render", "render", "run_plan"]
 
@@ -57,31 +58,37 @@ def evaluate(model: Model, objective: Objective, images: torch.Tensor) -> torch.
         return objective(taps.values, x).float().cpu()
 
 
-def render(
-    model: Model,
-    objectives,
-    *,
-    batch: int | None = None,
-    size: int | None = None,
-    steps: int | None = None,
-    preset: str | Preset = DEFAULT_PRESET,
-    seed: int | Sequence[int] = 0,
-    init: torch.Tensor | None = None,
-    lr: float | None = None,
-    transforms=None,
-    param: ImageParam | None = None,
-    thresholds: Sequence[int] = (),
-    target_value: float | None = None,
-    device: str | torch.device | None = None,
-    progress: bool = True,
-    callback: Callable[[int, torch.Tensor, torch.Tensor], bool | None] | None = None,
-    description: str = "render",
-    engine: Engine | str | None = None,
-    tune_process: bool | None = None,
-    post_steps: Sequence[PostStep] = (),
-    criteria: Sequence[Criterion] = (),
-    prior=None,
-) -> RenderResult:
+_Settings = ParamSpec("_Settings")
+
+
+def _takes_the_arguments_of(planner: Callable[_Settings, RenderPlan]):
+    """Give the decorated ``f(model, objectives, **settings)`` the planner's signature.
+
+    For type checkers and IDEs (the ParamSpec), for ``help()`` and
+    ``inspect.signature`` (``__signature__``), and at run time: a keyword the
+    planner does not take is a TypeError naming the closest valid ones.
+    """
+    signature = inspect.signature(planner)
+    names = [n for n, a in signature.parameters.items() if a.kind is a.KEYWORD_ONLY]
+
+    def decorate(f: Callable[..., RenderResult]) -> Callable[_Settings, RenderResult]:
+        @functools.wraps(f)
+        def checked(model, objectives, **settings):
+            for name in settings:
+                if name not in names:
+                    close = difflib.get_close_matches(name, names, n=3)
+                    raise TypeError(f"{f.__name__}() got an unexpected keyword argument {name!r}; "
+                                    + (f"did you mean: {', '.join(close)}" if close else f"valid: {', '.join(names)}"))
+            return f(model, objectives, **settings)
+
+        checked.__signature__ = signature.replace(return_annotation=RenderResult)
+        return checked
+
+    return decorate
+
+
+@_takes_the_arguments_of(plan_render)
+def render(model: Model, objectives, **settings) -> RenderResult:
     """Synthesize the inputs that maximize ``objectives``.
 
     ``objectives``: one Objective (rows given by its ``.on`` bindings, or
@@ -105,22 +112,24 @@ def render(
     callback. ``prior``: the learned natural-image prior's step, the first post-step
     operator (a :class:`~neuronscope.priors.DenoisingPrior`, a dict of its settings, or
     False for none); default: the preset's (the default preset ``natural`` has one).
-    ``size``: default the model's input size. The returned values always use the model
-    as given, in float32.
+    ``size``: default the model's input size. ``device``: move the model there first.
+    ``progress``: show a progress bar labelled ``description``. The returned values
+    always use the model as given, in float32.
+
+    The settings are declared once, by :func:`~neuronscope.optim.plan.plan_render`:
+    ``render(model, objectives, **settings)`` plans with them and runs the plan.
     """
-    if device is not None:
-        from ..models import resolve_device
-
-        model = model.to(resolve_device(device))
-    plan = plan_render(model, objectives, batch=batch, size=size, steps=steps, preset=preset, seed=seed, init=init,
-                       lr=lr, transforms=transforms, param=param, thresholds=thresholds, target_value=target_value,
-                       callback=callback, engine=engine, tune_process=tune_process, post_steps=post_steps,
-                       criteria=criteria, prior=prior)
-    return run_plan(model, plan, progress=progress, description=description)
+    plan = plan_render(model, objectives, **settings)
+    return run_plan(model, plan)
 
 
-def run_plan(model: Model, plan: RenderPlan, *, progress: bool = True, description: str = "render") -> RenderResult:
-    """Run a plan (once: its optimizer and criteria keep state) on ``model``, the model it was planned for."""
+def run_plan(model: Model, plan: RenderPlan, *, progress: bool | None = None, description: str | None = None) -> RenderResult:
+    """Run a plan (once: its optimizer and criteria keep state) on ``model``, the model it was planned for.
+
+    ``progress`` and ``description`` default to the plan's.
+    """
+    progress = plan.progress if progress is None else progress
+    description = plan.description if description is None else description
     param, dev = plan.param, model.device
     trace = np.zeros((plan.steps, plan.batch), dtype=np.float32)
     state = LoopState.start(plan.batch, plan.steps)

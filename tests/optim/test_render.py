@@ -259,3 +259,21 @@ def test_the_plan_holds_the_optimizer_and_criteria_and_a_criterion_can_freeze_ro
     assert res.steps_run.tolist() == [2, 6] and res.trace.shape[0] == 6
     assert torch.equal(res.images[0], res.snapshots[3][0])  # no update reached row 0 after step 2
     assert not torch.equal(res.images[1], res.snapshots[3][1])
+
+
+def test_render_takes_exactly_the_planned_settings_and_names_a_mistyped_one(lite0):
+    """render's settings are plan_render's (one declaration); help() shows them; a typo is a TypeError with a hint."""
+    import inspect
+
+    from neuronscope.optim.plan import plan_render
+
+    shown = inspect.signature(render).parameters
+    assert list(shown) == list(inspect.signature(plan_render).parameters)
+    assert {"steps", "preset", "seed", "engine", "prior", "device", "progress"} <= set(shown)
+    assert shown["steps"].kind is inspect.Parameter.KEYWORD_ONLY and shown["progress"].default is True
+    with pytest.raises(TypeError, match="unexpected keyword argument 'stpes'; did you mean: steps"):
+        render(lite0, [O.class_logit(1)], stpes=3)
+    with pytest.raises(TypeError, match="'zzz'; valid: batch, size, steps"):
+        render(lite0, [O.class_logit(1)], zzz=1)
+    plan = plan_render(lite0, [O.class_logit(1)], size=32, steps=2, progress=False, description="x")
+    assert (plan.progress, plan.description) == (False, "x")
