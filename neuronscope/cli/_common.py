@@ -122,6 +122,19 @@ def add_out_arguments(p: argparse.ArgumentParser, default: str | None = None, *,
         p.add_argument("--overwrite", action="store_true", help=overwrite)
 
 
+def add_ray_arguments(p: argparse.ArgumentParser, *, backend: str, shard_size: str, send_images: str) -> None:
+    """The scaling-out group of a pass that shards over Ray (``topk``, ``dissect``): ``--backend``,
+    ``--workers``, ``--ray-address``, ``--threads``, ``--shard-size``, ``--send-images``; the three
+    texts describe what the ray backend, a shard and sending the images mean for this verb."""
+    ray = p.add_argument_group("scaling out (Ray; an optional extra: pip install 'neuronscope[ray]')")
+    ray.add_argument("--backend", default="local", choices=["local", "ray"], help=f"local: this process; ray: {backend}")
+    ray.add_argument("--workers", type=count, default=None, help="Ray workers (default 2)")
+    ray.add_argument("--ray-address", default=None, help="join this Ray cluster instead of starting a local one")
+    ray.add_argument("--threads", type=count, default=None, help="torch threads per Ray worker (default 1)")
+    ray.add_argument("--shard-size", type=count, default=None, help=shard_size)
+    ray.add_argument("--send-images", action="store_true", help=send_images)
+
+
 def add_threads_argument(p: argparse.ArgumentParser, help: str = "torch CPU threads (default: torch's choice)") -> None:
     p.add_argument("--threads", type=threads, default=None, help=help)
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ._common import add_model_argument, add_out_arguments, count, int_range, open_fraction, size_px
+from ._common import add_model_argument, add_out_arguments, add_ray_arguments, count, int_range, open_fraction, size_px
 
 
 def add_parser(sub):
@@ -27,16 +27,9 @@ def add_parser(sub):
     p.add_argument("--batch-size", type=count, default=16, help="images per forward pass (default 16)")
     p.add_argument("--limit", type=count, default=None, help="use only the first N rows of index.csv")
     p.add_argument("--no-images", action="store_true", help="skip the per-unit image strips")
-    ray = p.add_argument_group("scaling out (Ray; an optional extra: pip install 'neuronscope[ray]')")
-    ray.add_argument("--backend", default="local", choices=["local", "ray"],
-                     help="local: this process; ray: both passes sharded over Ray workers")
-    ray.add_argument("--workers", type=count, default=None, help="Ray workers (default 2)")
-    ray.add_argument("--ray-address", default=None, help="join this Ray cluster instead of starting a local one")
-    ray.add_argument("--threads", type=count, default=None, help="torch threads per Ray worker (default 1)")
-    ray.add_argument("--shard-size", type=count, default=None, help="samples per shard (default 128)")
-    ray.add_argument("--send-images", action="store_true",
-                     help="send images and masks as bytes from this machine; without it, workers read the "
-                          "dataset's paths, which must then exist at the same path on every node")
+    add_ray_arguments(p, backend="both passes sharded over Ray workers", shard_size="samples per shard (default 128)",
+                      send_images="send images and masks as bytes from this machine; without it, workers read the "
+                                  "dataset's paths, which must then exist at the same path on every node")
     return p
 
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ._common import (add_model_argument, add_quiet_argument, channel_list, count, int_range, load,
-                      non_negative_float, size_px)
+from ._common import (add_model_argument, add_quiet_argument, add_ray_arguments, channel_list, count, int_range,
+                      load, non_negative_float, size_px)
 
 
 def add_parser(sub):
@@ -34,18 +34,11 @@ def add_parser(sub):
     p.add_argument("--overwrite", action="store_true", help="allow writing into a non-empty --out without a store")
     p.add_argument("--no-sheets", action="store_true", help="only fill the store")
     add_quiet_argument(p)
-    ray = p.add_argument_group("scaling out (Ray; an optional extra: pip install 'neuronscope[ray]')")
-    ray.add_argument("--backend", default="local", choices=["local", "ray"],
-                     help="local: this process; ray: shards of the image list on Ray workers (same result)")
-    ray.add_argument("--workers", type=count, default=None, help="Ray workers (default 2)")
-    ray.add_argument("--ray-address", default=None, help="join this Ray cluster instead of starting a local one")
-    ray.add_argument("--threads", type=count, default=None, help="torch threads per Ray worker (default 1)")
-    ray.add_argument("--shard-size", type=count, default=None,
-                     help="images per shard handed to a worker (default 256, rounded up to whole batches); "
-                          "a killed run resumes shard by shard")
-    ray.add_argument("--send-images", action="store_true",
-                     help="send the images' bytes from this machine to the workers; without it, workers read "
-                          "the image paths themselves, which must then exist at the same path on every node")
+    add_ray_arguments(p, backend="shards of the image list on Ray workers (same result)",
+                      shard_size="images per shard handed to a worker (default 256, rounded up to whole batches); "
+                                 "a killed run resumes shard by shard",
+                      send_images="send the images' bytes from this machine to the workers; without it, workers "
+                                  "read the image paths themselves, which must then exist at the same path on every node")
     return p
 
 
