@@ -8,9 +8,10 @@ from ._common import add_out_arguments, add_quiet_argument, add_seed_argument, a
 
 
 def add_generator_arguments(p) -> None:
-    p.add_argument("--generator", default="shipped",
-                   help="generator file from `neuronscope train-generator` or `neuronscope convert-generator` (the "
-                   "DGN-AM/PPGN Caffe generators, BigGAN) (default: the shipped Lite0 generator)")
+    p.add_argument("--generator", default="shipped", metavar="FOLDER_OR_FILE",
+                   help="the --out folder of `neuronscope train-generator` or `neuronscope convert-generator` (the "
+                   "DGN-AM/PPGN Caffe generators, BigGAN), or the generator .pt file in it (default: the shipped "
+                   "Lite0 generator)")
     p.add_argument("--size", type=size_px, default=None, help="resolution the classifier sees the generated image at "
                    "(default: min(model size, 2 x generator size))")
     add_seed_argument(p)
@@ -38,10 +39,10 @@ def setup(args, verb: str, at_least_one: tuple[str, ...] = ("n",)):
     if args.out is not None:
         check_output_dir(args.out, overwrite=args.overwrite, in_place=False)  # before loading anything
     apply_threads(args)
-    if args.generator not in (None, "", "shipped") and not Path(args.generator).is_file():
-        from ..generators import Generator
+    if args.generator not in (None, "", "shipped"):
+        from ..generators.base import generator_file
 
-        Generator.load(args.generator)  # raises "generator file not found" before the model loads
+        generator_file(args.generator)  # "generator file not found" before the model loads
     model = load(args)
     gen = load_generator(args.generator, model.name, device=model.device)
     if getattr(args, "variant", None):

@@ -1,9 +1,9 @@
-"""``neuronscope convert-generator SOURCE --arch ARCH --out G.pt``: the seeds' generators as neuronscope generators.
+"""``neuronscope convert-generator SOURCE --arch ARCH --out FOLDER``: the seeds' generators as neuronscope generators.
 
 Caffe (DGN-AM / PPGN, the DeePSiM "upconv" networks that invert CaffeNet):
 
   neuronscope convert-generator generator.caffemodel --arch deepsim-fc6 \\
-      --prototxt generator.prototxt --act-range act_range/3x/fc6.txt --out fc6.pt
+      --prototxt generator.prototxt --act-range act_range/3x/fc6.txt --out fc6
 
 SOURCE is the generator.caffemodel: fc6/generator.caffemodel (also pool5/,
 fc7/) of release_deepsim_v0.zip, which DGN-AM's nets/upconv/download.sh
@@ -19,17 +19,23 @@ codes) the measured mean/std and a box; one of them is required.
 
 BigGAN (pytorch-pretrained-biggan, `pip install 'neuronscope[biggan]'`):
 
-  neuronscope convert-generator biggan-deep-256 --arch biggan --truncation 0.4 --out biggan.pt
+  neuronscope convert-generator biggan-deep-256 --arch biggan --truncation 0.4 --out biggan
 
 SOURCE is a folder with pytorch_model.bin + config.json, or a released name
-already in the package's download cache. The written file works with
-`dgn`, `sample` and `inpaint --generator G.pt` for any classifier.
+already in the package's download cache.
+
+--out is a folder, like every verb's (default generator-ARCH): it receives
+generator.pt and manifest.json (what was converted, from which files and with which
+options), built next to it and renamed into place, so nothing of yours is
+overwritten (a non-empty folder needs --overwrite) and an interrupted
+conversion leaves nothing. The folder (or the generator.pt in it) works with
+`dgn`, `sample` and `inpaint --generator FOLDER` for any classifier.
 """
 
 from __future__ import annotations
 
 
-from ._common import float_range
+from ._common import add_out_arguments, float_range
 
 
 def add_parser(sub):
@@ -50,21 +56,26 @@ def add_parser(sub):
                    "centre 227 px crop the seeds' scripts use)")
     p.add_argument("--truncation", type=float_range(0.0, 1.0, lo_open=True), default=0.4, help="BigGAN truncation in (0, 1] (default 0.4)")
     p.add_argument("--full-precision", action="store_true", help="store float32 weights (default float16, half the file)")
-    p.add_argument("--out", required=True, help="the generator file to write (.pt)")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
+    add_out_arguments(p, shown="generator-ARCH", what="folder to write generator.pt and manifest.json into",
+                      overwrite="replace a non-empty --out folder")
     return p
 
 
 def run(args):
+    import hashlib
+    import shlex
     from pathlib import Path
 
     from ..errors import NeuronscopeError
+    from ..generators.base import GENERATOR_FILE
+    from ..images import atomic_write_json
+    from ..outdir import building_output_dir, check_output_dir
 
-    out = Path(args.out)
-    if out.exists() and not args.overwrite:
-        raise NeuronscopeError(f"{out} exists; pass --overwrite to replace it or choose another --out")
-    if out.exists() and out.is_dir():
-        raise NeuronscopeError(f"--out {out} is a folder; give a file name such as fc6.pt")
+    out = Path(args.out or f"generator-{args.arch}")
+    if out.suffix.lower() in (".pt", ".pth", ".bin") and not out.is_dir():
+        raise NeuronscopeError(f"--out {out} looks like a file name; --out is a folder (like every verb's) that will "
+                               f"hold {GENERATOR_FILE} and manifest.json, e.g. --out {out.with_suffix('')}")
+    check_output_dir(out, overwrite=args.overwrite, in_place=False)  # before the (long) conversion
     if args.arch == "biggan":
         if args.prototxt or args.act_range or args.codes or args.code_layer:
             raise NeuronscopeError("--prototxt, --code-layer, --act-range and --codes are for Caffe generators, not --arch biggan")
@@ -76,15 +87,29 @@ def run(args):
 
         gen = convert(args.source, arch=args.arch, prototxt=args.prototxt, act_range=args.act_range, codes=args.codes,
                       crop=None if args.no_crop else 227, code_layer=args.code_layer)
-    path = gen.save(out, half=not args.full_precision)
     m = gen.meta
-    print(f"wrote {path}: {m['arch']} generator, code {gen.code_dim} values ({gen.spec.layer}), "
-          f"{m['image_size']} px images")
+    with building_output_dir(out, overwrite=args.overwrite) as tmp:
+        written = gen.save(tmp / GENERATOR_FILE, half=not args.full_precision)
+        data = written.read_bytes()
+        atomic_write_json(tmp / "manifest.json", {
+            "what": "a neuronscope generator converted by `neuronscope convert-generator`",
+            "generator": GENERATOR_FILE, "bytes": len(data), "sha256": hashlib.sha256(data).hexdigest(),
+            "weights": "float32" if args.full_precision else "float16",
+            "arch": m.get("arch", args.arch), "source": str(args.source),
+            "prototxt": args.prototxt, "act_range": args.act_range, "codes": args.codes, "code_layer": gen.spec.layer,
+            "code_size": gen.code_dim, "image_size": m.get("image_size"),
+            "truncation": args.truncation if args.arch == "biggan" else None,
+            "crop": None if args.arch == "biggan" or args.no_crop else 227,
+            "paper_dgn_lr": m.get("paper_dgn_lr"),
+            "status": "complete",
+        })
+    print(f"wrote {out}/{GENERATOR_FILE} and manifest.json: {m['arch']} generator, code {gen.code_dim} values "
+          f"({gen.spec.layer}), {m['image_size']} px images")
     if m.get("stats"):
         print(f"code statistics: {m['stats']}")
     if m.get("unused_caffemodel_layers"):
         print(f"caffemodel layers not in the prototxt (ignored): {', '.join(m['unused_caffemodel_layers'])}")
     if m.get("paper_dgn_lr"):
         print(f"DGN-AM's step of 8 is `neuronscope dgn ... --lr {m['paper_dgn_lr']:g}` with this generator")
-    print(f"use it with: neuronscope dgn MODEL class:NAME --generator {path}")
+    print(f"use it with: neuronscope dgn MODEL class:NAME --generator {shlex.quote(str(out))}")
     return 0

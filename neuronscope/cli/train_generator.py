@@ -43,7 +43,8 @@ def add_parser(sub):
     add_seed_argument(p)
     p.add_argument("--out", default="generator_run", metavar="FOLDER", help="run folder (default ./generator_run)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out (an error when there is none)")
-    add_threads_argument(p)
+    add_threads_argument(p, help="torch CPU threads (default: torch's choice; a --resume uses the run's own, "
+                         "recorded in config.json, and refuses another)")
     p.add_argument("--no-progress", action="store_true")
     return p
 
@@ -62,6 +63,10 @@ def run(args):
     if has_run and not args.resume:
         raise NeuronscopeError(f"--out {out} holds a training run; pass --resume to continue it or choose another --out")
     check_output_dir(out, resume=args.resume, overwrite_flag=None)
+    if args.resume:
+        from ..generators.train import resume_conditions
+
+        resume_conditions(out, args.threads)  # another --threads than the run's: refused before the model loads
     if args.adv_from is not None and args.adv_from > args.steps:
         raise NeuronscopeError(f"--adv-from {args.adv_from} is after the last step; valid: 0..--steps ({args.steps})")
     apply_threads(args)
@@ -72,6 +77,8 @@ def run(args):
         adv_from=args.adv_from if args.adv_from is not None else args.steps, augs=args.augs, batch=args.batch, full_every=args.full_every, lr=args.lr,
         hours=args.hours, ckpt_minutes=args.ckpt_minutes, seed=args.seed,
     )
-    g = train_generator(model, args.images, args.out, cfg, progress=not args.no_progress, resume=args.resume)
-    print(f"generator: {args.out}/generator.pt (best held-out: {args.out}/best_generator.pt), step {g.meta['step']}")
+    g = train_generator(model, args.images, args.out, cfg, progress=not args.no_progress, resume=args.resume,
+                        threads=args.threads)
+    print(f"generator: {args.out}/generator.pt (best held-out: {args.out}/best_generator.pt), step {g.meta['step']}; "
+          f"use it with --generator {args.out}")
     return 0

@@ -217,19 +217,11 @@ class Generator(Frozen):
 
     @classmethod
     def load(cls, path: str | os.PathLike, *, device=None) -> "Generator":
-        """A generator saved by :meth:`save` (built from the small nets in ``nets.py``)."""
+        """A generator saved by :meth:`save` (built from the small nets in ``nets.py``): its ``.pt`` file, or
+        a folder holding ``generator.pt`` (what ``convert-generator`` and ``train-generator`` write)."""
         from .nets import build_dae, build_generator_net
 
-        p = Path(path)
-        if not p.is_file():
-            from .caffe_deepsim import DEEPSIM_ZIP, PPGN_GENERATOR
-
-            raise NeuronscopeError(
-                f"generator file not found: {p}. Make one with `neuronscope train-generator`, or convert the seeds' "
-                "generators with `neuronscope convert-generator`: DGN-AM's fc6 generator.caffemodel (in "
-                f"{DEEPSIM_ZIP}), PPGN's ({PPGN_GENERATOR}), or a BigGAN of pytorch-pretrained-biggan "
-                "(see docs/generators.md)"
-            )
+        p = generator_file(path)
         try:
             blob = torch.load(p, map_location="cpu", weights_only=False)
         except Exception as e:  # corrupt or not a torch file
@@ -250,3 +242,40 @@ class Generator(Frozen):
         from ..models.registry import resolve_device
 
         return g.to(resolve_device(device))
+
+
+#: the generator file inside a folder written by ``convert-generator`` or ``train-generator``
+GENERATOR_FILE = "generator.pt"
+
+
+def generator_file(path: str | os.PathLike) -> Path:
+    """The generator file ``path`` names: the file itself, or ``generator.pt`` in a folder.
+
+    Checked without loading anything; a missing file, or a folder without a generator, is a
+    :class:`NeuronscopeError` saying where generators come from.
+    """
+    p = Path(path)
+    if p.is_dir():
+        inside = p / GENERATOR_FILE
+        if inside.is_file():
+            return inside
+        best = p / "best_generator.pt"
+        if best.is_file():  # a train-generator run that has not finished
+            raise NeuronscopeError(
+                f"{p} holds no {GENERATOR_FILE} yet (a training run that has not finished?); resume it with "
+                f"`neuronscope train-generator --resume --out {p}`, or use its best generator so far: {best}"
+            )
+        raise NeuronscopeError(
+            f"{p} is a folder without {GENERATOR_FILE}; give the --out folder of `neuronscope convert-generator` "
+            "or `neuronscope train-generator`, or a generator .pt file"
+        )
+    if not p.is_file():
+        from .caffe_deepsim import DEEPSIM_ZIP, PPGN_GENERATOR
+
+        raise NeuronscopeError(
+            f"generator file not found: {p}. Make one with `neuronscope train-generator`, or convert the seeds' "
+            "generators with `neuronscope convert-generator`: DGN-AM's fc6 generator.caffemodel (in "
+            f"{DEEPSIM_ZIP}), PPGN's ({PPGN_GENERATOR}), or a BigGAN of pytorch-pretrained-biggan "
+            "(see docs/generators.md)"
+        )
+    return p

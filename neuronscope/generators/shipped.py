@@ -4,7 +4,8 @@
 fp16, a few MB); ``weights/lite0_head2_64.json`` records the training command,
 the photo manifest hash and list, and the held-out reconstruction numbers.
 ``load_generator(spec)`` accepts ``shipped`` (or a model name with a shipped
-generator) or the path of a generator saved by ``Generator.save``. A generator
+generator), the path of a generator saved by ``Generator.save``, or a folder
+holding one as ``generator.pt`` (``convert-generator`` and ``train-generator``). A generator
 trained for one classifier is refused for another, except converted ones
 (``meta["any_classifier"]``: the Caffe generators and BigGAN), which DGN-AM and
 PPGN can steer with any classifier.
@@ -46,7 +47,8 @@ def load_shipped(model_name: str = "efficientnet_lite0", *, device=None) -> Gene
 
 
 def load_generator(spec: str | None, model_name: str, *, device=None) -> Generator:
-    """``spec`` = None/'shipped' (the shipped generator for ``model_name``) or a .pt path."""
+    """``spec`` = None/'shipped' (the shipped generator for ``model_name``), a .pt path or a folder holding
+    ``generator.pt``."""
     if spec in (None, "", "shipped"):
         g = load_shipped(model_name, device=device)
     else:

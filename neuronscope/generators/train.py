@@ -20,6 +20,13 @@ with DiffAugment-style translation and cutout, D paused while L_D < 0.1 L_G,adv.
 
 Photos are split once by a hash of their file name: ``holdout_fraction`` of
 them are never used for training and serve the reconstruction check.
+
+What the arithmetic depends on besides the settings, torch's CPU thread count
+(sums are split over threads and reordered) and the precision, is recorded in
+``config.json`` (``conditions``), every checkpoint and the generator's
+metadata. A resume runs with the recorded thread count; asking for another
+(``threads=``, ``--threads``) or another precision is refused, so a run is one
+computation however often it was stopped.
 """
 
 from __future__ import annotations
@@ -28,6 +35,7 @@ import hashlib
 import io
 import json
 import math
+import os
 import random
 import shlex
 import sys
@@ -73,6 +81,63 @@ class TrainConfig:
     seed: int = 0
     base: int = 256
     widths: tuple[int, ...] = (256, 128, 64, 32, 32)
+
+
+#: the arithmetic of training (the bank's stored features are float16; every step computes in float32)
+PRECISION = "float32"
+
+
+def run_conditions(threads: int | None = None) -> dict:
+    """The conditions a new run records: torch CPU threads (``threads`` or the current count) and precision."""
+    return {"threads": int(threads or torch.get_num_threads()), "precision": PRECISION}
+
+
+def resume_conditions(out: str | os.PathLike, threads: int | None = None, *, option: str = "--threads") -> dict:
+    """The conditions a resume of the run in ``out`` must run under: the recorded ones.
+
+    ``threads`` None takes the recorded thread count; another count than the recorded one, or a run
+    recorded in another precision, is a :class:`NeuronscopeError` (the resumed steps would compute
+    differently from the ones before). A run recorded before conditions were recorded takes the current ones.
+    """
+    out = Path(out)
+    try:
+        old = json.loads((out / "config.json").read_text())
+    except (OSError, ValueError):
+        old = {}
+    rec = old.get("conditions") if isinstance(old, dict) else None
+    if not isinstance(rec, dict) or not rec.get("threads"):
+        return run_conditions(threads)
+    had = int(rec["threads"])
+    if threads is not None and int(threads) != had:
+        raise NeuronscopeError(
+            f"--resume: the run in {out} was trained with {had} torch thread{'s' if had != 1 else ''} and "
+            f"{option} {threads} asks for {threads}; steps at another thread count compute differently, so the "
+            f"resumed run would not be the run it continues. Leave out {option} (the run's {had} are used), give "
+            f"{option} {had}, or start a new run in another --out"
+        )
+    if rec.get("precision", PRECISION) != PRECISION:
+        raise NeuronscopeError(
+            f"--resume: the run in {out} was trained in {rec['precision']}, and this version of neuronscope trains in "
+            f"{PRECISION}; start a new run in another --out"
+        )
+    return {"threads": had, "precision": PRECISION}
+
+
+class _threads:
+    """Run with ``n`` torch CPU threads, restoring the count before afterwards."""
+
+    def __init__(self, n: int):
+        self.n, self.before = int(n), None
+
+    def __enter__(self):
+        if self.n != torch.get_num_threads():
+            self.before = torch.get_num_threads()
+            torch.set_num_threads(self.n)
+        return self
+
+    def __exit__(self, *exc):
+        if self.before is not None:
+            torch.set_num_threads(self.before)
 
 
 # ---------------------------------------------------------------- data
@@ -240,8 +305,10 @@ def diff_augment(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
 class Trainer:
     """One resumable training run in ``out`` (see module doc)."""
 
-    def __init__(self, model, image_paths: Sequence[Path], out: Path, cfg: TrainConfig, *, device=None, progress: bool = True, command: str | None = None):
+    def __init__(self, model, image_paths: Sequence[Path], out: Path, cfg: TrainConfig, *, device=None, progress: bool = True,
+                 command: str | None = None, conditions: dict | None = None):
         self.model, self.out, self.cfg, self.progress = model, Path(out), cfg, progress
+        self.conditions = conditions or run_conditions()
         self.device = model.device
         self.spec = CodeSpec(model=model.name, layer=cfg.layer, grid=cfg.grid, size=cfg.code_size)
         self.command = command or " ".join(shlex.quote(a) for a in sys.argv)
@@ -414,6 +481,7 @@ class Trainer:
             "manifest_sha256": self.bank.get("manifest", {}).get("sha256"),
             "n_train_photos": len(self.train_paths),
             "n_bank": int(len(self.bank["h"])),
+            "conditions": self.conditions,
         }
         dae = CodeDAE(**self.dae.config)
         dae.load_state_dict(self.dae.state_dict())
@@ -432,7 +500,7 @@ class Trainer:
             "G": self.G.state_dict(), "D": self.D.state_dict(),
             "opt_g": self.opt_g.state_dict(), "opt_d": self.opt_d.state_dict(),
             "step": self.step, "elapsed": self.elapsed, "best": self.best,
-            "gen_state": self.gen.get_state(), "config": asdict(self.cfg),
+            "gen_state": self.gen.get_state(), "config": asdict(self.cfg), "conditions": self.conditions,
         }
         buf = io.BytesIO()
         torch.save(blob, buf)
@@ -477,11 +545,14 @@ class Trainer:
         return g
 
 
-def train_generator(model, images, out, cfg: TrainConfig | None = None, *, progress: bool = True, resume: bool = True, command: str | None = None) -> Generator:
+def train_generator(model, images, out, cfg: TrainConfig | None = None, *, progress: bool = True, resume: bool = True,
+                    command: str | None = None, threads: int | None = None) -> Generator:
     """Train (or resume) a generator for ``model`` from a folder or list of photos into ``out``.
 
     Returns the final generator; ``out/best_generator.pt`` holds the one with the
-    lowest held-out reconstruction MSE.
+    lowest held-out reconstruction MSE. ``threads``: torch CPU threads for the run
+    (default: the current count for a new run, the recorded count for a resume,
+    which refuses any other; see the module doc). The caller's count is restored after.
     """
     from ..images import prepare_output_dir
 
@@ -495,6 +566,7 @@ def train_generator(model, images, out, cfg: TrainConfig | None = None, *, progr
     resuming = (out / "checkpoint.pt").exists() or (out / "bank.pt").exists()
     if resuming and not resume:
         raise NeuronscopeError(f"{out} holds a training run; pass --resume to continue it or choose another --out")
+    conditions = resume_conditions(out, threads) if resuming else run_conditions(threads)
     if not resuming:
         prepare_output_dir(out)
     else:
@@ -504,5 +576,7 @@ def train_generator(model, images, out, cfg: TrainConfig | None = None, *, progr
                 f"{out} was trained with layer {old['layer']} grid {old['grid']} size {old['image_size']}; "
                 "resume with the same settings or choose another --out"
             )
-    atomic_write_json(out / "config.json", {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(cfg).items()})
-    return Trainer(model, paths, out, cfg, progress=progress, command=command).run()
+    atomic_write_json(out / "config.json", {**{k: list(v) if isinstance(v, tuple) else v for k, v in asdict(cfg).items()},
+                                            "conditions": conditions})
+    with _threads(conditions["threads"]):
+        return Trainer(model, paths, out, cfg, progress=progress, command=command, conditions=conditions).run()

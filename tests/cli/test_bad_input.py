@@ -48,6 +48,9 @@ def place(tmp_path, monkeypatch):
     Path("nopics/a.jpg").write_text("text\n")
     Path("nopics/b.png").write_bytes(b"\x89PNG\r\n\x1a\nbroken")
     Path("emptydir").mkdir()
+    Path("run1").mkdir()  # a train-generator run recorded at one thread
+    Path("run1/checkpoint.pt").write_bytes(b"")
+    Path("run1/config.json").write_text('{"layer": "head.act", "conditions": {"threads": 1, "precision": "float32"}}')
     Path("pics").mkdir()
     from PIL import Image
 
@@ -112,6 +115,10 @@ CASES: dict[str, dict[str, list[tuple[list[str], list[str]]]]] = {
             ([M, "class:1", "--decay", "inf"], ["--decay", "finite number"]),
             ([M, "class:1", "--lr-end=-inf"], ["--lr-end", "finite number", "0 or more"]),
         ],
+        "other": [
+            ([M, "class:1", "--generator", "full"], ["full is a folder without generator.pt", "convert-generator"]),
+            ([M, "class:1", "--generator", "none.pt"], ["generator file not found: none.pt", "train-generator"]),
+        ],
     },
     "sample": {
         "out": [
@@ -128,6 +135,7 @@ CASES: dict[str, dict[str, list[tuple[list[str], list[str]]]]] = {
             ([M, "class:1", "--eps3", "inf"], ["--eps3", "finite number"]),
             ([M, "class:1", "--lr", "-1"], ["--lr", "greater than 0"]),
         ],
+        "other": [([M, "class:1", "--generator", "emptydir"], ["emptydir is a folder without generator.pt"])],
     },
     "inpaint": {
         "out": [
@@ -140,6 +148,7 @@ CASES: dict[str, dict[str, list[tuple[list[str], list[str]]]]] = {
             ([M, "text.jpg", "--mask", "box:0,0,1,1"], ["text.jpg", "valid: JPEG, PNG"]),
             ([M, "bomb.png", "--mask", "box:0,0,1,1"], ["bomb.png", "9000x9000", "the limit is 64 megapixels"]),
         ],
+        "other": [([M, "ok.png", "--mask", "box:0,0,1,1", "--generator", "full"], ["full is a folder without generator.pt"])],
     },
     "invert": {
         "out": [
@@ -272,7 +281,11 @@ CASES: dict[str, dict[str, list[tuple[list[str], list[str]]]]] = {
             (["--images", "nopics", "--hours", "nan"], ["--hours", "finite number"]),
             (["--images", "nopics", "--lr", "inf"], ["--lr", "finite number"]),
         ],
-        "other": [(["--images", "nopics", "--out", "norun", "--resume"], ["--resume", "no training run"])],
+        "other": [
+            (["--images", "nopics", "--out", "norun", "--resume"], ["--resume", "no training run"]),
+            (["--images", "pics", "--out", "run1", "--resume", "--threads", "2"],
+             ["--resume", "run1", "trained with 1 torch thread", "--threads 2", "Leave out --threads", "--threads 1"]),
+        ],
     },
     "train-prior": {
         "out": [
@@ -293,12 +306,18 @@ CASES: dict[str, dict[str, list[tuple[list[str], list[str]]]]] = {
         ],
     },
     "convert-generator": {
-        "out": [(["x.caffemodel", "--arch", "deepsim-fc6", "--out", "full"], ["full exists", "--overwrite"])],
-        "nonfinite": [(["biggan-deep-128", "--arch", "biggan", "--truncation", "nan", "--out", "g.pt"],
+        "out": [
+            (["x.caffemodel", "--arch", "deepsim-fc6", "--out", "full"], ["--out", "full", "not empty", "--overwrite"]),
+            (["x.caffemodel", "--arch", "deepsim-fc6", "--out", "afile"], ["--out", "afile", "is a file"]),
+            (["x.caffemodel", "--arch", "deepsim-fc6", "--out", "afile/sub"], ["--out", "afile", "is a file"]),
+            (["x.caffemodel", "--arch", "deepsim-fc6", "--out", "g.pt"], ["--out g.pt", "is a folder", "--out g"]),
+            (["x.caffemodel", "--arch", "deepsim-fc6", "--out", UNWRITABLE], ["--out", "permission denied"]),
+        ],
+        "nonfinite": [(["biggan-deep-128", "--arch", "biggan", "--truncation", "nan", "--out", "conv"],
                        ["--truncation", "finite number", "greater than 0 and at most 1"])],
-        "numbers": [(["biggan-deep-128", "--arch", "biggan", "--truncation", "0", "--out", "g.pt"],
+        "numbers": [(["biggan-deep-128", "--arch", "biggan", "--truncation", "0", "--out", "conv"],
                      ["--truncation", "greater than 0 and at most 1"])],
-        "other": [(["x.caffemodel", "--arch", "deepsim-fc6", "--out", "g.pt"], ["x.caffemodel"])],
+        "other": [(["x.caffemodel", "--arch", "deepsim-fc6", "--out", "conv"], ["x.caffemodel"])],
     },
     "serve": {
         "out": [([M, "--cache-dir", "afile"], ["--cache-dir", "is a file"])],

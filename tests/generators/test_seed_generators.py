@@ -291,10 +291,10 @@ def test_missing_files_say_where_the_seeds_published_them(caffe_files, tmp_path,
         (["dgn", "efficientnet_lite0", "class:9", "--generator", str(tmp_path / "fc6.pt")], "convert-generator"),
     ]
     for argv, needle in cases:
-        code = main(argv + ([] if argv[0] == "dgn" else ["--out", str(tmp_path / "out.pt")]) + (["--out", str(tmp_path / "o")] if argv[0] == "dgn" else []))
+        code = main(argv + ["--out", str(tmp_path / "o")])
         err = capsys.readouterr().err.replace("\n", " ").replace("  ", " ")
         assert code == 2 and needle.replace(" ", "") in err.replace(" ", ""), (argv, err)
-    assert not (tmp_path / "out.pt").exists()
+    assert not (tmp_path / "o").exists() and not any(p.name.startswith(".o.") for p in tmp_path.iterdir())
 
 
 # ----------------------------------------------------------------- BigGAN
@@ -397,16 +397,26 @@ def test_dgn_sample_and_inpaint_run_end_to_end_with_both_generators(caffe_files,
     from neuronscope.generators.biggan import biggan_generator
 
     d, _, _ = caffe_files
-    fc6 = tmp_path / "fc6.pt"
-    assert main(["convert-generator", str(d / "generator.caffemodel"), "--arch", "caffe", "--code-layer", "fc6", "--prototxt",
-                 str(d / "generator.prototxt"), "--act-range", str(d / "fc6.txt"), "--out", str(fc6)]) == 0
+    fc6 = tmp_path / "fc6"  # --out is a folder: generator.pt and manifest.json
+    convert = ["convert-generator", str(d / "generator.caffemodel"), "--arch", "caffe", "--code-layer", "fc6", "--prototxt",
+               str(d / "generator.prototxt"), "--act-range", str(d / "fc6.txt"), "--out", str(fc6)]
+    assert main(convert) == 0
     assert "--lr" in capsys.readouterr().out
-    assert main(["convert-generator", str(d / "generator.caffemodel"), "--arch", "caffe", "--code-layer", "fc6", "--prototxt",
-                 str(d / "generator.prototxt"), "--act-range", str(d / "fc6.txt"), "--out", str(fc6)]) == 2
-    assert "exists" in capsys.readouterr().err
+    assert sorted(p.name for p in fc6.iterdir()) == ["generator.pt", "manifest.json"]
+    man = json.loads((fc6 / "manifest.json").read_text())
+    assert man["status"] == "complete" and man["arch"] == "caffe" and man["code_size"] == CODE and man["weights"] == "float16"
+    assert man["bytes"] == (fc6 / "generator.pt").stat().st_size
+    before = (fc6 / "generator.pt").read_bytes()
+    assert main(convert) == 2  # never over the user's folder without --overwrite
+    assert "not empty" in capsys.readouterr().err and (fc6 / "generator.pt").read_bytes() == before
+    assert main([*convert[:-1], str(tmp_path / "g.pt")]) == 2  # the old file form is refused with the folder form
+    assert "--out is a folder" in capsys.readouterr().err and not (tmp_path / "g.pt").exists()
+    assert main([*convert, "--overwrite", "--full-precision"]) == 0
+    assert json.loads((fc6 / "manifest.json").read_text())["weights"] == "float32"
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no build folder or backup left
     big = tmp_path / "biggan.pt"
     biggan_generator(small_biggan(), truncation=0.5).save(big)
-    for i, g in enumerate((fc6, big)):
+    for i, g in enumerate((fc6, big, fc6 / "generator.pt")):  # a folder or the file in it
         out = tmp_path / f"dgn{i}"
         assert main(["dgn", "efficientnet_lite0", "class:9", "--generator", str(g), "--steps", "3", "--size", "32",
                      "--out", str(out), "--quiet"]) == 0
