@@ -43,7 +43,7 @@ import torch.nn.functional as F
 from .. import layouts
 from ..errors import NeuronscopeError
 from ..models import Model
-from ..taps import activations, layer_shapes
+from ..taps import activations, layer_shapes, parse_address
 
 TOP = 5  # classes kept per unit, in each direction
 LINEAR_RTOL = 1e-5
@@ -73,6 +73,12 @@ def _forward_ad_attention():
 
 def _jacobian_one(model: Model, layer: str, x: torch.Tensor, channels: Sequence[int]) -> torch.Tensor:
     """(len(channels), classes): d logits / d (uniform shift of each channel) at input x (1,3,H,W)."""
+    addr = parse_address(layer)
+    if addr.index:
+        raise NeuronscopeError(
+            f"class attribution shifts a module's whole output, and {layer!r} is one element of {addr.path!r}'s "
+            "output (a named token or a tuple/dict element); its units are rendered without classes"
+        )
     module = model.net.get_submodule(layer)
     b = len(channels)
     idx = torch.as_tensor(list(channels), device=model.device)
