@@ -8,6 +8,7 @@ returns a :class:`neuronscope.Model`, so the CLI loads them as
   projection shortcuts (torchvision's ResNet layout and names).
 * :func:`vit` - patch embedding, class token, position embedding, multi-head
   self-attention blocks, LayerNorm, GELU; its blocks output (B, 1 + 8*8, C) tokens.
+  ``TinyViT(attention="mha")`` uses ``nn.MultiheadAttention`` as torchvision's ViT does.
 * :func:`convnext` - depthwise 7x7 convolutions, channels-last LayerNorm and
   pointwise ``Linear`` layers with GELU on permuted (B, H, W, C) tensors.
 * :func:`dict_net` - returns ``{"logits": ..., "embedding": ...}``; a head
@@ -75,6 +76,8 @@ class TinyResNet(nn.Module):
 # ---------------------------------------------------------------- ViT
 
 class Attention(nn.Module):
+    """timm's layout: one qkv projection and ``F.scaled_dot_product_attention``."""
+
     def __init__(self, dim: int, heads: int):
         super().__init__()
         self.heads = heads
@@ -86,6 +89,17 @@ class Attention(nn.Module):
         q, k, v = self.qkv(x).reshape(b, n, 3, self.heads, c // self.heads).permute(2, 0, 3, 1, 4)
         out = F.scaled_dot_product_attention(q, k, v)
         return self.proj(out.transpose(1, 2).reshape(b, n, c))
+
+
+class MHAttention(nn.Module):
+    """torchvision's layout: ``nn.MultiheadAttention`` (with its fused fast path in inference)."""
+
+    def __init__(self, dim: int, heads: int):
+        super().__init__()
+        self.mha = nn.MultiheadAttention(dim, heads, batch_first=True)
+
+    def forward(self, x):
+        return self.mha(x, x, x, need_weights=False)[0]
 
 
 class Mlp(nn.Module):
@@ -100,10 +114,10 @@ class Mlp(nn.Module):
 
 
 class Block(nn.Module):
-    def __init__(self, dim: int, heads: int):
+    def __init__(self, dim: int, heads: int, attention: str = "sdpa"):
         super().__init__()
         self.norm1 = nn.LayerNorm(dim)
-        self.attn = Attention(dim, heads)
+        self.attn = {"sdpa": Attention, "mha": MHAttention}[attention](dim, heads)
         self.norm2 = nn.LayerNorm(dim)
         self.mlp = Mlp(dim, dim * 2)
 
@@ -113,13 +127,14 @@ class Block(nn.Module):
 
 
 class TinyViT(nn.Module):
-    def __init__(self, classes: int = 10, dim: int = 32, patch: int = 4, size: int = SIZE, depth: int = 2):
+    def __init__(self, classes: int = 10, dim: int = 32, patch: int = 4, size: int = SIZE, depth: int = 2,
+                 attention: str = "sdpa"):
         super().__init__()
         n = (size // patch) ** 2
         self.patch_embed = nn.Conv2d(3, dim, patch, patch)
         self.cls_token = nn.Parameter(torch.randn(1, 1, dim) * 0.02)
         self.pos_embed = nn.Parameter(torch.randn(1, n + 1, dim) * 0.02)
-        self.blocks = nn.Sequential(*[Block(dim, 4) for _ in range(depth)])
+        self.blocks = nn.Sequential(*[Block(dim, 4, attention) for _ in range(depth)])
         self.norm = nn.LayerNorm(dim)
         self.head = nn.Linear(dim, classes)
 

@@ -1,13 +1,19 @@
 """ResNet, ViT, ConvNeXt and a dict-output net through every entry point.
 
 The networks are the tiny random ones of tests/nets.py (32 px, 10 classes).
-Each test checks what the architecture changes: token grids as maps, the
-class token by name, channels-last layers permuted back, dict outputs, and the
-gradient rules' warnings for GELU.
+Every net goes through layers, render, backprop, invert, topk, facets (real
+photos: clusters rendered from their mean images; and diversity mode),
+dissection, serve (the toolbox app) and atlas, from Python and from the CLI.
+Each test checks what the architecture changes: token grids as maps, the class
+token by name, channels-last layers permuted back, dict outputs, the gradient
+rules' warnings for GELU, forward-mode class attribution through attention;
+and where a verb cannot do something (dissecting a vector, classes of one
+element of an output), the message that says so.
 """
 
 from __future__ import annotations
 
+import re
 import warnings
 
 import numpy as np
@@ -29,6 +35,19 @@ NAMES = list(nets.FACTORIES)
 @pytest.fixture(scope="module")
 def models():
     return {k: f() for k, f in nets.FACTORIES.items()}
+
+
+@pytest.fixture(scope="module")
+def photo_folder(photos_dir, tmp_path_factory):
+    """Eight of the offline photos (every 60th by file name), shrunk to 64 px: the nets see 32."""
+    from neuronscope.data.photoset import list_photos
+
+    d = tmp_path_factory.mktemp("photos")
+    for p in sorted(e["path"] for e in list_photos(photos_dir))[::60][:8]:
+        img = Image.open(p).convert("RGB")
+        img.thumbnail((64, 64))
+        img.save(d / (p.rsplit("/", 1)[1].rsplit(".", 1)[0] + ".png"))
+    return d
 
 
 @pytest.fixture(scope="module")
@@ -202,17 +221,91 @@ def test_invert_lowers_the_feature_loss(models, name):
     assert abs(res.feature_error[0] - error(res.images[0])) < 0.05 + 0.2 * error(res.images[0])
 
 
-@pytest.mark.parametrize("name", ["vit", "convnext"])
+@pytest.mark.parametrize("name", NAMES)
 def test_diverse_facets_without_data(models, name):
     from neuronscope.facets import diverse_facets, parse_unit
 
     model = models[name]
     unit = parse_unit(model, f"{nets.MID_LAYER[name]}:2")
     res = diverse_facets(model, unit, k=2, size=32, steps=8, progress=False)
-    assert len(res.facets) + len(res.duplicates) == 2
+    assert res.mode == "diversity" and len(res.facets) + len(res.duplicates) == 2
 
 
-# ---------------------------------------------------------------- top-k, dissection, viewer, atlas
+#: the ViT's classifier reads the class token of ``norm`` (x[:, 0]), which no module outputs by itself: its
+#: embedding for the clustering and the facet anchor is that token, given by address
+EMBED_LAYER = {"vit": "norm[cls]"}
+
+
+def most_predicted_class(model, folder) -> int:
+    from neuronscope.images import list_images, load_batch
+
+    with torch.no_grad():
+        top1 = model(load_batch(list_images(folder), model.input_size)).argmax(1)
+    return int(torch.bincount(top1).argmax())
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_facets_of_real_photos_are_clusters_rendered_from_their_mean_images(models, name, photo_folder):
+    import torch.nn.functional as F
+
+    from neuronscope.facets import multifaceted, parse_unit
+
+    model = models[name]
+    k = most_predicted_class(model, photo_folder)
+    for target in (f"{nets.MID_LAYER[name]}:1", f"class:{k}"):
+        unit = parse_unit(model, target)
+        res = multifaceted(model, unit, photo_folder, k=2, views=4, reduce="pca", iter_scale=0.02, preset_steps=2,
+                           embed_layer=EMBED_LAYER.get(name), progress=False)
+        facets = res.facets + res.duplicates
+        assert res.mode == "data" and res.meta["schedule"] == "mean" and len(facets) == 2, (name, target)
+        assert sum(f.size for f in facets) == len(res.examples) >= 4 and res.meta["anchor_layer"] is not None
+        means = torch.stack([f.mean_image for f in facets])
+        assert means.shape == (2, 3, 32, 32)
+        for i, f in enumerate(facets):
+            assert f.image is not None and f.preset_image is not None and np.isfinite(f.value)
+            # each render started from its own cluster's mean image (a few MFV steps move it little)
+            img = F.interpolate(f.image[None], size=(32, 32), mode="bilinear", align_corners=False, antialias=True)[0]
+            own, other = (img - means[i]).abs().mean(), (img - means[1 - i]).abs().mean()
+            assert own < other, (name, target, float(own), float(other))
+
+
+def test_facets_of_a_vit_without_an_embedding_layer_say_which_to_give(models, photo_folder):
+    from neuronscope.facets import multifaceted, parse_unit
+
+    vit = models["vit"]
+    with pytest.raises(NeuronscopeError, match=r"cannot find the layer that feeds 'head' in 'tiny_vit'; give an "
+                                               r"embedding layer \(--embed-layer NAME\)"):
+        multifaceted(vit, parse_unit(vit, "blocks.0:1"), photo_folder, k=2, views=4, reduce="pca", iter_scale=0.02,
+                     preset_steps=2, progress=False)
+
+
+# ---------------------------------------------------------------- top-k, dissection, viewer, serve, atlas
+
+@pytest.mark.parametrize("name", NAMES)
+def test_topk_stores_each_nets_best_views_with_their_patches(models, name, image_folder, tmp_path):
+    from neuronscope.data.scan import run_topk
+
+    model, layer = models[name], nets.MID_LAYER[name]
+    c, h, w = {r.name: r for r in describe_layers(model)}[layer].shape
+    run = run_topk(model, image_folder, [layer], k=3, store=tmp_path / "s", size=32, batch_size=4, progress=False)
+    store = run.store
+    rf = store.receptive_field(layer)
+    assert (rf.map_h, rf.map_w) == (h, w) and store.units(layer) == c
+    with torch.no_grad():
+        maps = activations(model, load_folder(image_folder), [layer])[layer]
+    best = maps[:, 0].flatten(1).max(1).values.sort(descending=True).values[:3]
+    got = store.entries(layer, 0)
+    assert [e.value for e in got] == pytest.approx(best.tolist(), rel=1e-4, abs=1e-5)
+    x0, y0, x1, y1 = rf.unit_box(got[0].x, got[0].y)
+    assert np.asarray(store.max_patch(layer, 0, 0)).shape[:2] == (y1 - y0, x1 - x0)
+    store.close()
+
+
+def load_folder(folder):
+    from neuronscope.images import list_images, load_batch
+
+    return load_batch(list_images(folder), 32)
+
 
 def test_topk_max_patches_of_tokens_are_their_patch(models, image_folder, tmp_path):
     from neuronscope.data.scan import run_topk
@@ -229,14 +322,32 @@ def test_topk_max_patches_of_tokens_are_their_patch(models, image_folder, tmp_pa
     store.close()
 
 
-def test_dissection_upsamples_the_token_grid(models, tmp_path):
-    from neuronscope.dissect import dissect, load_dataset
+@pytest.fixture(scope="module")
+def shapes(tmp_path_factory):
+    from neuronscope.dissect import load_dataset
     from neuronscope.dissect.synthetic import make_shapes_dataset
 
-    data = load_dataset(make_shapes_dataset(tmp_path / "shapes", n=6, size=32))
-    out = dissect(models["vit"], data, ["blocks.0"], size=32, label_size=16, batch_size=3, top=2, progress=False)
-    d = out["blocks.0"]
-    assert d.map_size == (8, 8) and d.iou.shape[0] == 32
+    return load_dataset(make_shapes_dataset(tmp_path_factory.mktemp("shapes") / "d", n=6, size=32))
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_dissection_upsamples_each_nets_map(models, name, shapes):
+    from neuronscope.dissect import dissect
+
+    model, layer = models[name], nets.MID_LAYER[name]
+    c, h, w = {r.name: r for r in describe_layers(model)}[layer].shape
+    d = dissect(model, shapes, [layer], size=32, label_size=16, batch_size=3, top=2, progress=False)[layer]
+    assert d.map_size == (h, w) and d.iou.shape == (c, len(d.concepts))
+    assert ((d.iou >= 0) & (d.iou <= 1)).all() and d.top_images.shape == (c, 2)
+
+
+@pytest.mark.parametrize("name, layer", [("vit", "blocks.0[cls]"), ("dict_net", "heads[embedding]")])
+def test_dissection_of_a_vector_layer_says_it_needs_a_map(models, name, layer, shapes):
+    from neuronscope.dissect import dissect
+
+    with pytest.raises(NeuronscopeError, match=rf"layer '{re.escape(layer)}' outputs shape \(3, \d+\); dissection "
+                                               r"needs a spatial \(B, C, H, W\) layer"):
+        dissect(models[name], shapes, [layer], size=32, label_size=16, batch_size=3, top=2, progress=False)
 
 
 def test_viewer_compute_draws_the_token_grid(models):
@@ -255,41 +366,149 @@ def test_viewer_compute_draws_the_token_grid(models):
     assert result.header["unit"]["index"] == 3
 
 
-@pytest.mark.parametrize("name", ["vit", "convnext"])
-def test_atlas_renders_token_and_channels_last_units(models, name, tmp_path):
+@pytest.mark.parametrize("name", NAMES)
+def test_serve_shows_each_nets_layer_unit_and_backprop(models, name, image_folder, tmp_path):
+    import io
+    import json
+
+    from fastapi.testclient import TestClient
+
+    from neuronscope.viewer import protocol
+    from neuronscope.viewer.server import create_app
+
+    model, layer = models[name], nets.MID_LAYER[name]
+    c, h, w = {r.name: r for r in describe_layers(model)}[layer].shape
+    buf = io.BytesIO()
+    Image.open(next(image_folder.glob("*.png"))).save(buf, "JPEG")
+    app = create_app(model, cache_dir=tmp_path, layer=layer, synth=False)
+    with TestClient(app) as client:
+        info = client.get("/api/info").json()
+        assert info["model"] == model.name and info["input_size"] == 32 and info["default_layer"] == layer
+        with client.websocket_connect("/ws") as ws:
+            assert ws.receive_json()["type"] == "hello"
+            ws.send_bytes(protocol.pack_incoming(protocol.KIND_UPLOAD, 1, buf.getvalue()))
+            ws.send_text(json.dumps({"type": "state", "unit": 1, "backprop": "gradient"}))
+            header = None
+            for _ in range(20):
+                msg = ws.receive()
+                if msg.get("bytes") is not None:
+                    header, blobs = protocol.unpack_result(msg["bytes"])
+                    if header.get("unit") and header.get("backprop", {}).get("status") == "ok":
+                        break
+                else:
+                    assert json.loads(msg["text"])["type"] != "error", msg["text"]
+    assert header is not None and header["shape"] == [c, h, w] and header["unit"]["index"] == 1
+    assert header["backprop"]["status"] == "ok" and {"grid", "input", "unit", "backprop"} <= set(blobs)
+    assert [t["label"] for t in header["top5"]][0] in nets.CLASSES
+
+
+@pytest.mark.parametrize("name, layer", [*((n, nets.MID_LAYER[n]) for n in NAMES),
+                                          ("vit", "blocks.1.mlp.act"), ("convnext", "stages.0.0.act")])
+def test_atlas_renders_units_and_their_classes(models, name, layer, tmp_path):
     from neuronscope.atlas import AtlasSettings, build_atlas
 
-    layer = {"vit": "blocks.1.mlp.act", "convnext": "stages.0.0.act"}[name]
     summary = build_atlas(models[name], [f"{layer}:0-1"], tmp_path / "site",
                           settings=AtlasSettings(size=32, steps=3, batch=2), progress=False)
     assert (tmp_path / "site" / "index.html").exists()
     assert (summary.asked, summary.rendered) == (2, 2) and summary.layers == [layer]
+    method, data = atlas_classes(summary, layer)
+    scores = [v for u in ("0", "1") for _, v in data["top"][u] + data["bottom"][u]]
+    assert len(data["top"]["0"]) == 5 and all(0 <= k < 10 for k, _ in data["top"]["0"])
+    if layer == "blocks.1.mlp.act":
+        # the last block's MLP acts token by token, and the head reads only the class token: a channel (the mean
+        # over patch tokens) has no effect on any class, exactly
+        assert method == "linear" and not any(scores)
+    else:
+        assert method == "gradient" and any(scores)
+
+
+def atlas_classes(summary, layer):
+    from neuronscope.atlas.store import AtlasStore
+
+    store = AtlasStore.open(summary.store)
+    try:
+        return store.classes(layer)
+    finally:
+        store.close()
+
+
+@pytest.mark.parametrize("name, layer", [("vit", "blocks.0[cls]"), ("dict_net", "heads[embedding]")])
+def test_atlas_of_one_element_of_an_output_renders_it_and_says_why_no_classes(models, name, layer, tmp_path):
+    from neuronscope.atlas import AtlasSettings, build_atlas
+
+    summary = build_atlas(models[name], [f"{layer}:0-1"], tmp_path / "site",
+                          settings=AtlasSettings(size=32, steps=3, batch=2), progress=False)
+    assert summary.rendered == 2
+    method, data = atlas_classes(summary, layer)
+    assert method == "none" and "is one element of" in data["reason"]
+
+
+@pytest.mark.parametrize("attention", ["sdpa", "mha"])
+def test_atlas_classes_of_a_vit_layer_match_autograd(attention):
+    """Forward-mode AD through attention (fused SDPA and MultiheadAttention have no forward derivative)."""
+    from neuronscope.atlas.classes import layer_jacobian
+
+    torch.manual_seed(4)
+    model = load_model(nets.TinyViT(attention=attention), preprocess="imagenet", input_size=32, device="cpu")
+    x = torch.rand(1, 3, 32, 32)
+    jac = layer_jacobian(model, "blocks.0", x, [0, 5])
+    # reverse mode: add delta to feature c of every patch token of blocks.0, differentiate the logits
+    for row, c in enumerate([0, 5]):
+        delta = torch.zeros((), requires_grad=True)
+
+        def shift(mod, args, out):
+            add = torch.zeros_like(out)
+            add[:, 1:, c] = 1
+            return out + delta * add
+
+        h = model.net.blocks[0].register_forward_hook(shift)
+        try:
+            logits = model(x)[0]
+        finally:
+            h.remove()
+        want = torch.stack([torch.autograd.grad(logits[k], delta, retain_graph=True)[0] for k in range(10)])
+        assert torch.allclose(jac[row], want, rtol=1e-4, atol=1e-5), (attention, c)
 
 
 # ---------------------------------------------------------------- the CLI, package.module:factory
 
 @pytest.mark.parametrize("name", NAMES)
-def test_cli_layers_and_render(name, tmp_path, capsys):
-    spec = f"tests.nets:{name}"
+def test_cli_every_verb(name, image_folder, photo_folder, shapes, tmp_path, capsys):
+    spec, layer = f"tests.nets:{name}", nets.MID_LAYER[name]
     assert main(["layers", spec, "--size", "32"]) == 0
-    listing = capsys.readouterr().out
-    assert nets.MID_LAYER[name] in listing
-    out = tmp_path / "r"
-    assert main(["render", spec, f"{nets.MID_LAYER[name]}:0", "--size", "32", "--steps", "4", "--quiet",
-                 "--out", str(out)]) == 0
-    assert list(out.glob("*.png"))
+    assert layer in capsys.readouterr().out
+    img = str(next(image_folder.glob("*.png")))
+    embed = ["--embed-layer", EMBED_LAYER[name]] if name in EMBED_LAYER else []
+    runs = {
+        "render": ["render", spec, f"{layer}:0", "--size", "32", "--steps", "4", "--quiet"],
+        "backprop": ["backprop", spec, img, f"{layer}:1", "--mode", "guided"],
+        "invert": ["invert", spec, img, "--layers", layer, "--steps", "3"],
+        "topk": ["topk", spec, "--images", str(image_folder), "--layers", layer, "--k", "2", "--units", "0-1", "--quiet"],
+        "facets": ["facets", spec, f"{layer}:1", "--images", str(photo_folder), "--k", "2", "--views", "4", "--reduce",
+                   "pca", "--iter-scale", "0.02", "--steps", "2", "--quiet", *embed],
+        "dissect": ["dissect", spec, "--layer", layer, "--data", str(shapes.root), "--size", "32", "--label-size", "16",
+                    "--top", "2"],
+        "atlas": ["atlas", spec, "--layers", f"{layer}:0", "--size", "32", "--steps", "2", "--batch", "2", "--quiet"],
+    }
+    wrote = {"render": ["grid.png", "manifest.json"], "backprop": ["sheet.png", "manifest.json"],
+             "invert": ["sheet.png", f"{layer}.png"], "topk": [f"{layer}.html", f"{layer}.png"],
+             "facets": [f"{layer}_1.html", f"{layer}_1.png", f"{layer}_1.json"],
+             "dissect": ["index.html", f"{layer}.json", f"{layer}.csv"], "atlas": ["index.html"]}
+    for verb, argv in runs.items():
+        out = tmp_path / verb
+        assert main([*argv, "--out", str(out)]) == 0, (name, verb, capsys.readouterr().err[-2000:])
+        missing = [f for f in wrote[verb] if not (out / f).is_file()]
+        assert not missing, (name, verb, missing, sorted(p.name for p in out.iterdir()))
 
 
-def test_cli_backprop_topk_and_atlas_on_the_vit(image_folder, tmp_path, capsys):
+def test_cli_token_addresses_on_the_vit(image_folder, tmp_path, capsys):
     img = next(image_folder.glob("*.png"))
     assert main(["backprop", "tests.nets:vit", str(img), "blocks.1:3@2,2", "--mode", "guided",
                  "--out", str(tmp_path / "bp")]) == 0
     assert list((tmp_path / "bp").glob("*.png"))
     assert main(["backprop", "tests.nets:vit", str(img), "blocks.1[cls]:3", "--mode", "gradient",
                  "--out", str(tmp_path / "bp2")]) == 0
-    assert main(["topk", "tests.nets:vit", "--images", str(image_folder), "--layers", "blocks.1",
+    assert main(["topk", "tests.nets:vit", "--images", str(image_folder), "--layers", "blocks.1[cls]",
                  "--k", "2", "--units", "0-1", "--quiet", "--out", str(tmp_path / "tk")]) == 0
-    assert main(["atlas", "tests.nets:convnext", "--layers", "stages.0.0.pwconv1:0", "--size", "32",
-                 "--steps", "2", "--batch", "2", "--quiet", "--out", str(tmp_path / "at")]) == 0
     assert main(["render", "tests.nets:vit", "blocks.1[dist]:0", "--size", "32", "--out", str(tmp_path / "x")]) == 2
     assert "no token named [dist]" in capsys.readouterr().err
