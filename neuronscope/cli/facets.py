@@ -31,6 +31,8 @@ from ._common import (
 VIEWS = 8
 ITER_SCALE = 0.5
 PRESET_STEPS = 128
+MAX_K = 4
+REFINE_BUDGET = 50
 
 
 def add_parser(sub):
@@ -41,6 +43,9 @@ def add_parser(sub):
     p.add_argument("--images", default=None, help="folder of real images; without it: diversity mode (no data)")
     p.add_argument("--k", type=int_range(1, 64), default=None,
                    help="number of facets (default: chosen by the silhouette criterion; 4 in diversity mode)")
+    p.add_argument("--max-k", type=int_range(1, 10), default=MAX_K,
+                   help=f"most facets the silhouette criterion may choose (default {MAX_K}, which bounds the run's time: "
+                        "each facet is rendered twice; the paper's criterion tried up to 10)")
     p.add_argument("--out", default=None, metavar="FOLDER", help="output folder (default facets-MODEL)")
     p.add_argument("--reduce", choices=["tsne", "pca", "none"], default="tsne", help="reduction before k-means")
     p.add_argument("--views", type=int_range(1, 256), default=VIEWS,
@@ -64,8 +69,9 @@ def add_parser(sub):
     p.add_argument("--no-refine", action="store_true",
                    help="run the MFV schedule exactly as published: no extra last-octave iterations for facets "
                         "still below their cluster's best real view")
-    p.add_argument("--refine-budget", type=non_negative_int, default=None,
-                   help="most extra MFV iterations per facet in the refinement (default: as many as the schedule ran)")
+    p.add_argument("--refine-budget", type=non_negative_int, default=REFINE_BUDGET,
+                   help=f"most extra MFV iterations per facet in the refinement (default {REFINE_BUDGET}, ten repetitions "
+                        "of the halved schedule's last octave; the Python API's default is as many as the schedule ran)")
     p.add_argument("--diversity-layer", default=None, help="diversity mode: layer of the Gram matrices")
     p.add_argument("--diversity-weight", type=non_negative_float, default=100.0)
     add_seed_argument(p)
@@ -147,7 +153,7 @@ def _facets(model, unit, args):
         if labels:
             print(f"using {len(labels)} labels from the folder's manifest.json")
         result = multifaceted(
-            model, unit, args.images, k=args.k, reduce=args.reduce, views=args.views, n_max=args.n_max,
+            model, unit, args.images, k=args.k, max_k=args.max_k, reduce=args.reduce, views=args.views, n_max=args.n_max,
             embed_layer=args.embed_layer, labels=labels, schedule=args.schedule, iter_scale=args.iter_scale,
             preset=None if args.no_preset else args.preset, preset_steps=PRESET_STEPS if args.steps is None else args.steps, size=args.size,
             seed=args.seed, anchor=ANCHOR if args.anchor is None else args.anchor, refine=not args.no_refine,

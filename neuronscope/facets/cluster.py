@@ -7,7 +7,7 @@ Following Nguyen et al. 2016 (docs/design.md 5.2):
   components, default 10), or ``none``;
 * k-means (k-means++, 10 restarts, fixed seed) on the reduced points;
 * k, when not given, is chosen by the **silhouette criterion**: every k from 2
-  to k_max = min(10, n // 15) is tried and the k with the largest mean
+  to k_max = min(10, n // 15) (or a given smaller cap) is tried and the k with the largest mean
   silhouette wins; a unit whose best silhouette is below 0.25 (no real cluster
   structure) gets one facet. With fewer than 30 examples there is one facet.
 """
@@ -70,14 +70,18 @@ def k_max(n: int) -> int:
     return max(1, min(10, n // 15))
 
 
-def choose_k(points: np.ndarray, *, seed: int = 0) -> tuple[int, dict[int, float], str]:
-    """k by the silhouette criterion (see the module docstring); also the scores and the rule used."""
+def choose_k(points: np.ndarray, *, seed: int = 0, most: int | None = None) -> tuple[int, dict[int, float], str]:
+    """k by the silhouette criterion (see the module docstring); also the scores and the rule used.
+
+    ``most`` caps the k tried (default: k_max, up to 10)."""
     from sklearn.metrics import silhouette_score
 
     n = len(points)
     if n < 30:
         return 1, {}, f"one facet: only {n} examples (clustering needs 30)"
-    hi = k_max(n)
+    hi = k_max(n) if most is None else min(k_max(n), most)
+    if most is not None and most < 2:
+        return 1, {}, "one facet: at most one asked for"
     if hi < 2:
         return 1, {}, "one facet: too few examples for two clusters of 15"
     scores = {}
@@ -87,11 +91,13 @@ def choose_k(points: np.ndarray, *, seed: int = 0) -> tuple[int, dict[int, float
     best = max(scores, key=lambda k: (scores[k], -k))
     if scores[best] < MIN_SILHOUETTE:
         return 1, scores, f"one facet: best silhouette {scores[best]:.2f} < {MIN_SILHOUETTE} (no cluster structure)"
-    return best, scores, f"k={best}: largest silhouette ({scores[best]:.2f}) over k=2..{hi}"
+    capped = f" (at most {most} asked for)" if most is not None and most < k_max(n) else ""
+    return best, scores, f"k={best}: largest silhouette ({scores[best]:.2f}) over k=2..{hi}{capped}"
 
 
-def cluster(emb: np.ndarray, k: int | None = None, *, method: str = "tsne", dims: int | None = None, seed: int = 0) -> Clustering:
-    """Reduce and cluster embeddings into ``k`` facets (``None``: choose k).
+def cluster(emb: np.ndarray, k: int | None = None, *, method: str = "tsne", dims: int | None = None, seed: int = 0,
+            max_k: int | None = None) -> Clustering:
+    """Reduce and cluster embeddings into ``k`` facets (``None``: choose k, at most ``max_k``).
 
     scikit-learn's OpenMP threads are limited to one (t-SNE is slower with more on a
     shared machine; figures in docs/facets.md).
@@ -99,10 +105,11 @@ def cluster(emb: np.ndarray, k: int | None = None, *, method: str = "tsne", dims
     from threadpoolctl import threadpool_limits
 
     with threadpool_limits(1):
-        return _cluster(emb, k, method=method, dims=dims, seed=seed)
+        return _cluster(emb, k, method=method, dims=dims, seed=seed, max_k=max_k)
 
 
-def _cluster(emb: np.ndarray, k: int | None, *, method: str, dims: int | None, seed: int) -> Clustering:
+def _cluster(emb: np.ndarray, k: int | None, *, method: str, dims: int | None, seed: int,
+             max_k: int | None = None) -> Clustering:
     n = len(emb)
     if n == 0:
         raise NeuronscopeError("no examples to cluster")
@@ -111,7 +118,9 @@ def _cluster(emb: np.ndarray, k: int | None, *, method: str, dims: int | None, s
     pts = reduce(emb, method, dims=dims, seed=seed)
     scores: dict[int, float] = {}
     if k is None:
-        k, scores, rule = choose_k(pts, seed=seed)
+        if max_k is not None and max_k < 1:
+            raise NeuronscopeError(f"the most facets must be at least 1, got {max_k}")
+        k, scores, rule = choose_k(pts, seed=seed, most=max_k)
     else:
         rule = f"k={k} given"
     if k == 1:

@@ -38,6 +38,7 @@ DUPLICATE_COSINE = 0.95  # facet images whose features are closer than this are 
 # f the embedding, c_j the facet's centroid, m the mean of all examples. Chosen once on a class outside
 # the facet-diversity benchmark (daisy; benchmarks/facet_anchor_sweep.py, docs/facets.md) and frozen.
 ANCHOR = 30.0
+CANDIDATES_GUESS = 80  # photos a class unit's scan expects to view more closely, until it knows (for the ETA)
 
 
 @dataclass
@@ -79,6 +80,7 @@ def discover_facets(
     images: str | os.PathLike | Sequence[str | os.PathLike] | Examples,
     *,
     k: int | None = None,
+    max_k: int | None = None,
     reduce: str = "tsne",
     views: int = 8,
     n_max: int | None = None,
@@ -89,12 +91,14 @@ def discover_facets(
     seed: int = 0,
     progress: bool = True,
 ) -> tuple[list[Facet], Examples, Clustering]:
-    """Facets of ``unit`` among real images: clusters with their mean images (not rendered yet)."""
+    """Facets of ``unit`` among real images: clusters with their mean images (not rendered yet).
+
+    ``k`` facets, or (``None``) as many as the silhouette criterion finds, at most ``max_k``."""
     ex = images if isinstance(images, Examples) else collect_examples(
         model, unit, images, views=views, n_max=n_max, size=size, labels=labels, seed=seed, progress=progress
     )
     emb = embed(model, ex.images, embed_layer)
-    cl = cluster(emb, k, method=reduce, seed=seed)
+    cl = cluster(emb, k, method=reduce, seed=seed, max_k=max_k)
     facets = []
     for j, near in enumerate(nearest_members(cl, n_nearest)):
         members = np.nonzero(cl.labels == j)[0]
@@ -168,7 +172,7 @@ def render_facets(
             from ..optim.presets import get_preset
 
             n = int(preset_steps or get_preset(preset).steps)
-            bar = progress.phase(f"{preset} render", n, render_weight(s, model.input_size) * len(facets))
+            bar = progress.phase(f"{preset} render", n, render_weight(s, model.input_size, _has_prior(preset)) * len(facets))
             kw = {"progress": False, "callback": lambda step, images, values: bar.update(1)}
         else:
             kw = {"progress": progress}
@@ -195,7 +199,11 @@ def _plan(overall: Overall, model: Model, unit: Unit, images, views: int, k: int
             n = len(list_images(images))
         else:
             n = len(images)
-        overall.plan("examples", n * views * VIEW_WEIGHT)
+        if unit.is_class and views > 1:  # the crop of every photo, then more views of the candidates (examples.py)
+            overall.plan("examples", n * VIEW_WEIGHT)
+            overall.plan("more views", min(n, CANDIDATES_GUESS) * (views - 1) * VIEW_WEIGHT)  # replanned when known
+        else:
+            overall.plan("examples", n * views * VIEW_WEIGHT)
     if schedule in SCHEDULES:
         iters = sum(max(1, round(o.iters * iter_scale)) for o in SCHEDULES[schedule])
         overall.plan(f"mfv {unit.label}", iters * k * MFV_WEIGHT)
@@ -203,7 +211,14 @@ def _plan(overall: Overall, model: Model, unit: Unit, images, views: int, k: int
         from ..optim.presets import get_preset
 
         s = int(size or model.input_size)
-        overall.plan(f"{preset} render", int(preset_steps or get_preset(preset).steps) * render_weight(s, model.input_size) * k)
+        overall.plan(f"{preset} render", int(preset_steps or get_preset(preset).steps)
+                     * render_weight(s, model.input_size, _has_prior(preset)) * k)
+
+
+def _has_prior(preset: str) -> bool:
+    from ..optim.presets import get_preset
+
+    return get_preset(preset).prior is not None
 
 
 def facet_objectives(model: Model, unit: Unit, facets: list[Facet], anchor: float = ANCHOR,
@@ -263,6 +278,7 @@ def multifaceted(
     images,
     *,
     k: int | None = None,
+    max_k: int | None = None,
     reduce: str = "tsne",
     views: int = 8,
     n_max: int | None = None,
@@ -278,20 +294,36 @@ def multifaceted(
     refine: bool = True,
     refine_budget: int | None = None,
     progress: bool = True,
+    tune_process: bool | None = None,
 ) -> FacetResult:
     """Find, render, rank and deduplicate the facets of ``unit`` among ``images``.
 
     ``progress=True`` shows one bar for the whole run with an overall ETA
     (:class:`~neuronscope.facets.progress.Overall`); an ``Overall`` may be passed in.
+    ``tune_process``: keep freed memory in the process for the whole run (a glibc setting,
+    restored after; ``None`` follows the process default, on under the command line;
+    :mod:`neuronscope.optim.engine.process`): measured on the example scan, it cut the system
+    time per view from 0.02-0.07 s (more than the forward's own user time) to 0.005 s.
     """
+    from ..optim.engine.process import process_tuning_wanted, tuned_process
+
+    with tuned_process(process_tuning_wanted(tune_process)):
+        return _multifaceted(model, unit, images, k=k, max_k=max_k, reduce=reduce, views=views, n_max=n_max,
+                             embed_layer=embed_layer, labels=labels, schedule=schedule, iter_scale=iter_scale,
+                             preset=preset, preset_steps=preset_steps, size=size, seed=seed, anchor=anchor,
+                             refine=refine, refine_budget=refine_budget, progress=progress)
+
+
+def _multifaceted(model, unit, images, *, k, max_k, reduce, views, n_max, embed_layer, labels, schedule, iter_scale,
+                  preset, preset_steps, size, seed, anchor, refine, refine_budget, progress) -> FacetResult:
     overall = progress if isinstance(progress, Overall) else None
     own = progress is True
     if own:
         overall = Overall(f"facets {unit.label}")
     if overall is not None:
-        _plan(overall, model, unit, images, views, k or 3, schedule, iter_scale, preset, preset_steps, size)
+        _plan(overall, model, unit, images, views, k or min(3, max_k or 3), schedule, iter_scale, preset, preset_steps, size)
     try:
-        facets, ex, cl = discover_facets(model, unit, images, k=k, reduce=reduce, views=views, n_max=n_max,
+        facets, ex, cl = discover_facets(model, unit, images, k=k, max_k=max_k, reduce=reduce, views=views, n_max=n_max,
                                          embed_layer=embed_layer, labels=labels, size=size, seed=seed,
                                          progress=overall if overall is not None else progress)
         if overall is not None:  # now the number of facets is known
@@ -304,7 +336,7 @@ def multifaceted(
         if own:
             overall.close()
     kept, dropped = rank_and_dedup(model, facets, embed_layer=embed_layer)
-    meta = {"k_rule": cl.k_rule, "k_scores": cl.k_scores, "reduce": reduce, "examples": ex.how, "views": views,
+    meta = {"k_rule": cl.k_rule, "k_scores": cl.k_scores, "max_k": max_k, "reduce": reduce, "examples": ex.how, "views": views,
             "schedule": schedule, "iter_scale": iter_scale, "preset": preset, "embed_layer": embed_layer or "penultimate",
             **ran}
     return FacetResult(unit, model.name, "data", kept, dropped, ex, cl, meta)

@@ -15,15 +15,19 @@ or an :class:`Overall` to feed; :func:`phase_bar` hides the difference.
 
 from __future__ import annotations
 
-# Relative cost of one step of each phase, in forwards of one view at the model's input size
-# (a backward pass costs about two forwards): what makes the one bar's ETA hold across phases.
+# Relative cost of one step of each phase, in forwards of one view at the model's input size: what
+# makes the one bar's ETA hold across phases. Measured on Lite0 at 224 px, one thread (CPU seconds):
+# a view 0.043 (decode, crop, forward), an MFV iteration per facet 0.19 (forward + backward and 100
+# split-Bregman TV iterations), a render step per row 0.062 with lucid, 0.112 with the natural prior.
 VIEW_WEIGHT = 1.0
-MFV_WEIGHT = 3.0  # per MFV iteration and facet (the schedule's octaves are at the model's size or below)
+MFV_WEIGHT = 4.5  # per MFV iteration and facet (the schedule's octaves are at the model's size or below)
+RENDER_WEIGHT = 1.5  # per render step and row at the model's input size
+PRIOR_WEIGHT = 1.1  # added per step when the preset has the learned prior's denoising step
 
 
-def render_weight(size: int, input_size: int) -> float:
-    """One render step of one row at ``size`` px: forward + backward, scaled by area."""
-    return 3.0 * (size / max(1, input_size)) ** 2
+def render_weight(size: int, input_size: int, prior: bool = False) -> float:
+    """One render step of one row at ``size`` px: forward + backward (+ the prior's step), scaled by area."""
+    return (RENDER_WEIGHT + (PRIOR_WEIGHT if prior else 0.0)) * (size / max(1, input_size)) ** 2
 
 
 class _Phase:
@@ -69,7 +73,10 @@ class Overall:
         if self._bar is None and self.enabled:
             from tqdm.auto import tqdm
 
+            # smoothing 0: the rate is the whole run's average so far, not the last few updates' (phases
+            # update in bursts of different sizes, and the recent rate made the ETA swing 3x)
             self._bar = tqdm(total=round(sum(self.planned.values())), desc=self.desc, unit="u", dynamic_ncols=True,
+                             smoothing=0,
                              bar_format="{desc}: {percentage:3.0f}%|{bar}| {elapsed} elapsed, ETA {remaining} {postfix}")
         return self._bar
 

@@ -112,6 +112,23 @@ def test_class_facet_discovery_separates_two_planted_pattern_families(tiny, patt
         assert len(f.nearest) == 15 and f.size == len(f.members)
 
 
+def test_a_class_scan_makes_more_views_only_of_photos_whose_crop_ranks_the_class_or_that_are_labelled(
+        tiny, pattern_folder, monkeypatch):
+    import neuronscope.facets.examples as examples
+
+    unit = parse_unit(tiny, "class:two-faced")
+    blobs = sorted(str(p.resolve()) for p in pattern_folder.glob("c_*.png"))[:3]
+    labels = {p: 0 for p in blobs}  # three green blobs labelled with the class, which never ranks high on them
+    ex = collect_examples(tiny, unit, pattern_folder, views=3, labels=labels, size=SIZE, progress=False)
+    assert len(ex) == 60 * 3 + 3 * 3  # every view of the stripes (the class ranks first) and of the labelled blobs
+    monkeypatch.setattr(examples, "CANDIDATE_RANK", 0)  # no crop qualifies by rank: only labelled photos get more views
+    ex = collect_examples(tiny, unit, pattern_folder, views=3, labels=labels, size=SIZE, progress=False)
+    fam = _family(ex)
+    assert len(ex) == 60 + 3 * 3 and set(ex.view[fam < 2].tolist()) == {0}
+    assert sorted(ex.view[fam == 2].tolist()) == [0, 0, 0, 1, 1, 1, 2, 2, 2]
+    assert "more views only of the 3 images" in ex.how
+
+
 def test_hidden_unit_facets_with_pca_come_from_receptive_field_crops(tiny, pattern_folder):
     unit = parse_unit(tiny, "2:0")
     assert unit.kind == "channel"
@@ -132,6 +149,9 @@ def test_choose_k_finds_three_blobs_and_one_for_structureless_data():
     k1, _, rule1 = choose_k(rng.uniform(0, 1, (200, 2)))
     assert k1 == 1 or max(_.values()) < 0.5
     assert choose_k(blobs[:20])[0] == 1  # fewer than 30 examples: one facet
+    k2, scores2, rule2 = choose_k(blobs, most=2)  # a cap (the command line's --max-k) limits the k tried
+    assert k2 == 2 and sorted(scores2) == [2] and "at most 2" in rule2
+    assert choose_k(blobs, most=1)[0] == 1 and cluster(blobs, method="pca", dims=2, max_k=2).k == 2
     c = cluster(blobs, 3, method="pca", dims=2)
     assert purity(c.labels, np.repeat([0, 1, 2], 40)) == 1.0
 
