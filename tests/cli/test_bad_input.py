@@ -251,6 +251,7 @@ CASES: dict[str, dict[str, list[tuple[list[str], list[str]]]]] = {
         "numbers": [
             ([M, "class:1", "--k", "0"], ["--k", "from 1 to 64"]),
             ([M, "class:1", "--views", "0"], ["--views", "from 1 to 256"]),
+            ([M, "class:1", "--max-k", "0"], ["--max-k", "from 1 to 10"]),
         ],
         "nonfinite": [
             ([M, "class:1", "--iter-scale", "nan"], ["--iter-scale", "finite number"]),
