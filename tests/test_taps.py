@@ -225,7 +225,7 @@ def build():
 '''
 
 
-@pytest.mark.parametrize("spec", ["./mine.py:build", "mine:build"])
+@pytest.mark.parametrize("spec", ["./taps_net.py:build", "taps_net:build"])  # a module name no other test imports
 def test_the_unknown_layer_hint_for_your_own_model_is_a_command_that_works(tmp_path, monkeypatch, capsys, spec):
     """A factory model needs its preprocessing on every command line: the hint carries what was given."""
     import re
@@ -233,7 +233,7 @@ def test_the_unknown_layer_hint_for_your_own_model_is_a_command_that_works(tmp_p
 
     from neuronscope.cli import main
 
-    (tmp_path / "mine.py").write_text(_OWN_MODEL)
+    (tmp_path / "taps_net.py").write_text(_OWN_MODEL)
     monkeypatch.chdir(tmp_path)
     given = ["--preprocess", "minus_one_one", "--input-size", "64"]
     assert main(["render", spec, "nosuch:0", *given, "--steps", "2", "--out", "o"]) == 2
@@ -252,13 +252,13 @@ def test_the_unknown_layer_hint_for_your_own_model_is_a_command_that_works(tmp_p
 def test_the_unknown_layer_hint_names_the_preprocessing_it_finds(tmp_path, monkeypatch):
     from neuronscope.taps import layers_command, list_layers_hint
 
-    (tmp_path / "mine.py").write_text(_OWN_MODEL)
+    (tmp_path / "taps_net.py").write_text(_OWN_MODEL)
     monkeypatch.chdir(tmp_path)
     for pre in ("imagenet", "minus_one_one", "none"):
-        m = load_model("./mine.py:build", preprocess=pre)
-        assert layers_command(m) == f"neuronscope layers ./mine.py:build --preprocess {pre}"
-    odd = load_model("./mine.py:build", preprocess=lambda t: t * 2)  # only a factory attribute can declare this
-    assert layers_command(odd) == "neuronscope layers ./mine.py:build"
+        m = load_model("./taps_net.py:build", preprocess=pre)
+        assert layers_command(m) == f"neuronscope layers ./taps_net.py:build --preprocess {pre}"
+    odd = load_model("./taps_net.py:build", preprocess=lambda t: t * 2)  # only a factory attribute can declare this
+    assert layers_command(odd) == "neuronscope layers ./taps_net.py:build"
     wrapped = load_model(nn.Sequential(nn.Conv2d(3, 4, 3)), preprocess="imagenet")  # no command line loads it
     assert layers_command(wrapped) is None
     with pytest.raises(NeuronscopeError) as err:

@@ -38,7 +38,7 @@ def png_header_only(width: int, height: int, bit_depth: int = 16, color: int = 0
 def place(tmp_path, monkeypatch):
     """A working folder with the inputs the cases refer to (paths relative to it)."""
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(sys, "dont_write_bytecode", True)  # importing mine.py must not count as a file written
+    monkeypatch.setattr(sys, "dont_write_bytecode", True)  # importing badinput_net.py must not count as a file written
     Path("afile").write_text("not a folder\n")
     Path("full").mkdir()
     Path("full/old.txt").write_text("earlier results\n")
@@ -50,7 +50,7 @@ def place(tmp_path, monkeypatch):
     Path("nopics/a.jpg").write_text("text\n")
     Path("nopics/b.png").write_bytes(b"\x89PNG\r\n\x1a\nbroken")
     Path("emptydir").mkdir()
-    Path("mine.py").write_text("from torch import nn\n\n\ndef build():\n    return nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU())\n")
+    Path("badinput_net.py").write_text("from torch import nn\n\n\ndef build():\n    return nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU())\n")
     Path("run1").mkdir()  # a train-generator run recorded at one thread
     Path("run1/checkpoint.pt").write_bytes(b"")
     Path("run1/config.json").write_text('{"layer": "head.act", "conditions": {"threads": 1, "precision": "float32"}}')
@@ -88,8 +88,8 @@ CASES: dict[str, dict[str, list[tuple[list[str], list[str]]]]] = {
         "other": [
             ([M, "class:-1", "--out", "r"], ["class -1", "0..999"]),
             # your own model: the hint is a command that loads it (with the preprocessing given)
-            (["./mine.py:build", "nosuch:0", "--preprocess", "minus_one_one", "--input-size", "64", "--out", "r"],
-             ["no layer 'nosuch'", "`neuronscope layers ./mine.py:build --preprocess minus_one_one --input-size 64`"]),
+            (["./badinput_net.py:build", "nosuch:0", "--preprocess", "minus_one_one", "--input-size", "64", "--out", "r"],
+             ["no layer 'nosuch'", "`neuronscope layers ./badinput_net.py:build --preprocess minus_one_one --input-size 64`"]),
         ],
     },
     "demo": {
@@ -205,8 +205,8 @@ CASES: dict[str, dict[str, list[tuple[list[str], list[str]]]]] = {
     "layers": {
         "numbers": [([M, "--size", "0"], ["--size", "from 16 to 4096"]), ([M, "--depth", "-1"], ["--depth", "0 or more"])],
         "nonfinite": [([M, "--size", "inf"], ["--size", "whole number"])],
-        "other": [(["mine:build", "nosuch", "--preprocess", "none"],
-                   ["no layer 'nosuch'", "`neuronscope layers mine:build --preprocess none`"])],
+        "other": [(["badinput_net:build", "nosuch", "--preprocess", "none"],
+                   ["no layer 'nosuch'", "`neuronscope layers badinput_net:build --preprocess none`"])],
     },
     "topk": {
         "out": [
