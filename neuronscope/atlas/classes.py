@@ -23,6 +23,11 @@ Linearity is detected, not assumed: J of the first 64 channels is computed at a
 second, different input and the layer is declared exact when the two agree to
 1e-5 (relative); otherwise every channel is averaged over all the inputs.
 
+A layer address may name one element of a module's output: a token of a
+token layer (``blocks.3[cls]``, shifted on that token only; ``[tokens]`` on
+all of them) or a tuple/dict element (``heads[embedding]``; the other elements
+pass unchanged). An element the logits do not depend on drives no class (zeros).
+
 Attention runs on kernels forward-mode AD goes through: PyTorch's fused
 ``scaled_dot_product_attention`` CPU kernel and ``nn.MultiheadAttention``'s fast
 path have no forward derivative, so the passes use the math kernel with the
@@ -71,26 +76,64 @@ def _forward_ad_attention():
             mha.set_fastpath_enabled(fast)
 
 
+def _repeat(value, b: int):
+    """A module output (tensor, or tuple/list/dict of them) with its one image repeated to ``b`` rows."""
+    if isinstance(value, torch.Tensor):
+        return value.expand(b, *value.shape[1:])
+    if isinstance(value, dict):
+        return type(value)((k, _repeat(v, b)) for k, v in value.items())
+    if isinstance(value, (tuple, list)):
+        return type(value)(_repeat(v, b) for v in value)
+    return value
+
+
+def _shifted(model: Model, addr, value, keys: tuple, shift: torch.Tensor, idx: torch.Tensor):
+    """``value`` repeated to one row per channel in ``idx``, the element at ``keys`` shifted in row i by
+    ``shift[i]`` on channel ``idx[i]``: a whole map or token layer in its own layout, one named token of a
+    ``(B, N, C)`` output (``[cls]``; ``[tokens]``: every token), or one tuple/dict element."""
+    b = len(idx)
+    if not keys:
+        if not isinstance(value, torch.Tensor):
+            raise NeuronscopeError(f"layer {addr.text!r} is a {type(value).__name__}, not a tensor; address one "
+                                   "element with brackets")
+        channels = value.shape[layouts.channel_axis(model, addr.text, value)]  # tokens, channels-last: last axis
+        onehot = F.one_hot(idx, channels).to(value.dtype)
+        return layouts.shift_channels(model, addr.text, value, shift[:, None] * onehot)
+    key, rest = keys[0], keys[1:]
+    if isinstance(value, torch.Tensor) and isinstance(key, str) and value.dim() == 3 and not rest:
+        onehot = F.one_hot(idx, value.shape[-1]).to(value.dtype)
+        if key == layouts.RAW_TOKENS_KEY:
+            mask = torch.ones(1, value.shape[1], 1, dtype=value.dtype, device=value.device)
+        else:
+            layouts.token_part(model, addr.text, value, key)  # a NeuronscopeError naming the valid tokens
+            names = layouts.token_split(layouts.spec_of(model), value.shape[1])[0]
+            mask = torch.zeros(1, value.shape[1], 1, dtype=value.dtype, device=value.device)
+            mask[:, names.index(key)] = 1
+        return value.expand(b, *value.shape[1:]) + (shift[:, None] * onehot)[:, None, :] * mask
+    if isinstance(value, dict) and key in value:
+        return type(value)((k, _shifted(model, addr, v, rest, shift, idx) if k == key else _repeat(v, b))
+                           for k, v in value.items())
+    if isinstance(value, (tuple, list)) and isinstance(key, int) and -len(value) <= key < len(value):
+        pos = key % len(value)
+        return type(value)(_shifted(model, addr, v, rest, shift, idx) if i == pos else _repeat(v, b)
+                           for i, v in enumerate(value))
+    raise NeuronscopeError(f"layer {addr.text!r}: cannot shift element [{key}] of a {type(value).__name__}")
+
+
 def _jacobian_one(model: Model, layer: str, x: torch.Tensor, channels: Sequence[int]) -> torch.Tensor:
     """(len(channels), classes): d logits / d (uniform shift of each channel) at input x (1,3,H,W)."""
     addr = parse_address(layer)
-    if addr.index:
-        raise NeuronscopeError(
-            f"class attribution shifts a module's whole output, and {layer!r} is one element of {addr.path!r}'s "
-            "output (a named token or a tuple/dict element); its units are rendered without classes"
-        )
-    module = model.net.get_submodule(layer)
+    module = model.net.get_submodule(addr.path)
     b = len(channels)
     idx = torch.as_tensor(list(channels), device=model.device)
     with fwAD.dual_level():
         shift = fwAD.make_dual(torch.zeros(b, device=model.device), torch.ones(b, device=model.device))
 
+        fired = []
+
         def hook(mod, args, out):
-            if not isinstance(out, torch.Tensor):
-                raise NeuronscopeError(f"layer {layer!r} does not output one tensor; class attribution needs one")
-            channels = out.shape[layouts.channel_axis(model, layer, out)]  # tokens, channels-last: the last axis
-            onehot = F.one_hot(idx, channels).to(out.dtype)
-            return layouts.shift_channels(model, layer, out, shift[:, None] * onehot)
+            fired.append(True)
+            return _shifted(model, addr, out, addr.index, shift, idx)
 
         handle = module.register_forward_hook(hook)
         try:
@@ -104,7 +147,11 @@ def _jacobian_one(model: Model, layer: str, x: torch.Tensor, channels: Sequence[
             ) from e
         finally:
             handle.remove()
-    if tangent is None or tangent.shape[0] != b:
+    if not fired:
+        raise NeuronscopeError(f"layer {layer!r} did not run in {model.name}'s forward pass")
+    if tangent is None:  # the logits do not depend on this element (e.g. another head's output): no class effect
+        return torch.zeros(b, logits.shape[1])
+    if tangent.shape[0] != b:
         raise NeuronscopeError(f"could not differentiate the logits through layer {layer!r}")
     return tangent.float().cpu()
 

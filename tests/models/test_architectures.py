@@ -433,32 +433,38 @@ def atlas_classes(summary, layer):
 
 
 @pytest.mark.parametrize("name, layer", [("vit", "blocks.0[cls]"), ("dict_net", "heads[embedding]")])
-def test_atlas_of_one_element_of_an_output_renders_it_and_says_why_no_classes(models, name, layer, tmp_path):
+def test_atlas_of_one_element_of_an_output_renders_it_with_its_classes(models, name, layer, tmp_path):
     from neuronscope.atlas import AtlasSettings, build_atlas
 
     summary = build_atlas(models[name], [f"{layer}:0-1"], tmp_path / "site",
                           settings=AtlasSettings(size=32, steps=3, batch=2), progress=False)
     assert summary.rendered == 2
     method, data = atlas_classes(summary, layer)
-    assert method == "none" and "is one element of" in data["reason"]
+    scores = [v for u in ("0", "1") for _, v in data["top"][u]]
+    if name == "vit":  # the class token of the first block reaches the head through the second
+        assert method == "gradient" and any(scores)
+    else:  # the embedding head is beside the logits: no class depends on it, exactly
+        assert method == "linear" and not any(scores)
 
 
-@pytest.mark.parametrize("attention", ["sdpa", "mha"])
-def test_atlas_classes_of_a_vit_layer_match_autograd(attention):
-    """Forward-mode AD through attention (fused SDPA and MultiheadAttention have no forward derivative)."""
+@pytest.mark.parametrize("attention, layer", [("sdpa", "blocks.0"), ("mha", "blocks.0"), ("sdpa", "blocks.0[cls]"),
+                                               ("mha", "blocks.0[cls]")])
+def test_atlas_classes_of_a_vit_layer_match_autograd(attention, layer):
+    """Forward-mode AD through attention (fused SDPA and MultiheadAttention have no forward derivative);
+    a channel of ``blocks.0`` moves every patch token, one of ``blocks.0[cls]`` the class token only."""
     from neuronscope.atlas.classes import layer_jacobian
 
     torch.manual_seed(4)
     model = load_model(nets.TinyViT(attention=attention), preprocess="imagenet", input_size=32, device="cpu")
     x = torch.rand(1, 3, 32, 32)
-    jac = layer_jacobian(model, "blocks.0", x, [0, 5])
-    # reverse mode: add delta to feature c of every patch token of blocks.0, differentiate the logits
-    for row, c in enumerate([0, 5]):
+    jac = layer_jacobian(model, layer, x, [0, 5])
+    tokens = slice(0, 1) if layer.endswith("[cls]") else slice(1, None)
+    for row, c in enumerate([0, 5]):  # reverse mode: add delta to feature c of those tokens, differentiate the logits
         delta = torch.zeros((), requires_grad=True)
 
         def shift(mod, args, out):
             add = torch.zeros_like(out)
-            add[:, 1:, c] = 1
+            add[:, tokens, c] = 1
             return out + delta * add
 
         h = model.net.blocks[0].register_forward_hook(shift)
@@ -467,7 +473,16 @@ def test_atlas_classes_of_a_vit_layer_match_autograd(attention):
         finally:
             h.remove()
         want = torch.stack([torch.autograd.grad(logits[k], delta, retain_graph=True)[0] for k in range(10)])
-        assert torch.allclose(jac[row], want, rtol=1e-4, atol=1e-5), (attention, c)
+        assert torch.allclose(jac[row], want, rtol=1e-4, atol=1e-5), (attention, layer, c)
+
+
+def test_atlas_classes_of_dict_elements_are_exact(models):
+    from neuronscope.atlas.classes import layer_jacobian
+
+    x = torch.rand(1, 3, 32, 32)
+    # shifting logit c by delta moves logit c by delta and no other
+    assert torch.allclose(layer_jacobian(models["dict_net"], "heads[logits]", x, 10), torch.eye(10), atol=1e-6)
+    assert not layer_jacobian(models["dict_net"], "heads[embedding]", x, 8).any()
 
 
 # ---------------------------------------------------------------- the CLI, package.module:factory
