@@ -22,7 +22,8 @@ They mirror, with the real signatures, the parts of the real APIs that
 "Downloads" come from :data:`HUB`, a dict of state dicts by URL; a missing URL
 fails as an offline machine does (``URLError`` for torchvision, a
 ``FileNotFoundError`` like the Hugging Face hub's ``LocalEntryNotFoundError`` for
-timm). The networks are the tiny ones of ``tests/nets.py``.
+timm). The networks are the tiny ones of ``tests/nets.py``, and :class:`TorchvisionViT`,
+a ViT with torchvision's module names and ``nn.MultiheadAttention``.
 """
 
 import dataclasses
@@ -44,6 +45,50 @@ from tests import nets
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 CATEGORIES = [f"stand-in class {i}" for i in range(10)]
 HUB: dict[str, dict] = {}  # url -> state dict: the weights "on the internet"
+
+
+class TorchvisionViT(nn.Module):
+    """torchvision's ViT layout and names at 32 px: ``conv_proj``, ``class_token``, ``encoder.pos_embedding``,
+    ``encoder.layers.encoder_layer_N`` (``ln_1``, ``self_attention`` = nn.MultiheadAttention, ``ln_2``,
+    ``mlp``), ``encoder.ln``, and ``heads.head`` reading the class token ``x[:, 0]``."""
+
+    class Layer(nn.Module):
+        def __init__(self, dim: int):
+            super().__init__()
+            self.ln_1 = nn.LayerNorm(dim)
+            self.self_attention = nn.MultiheadAttention(dim, 4, batch_first=True)
+            self.ln_2 = nn.LayerNorm(dim)
+            self.mlp = nn.Sequential(nn.Linear(dim, 2 * dim), nn.GELU(), nn.Dropout(0.0), nn.Linear(2 * dim, dim))
+
+        def forward(self, x):
+            y = self.ln_1(x)
+            x = x + self.self_attention(y, y, y, need_weights=False)[0]
+            return x + self.mlp(self.ln_2(x))
+
+    class Encoder(nn.Module):
+        def __init__(self, dim: int, n: int, depth: int):
+            super().__init__()
+            self.pos_embedding = nn.Parameter(torch.randn(1, n, dim) * 0.02)
+            self.layers = nn.Sequential(*[TorchvisionViT.Layer(dim) for _ in range(depth)])
+            for i in range(depth):  # torchvision's names
+                self.layers._modules[f"encoder_layer_{i}"] = self.layers._modules.pop(str(i))
+            self.ln = nn.LayerNorm(dim)
+
+        def forward(self, x):
+            return self.ln(self.layers(x + self.pos_embedding))
+
+    def __init__(self, classes: int = 10, dim: int = 32, patch: int = 4, size: int = 32, depth: int = 2):
+        super().__init__()
+        self.conv_proj = nn.Conv2d(3, dim, patch, patch)
+        self.class_token = nn.Parameter(torch.zeros(1, 1, dim))
+        self.encoder = TorchvisionViT.Encoder(dim, (size // patch) ** 2 + 1, depth)
+        self.heads = nn.Sequential()
+        self.heads.add_module("head", nn.Linear(dim, classes))
+
+    def forward(self, x):
+        x = self.conv_proj(x).flatten(2).transpose(1, 2)
+        x = torch.cat([self.class_token.expand(x.shape[0], -1, -1), x], dim=1)
+        return self.heads(self.encoder(x)[:, 0])
 
 
 def _publish(url: str, make: Callable[[], nn.Module], seed: int) -> str:
@@ -144,6 +189,12 @@ class ViTStandIn_Weights(WeightsEnum):
     DEFAULT = IMAGENET1K_V1
 
 
+class ViTB16StandIn_Weights(WeightsEnum):
+    IMAGENET1K_V1 = Weights(_publish("https://stand.in/vit_b_16.pth", TorchvisionViT, 15),
+                            _preset(crop_size=32, resize_size=36), {"categories": CATEGORIES, "min_size": (32, 32)})
+    DEFAULT = IMAGENET1K_V1
+
+
 class ConvNeXtStandIn_Weights(WeightsEnum):
     IMAGENET1K_V1 = Weights(_publish("https://stand.in/convnext_v1.pth", nets.TinyConvNeXt, 13),
                             _preset(crop_size=32, resize_size=36, interpolation=InterpolationMode.BILINEAR),
@@ -181,6 +232,7 @@ def _register(name: str, module: str, make: Callable[[], nn.Module], weights_enu
 
 _register("resnet_stand_in", "torchvision.models.resnet", nets.TinyResNet, ResNetStandIn_Weights)
 _register("vit_stand_in", "torchvision.models.vision_transformer", nets.TinyViT, ViTStandIn_Weights)
+_register("vit_b_16_stand_in", "torchvision.models.vision_transformer", TorchvisionViT, ViTB16StandIn_Weights)
 _register("convnext_stand_in", "torchvision.models.convnext", nets.TinyConvNeXt, ConvNeXtStandIn_Weights)
 _register("detector_stand_in", "torchvision.models.detection.faster_rcnn", nets.DictNet, DetectorStandIn_Weights)
 _register("offline_stand_in", "torchvision.models.resnet", nets.TinyResNet, OfflineStandIn_Weights)
@@ -225,7 +277,7 @@ def torchvision_modules() -> dict[str, types.ModuleType]:
     for f in (get_model, get_model_weights, get_model_builder, list_models):
         setattr(models, f.__name__, f)
     models.WeightsEnum, models.Weights = WeightsEnum, Weights
-    for cls in (ResNetStandIn_Weights, ViTStandIn_Weights, ConvNeXtStandIn_Weights):
+    for cls in (ResNetStandIn_Weights, ViTStandIn_Weights, ViTB16StandIn_Weights, ConvNeXtStandIn_Weights):
         setattr(models, cls.__name__, cls)
     for name, fn in BUILTIN_MODELS.items():
         setattr(models, name, fn)

@@ -104,6 +104,30 @@ def test_a_torchvision_built_for_another_torch_is_named_as_such(monkeypatch, tmp
         load_model("torchvision:resnet50", device="cpu")
 
 
+def test_a_torchvision_vit_reads_as_tokens_and_its_facets_embed_the_class_token(tv, tmp_path):
+    from PIL import Image
+
+    from neuronscope import describe_layers
+    from neuronscope.facets import multifaceted, parse_unit
+
+    m = load_model("torchvision:vit_b_16_stand_in", device="cpu")
+    rows = {r.name: r for r in describe_layers(m)}
+    assert m.info.fixed_size  # encoder.pos_embedding
+    assert rows["encoder.layers.encoder_layer_0"].shape == (32, 8, 8) and rows["encoder.ln[cls]"].shape == (32,)
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    g = torch.Generator().manual_seed(0)
+    for i in range(6):
+        Image.fromarray((torch.rand(40, 40, 3, generator=g) * 255).byte().numpy()).save(folder / f"{i}.png")
+    unit = parse_unit(m, "encoder.layers.encoder_layer_0:1")
+    kw = dict(k=2, views=4, reduce="pca", iter_scale=0.02, preset_steps=2, progress=False)
+    # heads.head reads x[:, 0] of encoder.ln, which no module outputs alone: facets asks for it (docs/models.md)
+    with pytest.raises(NeuronscopeError, match=r"cannot find the layer that feeds 'heads.head'.*--embed-layer"):
+        multifaceted(m, unit, folder, **kw)
+    res = multifaceted(m, unit, folder, embed_layer="encoder.ln[cls]", **kw)
+    assert len(res.facets) + len(res.duplicates) == 2 and res.meta["anchor_layer"] == "encoder.ln[cls]"
+
+
 def test_cli_layers_and_render_through_torchvision_names(tv, tmp_path, capsys):
     assert main(["layers", "torchvision:vit_stand_in"]) == 0
     listing = capsys.readouterr().out
