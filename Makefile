@@ -50,8 +50,9 @@ endif
 
 # optional: torchvision (for torchvision:NAME and timm:NAME models) built for the same torch
 # and from the same index; PyPI's torchvision 0.28.0 is a CUDA build whose operators fail to
-# load beside a CPU torch ("operator torchvision::nms does not exist")
-TORCHVISION_SPEC ?= torchvision==0.28.0
+# load beside a CPU torch ("operator torchvision::nms does not exist"). The release is the one
+# made with the installed torch (torchvision 0.X with torch 2.(X-15): 0.28 with 2.13)
+TORCHVISION_SPEC ?= $(shell $(PY) -c "import torch; m = int(torch.__version__.split('.')[1]); print(f'torchvision==0.{m + 15}.*')" 2>/dev/null || echo torchvision==0.28.0)
 torchvision: $(STAMP)
 	$(PIP) install --no-deps $(if $(TORCH_INDEX),--index-url '$(TORCH_INDEX)') '$(TORCHVISION_SPEC)'
 
