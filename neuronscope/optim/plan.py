@@ -106,7 +106,7 @@ def _init_images(init, batch: int) -> torch.Tensor | None:
     return init
 
 
-def _prior(spec, steps: int, device):
+def _prior(spec, steps: int, device, dtype):
     """The prior step a render takes: None, or a DenoisingPrior bound to this render."""
     if spec is None or spec is False:
         return None
@@ -116,7 +116,7 @@ def _prior(spec, steps: int, device):
         spec = DenoisingPrior(**spec)
     if not isinstance(spec, DenoisingPrior):
         raise NeuronscopeError(f"prior must be a DenoisingPrior, a dict of its settings or False, got {spec!r}")
-    return spec.start(steps, device)
+    return spec.start(steps, device, dtype)
 
 
 def make_optimizer(preset: Preset, param: ImageParam, lr: float):
@@ -184,7 +184,7 @@ def plan_render(
     tfm = (transforms if transforms is not None else p.transforms()).to(dev)
     lr = lr or p.lr
     optimizer = make_optimizer(p, param, lr)
-    prior_step = _prior(p.prior if prior is None else prior, steps, dev)
+    prior_step = _prior(p.prior if prior is None else prior, steps, dev, engine.prior_dtype(dev))
     post_steps = ([prior_step] if prior_step is not None else []) + list(post_steps)
     layers = [n for n in objective.layers if n != "input"]
     tune = process_tuning_wanted(tune_process)

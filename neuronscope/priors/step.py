@@ -15,14 +15,20 @@ coordinate whatever the weight.
 The noise level follows a geometric schedule from ``sigma[0]`` to ``sigma[1]`` over
 the render (coarse structure first, fine detail last), and the step can be taken
 every ``every`` steps and stopped after a share ``until`` of the render.
+
+The denoiser runs in the precision the render's engine chooses (``start(..., dtype)``):
+in bfloat16 and channels-last it costs about a third of float32 on a CPU with native
+bf16; only its noise estimate is rounded, the image itself stays float32.
 """
 
 from __future__ import annotations
 
+import copy
 import math
 
 import torch
 
+from ..optim.engine.fast_copy import resolve_precision
 from .denoiser import Denoiser, load_denoiser
 
 
@@ -35,18 +41,25 @@ class DenoisingPrior:
         self.weight, self.sigma, self.every, self.until = float(weight), tuple(map(float, sigma)), int(every), float(until)
         self.steps = 1
         self._net: Denoiser | None = None
+        self._dtype = torch.float32
 
     def describe(self) -> dict:
         return {"weight": self.weight, "sigma": list(self.sigma), "every": self.every, "until": self.until}
 
-    def start(self, steps: int, device) -> "DenoisingPrior":
-        """Bind to a render of ``steps`` steps on ``device`` (loads the denoiser once)."""
+    def start(self, steps: int, device, dtype: torch.dtype | None = None) -> "DenoisingPrior":
+        """Bind to a render of ``steps`` steps on ``device``, the denoiser computing in ``dtype``
+        (None: bfloat16 where the device has native bf16 arithmetic, else float32). Loads the
+        denoiser once; a denoiser passed in by the caller is copied, never changed."""
+        if dtype is None:
+            dtype = resolve_precision("auto", device)
         self.steps = max(1, int(steps))
         if self._net is None:
             net = self._denoiser
-            net = load_denoiser(net) if net is None or isinstance(net, str) else net
+            net = load_denoiser(net) if net is None or isinstance(net, str) else copy.deepcopy(net)
             self._net = net.eval().requires_grad_(False)
-        self._net = self._net.to(device)
+        self._dtype = dtype
+        fmt = torch.channels_last if dtype != torch.float32 else torch.contiguous_format
+        self._net = self._net.to(device=device, dtype=dtype, memory_format=fmt)
         return self
 
     def sigma_at(self, step: int) -> float:
@@ -60,7 +73,10 @@ class DenoisingPrior:
     @torch.no_grad()
     def apply(self, x: torch.Tensor, step: int) -> torch.Tensor:
         """x moved toward the denoiser's output; each row keeps its mean colour."""
-        delta = self._net(x, self.sigma_at(step)).clamp(0, 1) - x
+        xd = x.to(self._dtype)
+        if self._dtype != torch.float32:
+            xd = xd.contiguous(memory_format=torch.channels_last)
+        delta = (x - self._net.noise(xd, self.sigma_at(step)).float()).clamp(0, 1) - x
         # the denoiser's residual carries a slight colour bias (about -0.003 on blue per call at sigma 0.2),
         # which, summed over hundreds of steps, tinted every render yellow-green: the prior acts on local
         # structure only and leaves each row's mean colour to the objective

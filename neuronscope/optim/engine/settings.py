@@ -10,9 +10,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import torch
+
 from ...errors import NeuronscopeError
 from ...models import Model
-from .fast_copy import use_fast
+from .fast_copy import resolve_precision, use_fast
 from .stages import PRECISIONS, Stage, check_precision, plan_stages
 
 #: engine names besides the precisions
@@ -37,6 +39,13 @@ class Engine:
 
     def __post_init__(self):
         check_precision(self.precision)
+
+    def prior_dtype(self, device) -> torch.dtype:
+        """What the learned image prior's denoiser computes in: float32 for the ``plain`` and
+        ``float32`` engines, else bfloat16 where the device has it natively."""
+        if self.fast is False or self.precision == "float32":
+            return torch.float32
+        return resolve_precision("auto", device)
 
     @classmethod
     def parse(cls, value: "Engine | str | None") -> "Engine":
