@@ -21,6 +21,8 @@ renderer shares judges every PNG:
   between a tool's renders and the offline photos in Lite2's pooled 1280-d features; the floor is
   the KID between two halves of the photos at the same subset size;
 * saturation: the share of pixel values at 0 or 255 (photos: their median);
+* contrast and colourfulness (luminance std; Hasler & Suesstrunk), each divided by the photos'
+  median: a grey, washed-out render scores well below 1;
 * wall time per image (each call renders 8 targets with ``--threads`` threads).
 
     python benchmarks/naturalness.py                          # all tools, all sets
@@ -135,14 +137,18 @@ def _judge_child(spec: dict) -> dict:
     torch.set_num_threads(spec["threads"])
     from neuronscope import load_model
     from neuronscope.images import center_crop_resize, load_image, pil_to_tensor
-    from neuronscope.priors.metrics import hf_share
+    from neuronscope.priors.metrics import colourfulness, contrast, hf_share
     from neuronscope.taps import tap
 
     paths = spec["images"] + spec["photos"]
     pics = [load_image(p) for p in paths]
     hf = [float(hf_share(pil_to_tensor(im)[None])[0]) for im in pics]
     sat = [float(((pil_to_tensor(im) <= 0) | (pil_to_tensor(im) >= 1)).float().mean()) for im in pics]
-    out = {"hf": dict(zip(paths, hf)), "sat": dict(zip(paths, sat)), "judges": {}}
+    tensors = [pil_to_tensor(im)[None] for im in pics]
+    con = [float(contrast(t)[0]) for t in tensors]
+    col = [float(colourfulness(t)[0]) for t in tensors]
+    out = {"hf": dict(zip(paths, hf)), "sat": dict(zip(paths, sat)), "contrast": dict(zip(paths, con)),
+           "colour": dict(zip(paths, col)), "judges": {}}
     for name in ("efficientnet_lite1", "efficientnet_lite2"):
         model = load_model(name)
         probs, feats = [], []
@@ -195,7 +201,10 @@ def summarize(judged: dict, renders: dict[str, dict[str, list[str]]], times: dic
     half = len(pf) // 2
     rng = np.random.default_rng(0)
     order = rng.permutation(len(pf))
+    photo_con = float(np.median([judged["contrast"][p] for p in photos]))
+    photo_col = float(np.median([judged["colour"][p] for p in photos]))
     summary: dict = {"photos": {"n": len(photos), "hf_share_median": round(photo_hf, 5),
+                                "contrast_median": round(photo_con, 4), "colourfulness_median": round(photo_col, 2),
                                 "hf_ratio_p10_p90": [round(float(np.percentile([judged["hf"][p] / photo_hf for p in photos], q)), 3)
                                                      for q in (10, 90)],
                                 "saturated_median": round(float(np.median([judged["sat"][p] for p in photos])), 5)},
@@ -210,7 +219,9 @@ def summarize(judged: dict, renders: dict[str, dict[str, list[str]]], times: dic
             row = {"n": len(paths), "hf_ratio_median": round(float(np.median(hf)), 3),
                    "hf_ratio_mean": round(float(hf.mean()), 3),
                    "in_photo_band": round(float(((hf >= 0.7) & (hf <= 1.5)).mean()), 3),
-                   "saturated": round(float(np.mean([judged["sat"][p] for p in paths])), 5)}
+                   "saturated": round(float(np.mean([judged["sat"][p] for p in paths])), 5),
+                   "contrast_ratio": round(float(np.median([judged["contrast"][p] for p in paths])) / photo_con, 3),
+                   "colourfulness_ratio": round(float(np.median([judged["colour"][p] for p in paths])) / photo_col, 3)}
             m = min(100, len(paths))
             if m >= 8:
                 k, ks = kid(feats[[index[p] for p in paths]], pf, subsets=subsets, subset_size=m)
@@ -237,16 +248,20 @@ def summarize(judged: dict, renders: dict[str, dict[str, list[str]]], times: dic
 
 def table(summary: dict) -> str:
     lines = ["| tool | set | Lite2 top-1 | Lite2 top-5 | Lite2 p | Lite1 top-1 | HF ratio (median) | in 0.7-1.5 | "
-             "KID x1000 (floor) | saturated | s/image |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+             "KID x1000 (floor) | contrast | colourfulness | saturated | s/image |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for tool, per in summary["tools"].items():
         for set_name, r in per.items():
             kid_s = f"{r['kid_x1000']} ({r['kid_floor_x1000']})" if "kid_x1000" in r else ""
             lines.append(f"| {tool} | {set_name} | {r.get('lite2_top1', '')} | {r.get('lite2_top5', '')} | "
                          f"{r.get('lite2_prob', '')} | {r.get('lite1_top1', '')} | {r['hf_ratio_median']} | "
-                         f"{r['in_photo_band']} | {kid_s} | {r['saturated']} | {r.get('seconds_per_image', '')} |")
+                         f"{r['in_photo_band']} | {kid_s} | {r.get('contrast_ratio', '')} | {r.get('colourfulness_ratio', '')} | "
+                         f"{r['saturated']} | {r.get('seconds_per_image', '')} |")
     ph = summary["photos"]
     lines.append(f"\nPhotos: {ph['n']}, HF share median {ph['hf_share_median']}, HF ratio 10th-90th percentile "
-                 f"{ph['hf_ratio_p10_p90']}, saturated median {ph['saturated_median']}")
+                 f"{ph['hf_ratio_p10_p90']}, saturated median {ph['saturated_median']}, luminance std median "
+                 f"{ph.get('contrast_median')}, colourfulness median {ph.get('colourfulness_median')} (contrast and "
+                 "colourfulness columns: the renders' median over the photos')")
     return "\n".join(lines)
 
 

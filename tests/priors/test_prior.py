@@ -17,7 +17,9 @@ from neuronscope.optim import objectives as O
 from neuronscope.optim import render
 from neuronscope.optim.params import make_param
 from neuronscope.priors import DenoisingPrior, load_denoiser
-from neuronscope.priors.metrics import hf_share, kid
+from neuronscope.optim.engine import Engine
+from neuronscope.priors.metrics import colourfulness, contrast, hf_share, kid
+from neuronscope.priors.step import restore_contrast
 from neuronscope.priors.train import PriorTrainConfig, is_held_out, psnr, train_prior
 
 
@@ -86,6 +88,49 @@ def test_hf_share_orders_blur_photo_and_noise(held_out_photos):
     blurred = torch.nn.functional.avg_pool2d(photo, 9, 1, 4, count_include_pad=False)
     noise = torch.rand(4, 3, 96, 96)
     assert (hf_share(blurred) < hf_share(photo)).all() and (hf_share(photo) < hf_share(noise)).all()
+
+
+def test_contrast_and_colourfulness_are_zero_for_grey_and_fall_when_a_photo_is_washed_out(held_out_photos):
+    photo = held_out_photos[:4]
+    grey = photo.mean(dim=1, keepdim=True).expand_as(photo)
+    washed = 0.5 + 0.4 * (photo - 0.5)
+    assert torch.allclose(colourfulness(grey), torch.zeros(4), atol=1e-3)
+    assert (contrast(washed) < contrast(photo)).all() and (colourfulness(washed) < colourfulness(photo)).all()
+    assert torch.allclose(contrast(torch.full((1, 3, 8, 8), 0.3)), torch.zeros(1), atol=1e-6)
+
+
+def test_restore_contrast_gives_back_each_rows_opponent_colour_statistics(held_out_photos):
+    before = held_out_photos[:3]
+    after = torch.nn.functional.avg_pool2d(0.5 + 0.3 * (before - 0.5), 5, 1, 2, count_include_pad=False)
+    fixed = restore_contrast(before, after)
+    assert torch.allclose(fixed.mean(dim=(-1, -2)), before.mean(dim=(-1, -2)), atol=1e-4)
+    assert torch.allclose(contrast(fixed), contrast(before), rtol=1e-3)
+    assert torch.allclose(colourfulness(fixed), colourfulness(before), rtol=1e-3)
+    # the structure is the blurred one: less fine detail than before
+    assert (hf_share(fixed) < hf_share(before)).all()
+
+
+def test_prior_step_keeps_a_photos_contrast_where_the_plain_step_washes_it_out(held_out_photos):
+    x = held_out_photos[:4]
+    keep = DenoisingPrior(weight=1.0, sigma=(0.1, 0.1)).start(1, "cpu", torch.float32)
+    free = DenoisingPrior(weight=1.0, sigma=(0.1, 0.1), keep_contrast=False).start(1, "cpu", torch.float32)
+    k, f = keep.apply(x, 0), free.apply(x, 0)
+    assert (contrast(f) < contrast(x) * 0.995).all(), (contrast(f), contrast(x))
+    assert torch.allclose(contrast(k), contrast(x), rtol=0.02)  # up to the clamp to [0, 1]
+    assert (colourfulness(k) > colourfulness(f)).all()
+
+
+def test_prior_computes_in_the_engines_precision(held_out_photos):
+    assert Engine.parse("float32").prior_dtype("cpu") == torch.float32
+    assert Engine.parse("plain").prior_dtype("cpu") == torch.float32
+    x = held_out_photos[:4] + 0.05 * torch.randn(held_out_photos[:4].shape, generator=torch.Generator().manual_seed(0))
+    x = x.clamp(0, 1)
+    f32 = DenoisingPrior(weight=1.0, sigma=(0.05, 0.05)).start(1, "cpu", torch.float32)
+    b16 = DenoisingPrior(weight=1.0, sigma=(0.05, 0.05)).start(1, "cpu", torch.bfloat16)
+    d32, d16 = f32.apply(x, 0) - x, b16.apply(x, 0) - x
+    assert d16.dtype == torch.float32
+    # the bfloat16 step is the float32 one up to rounding: within a few percent of its size
+    assert (d16 - d32).norm() < 0.05 * d32.norm(), ((d16 - d32).norm(), d32.norm())
 
 
 def test_kid_is_near_zero_for_one_distribution_and_large_for_two():
