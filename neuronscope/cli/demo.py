@@ -23,13 +23,15 @@ def add_parser(sub):
 
 
 def run(args):
+    import json
     from pathlib import Path
 
     from ..classify import top_k
+    from ..images import load_batch
     from ..models import load_model
     from ..optim.visualize import visualize
-
     from ..outdir import check_output_dir
+    from ..units import parse_units
 
     out = Path(args.out)
     if out.exists() and out.is_dir() and any(out.iterdir()) and not args.overwrite:
@@ -40,21 +42,16 @@ def run(args):
         out = out.parent / f"{out.name}-{n}"
     check_output_dir(out, overwrite=args.overwrite, in_place=False)
     model = load_model("efficientnet_lite0", device=args.device)
-    print(f"neuronscope demo: rendering {len(DEMO_TARGETS)} targets of {model.name} "
+    units = parse_units(model, DEMO_TARGETS)
+    classes = sum(u.layer == "logits" for u in units)
+    print(f"neuronscope demo: rendering {classes} classes and {len(units) - classes} channels of {model.name} "
           f"({args.size or model.input_size}px, {args.steps} steps, one batched optimization) ...")
     path = visualize(model, DEMO_TARGETS, out, size=args.size, steps=args.steps, overwrite=args.overwrite,
                      title="neuronscope demo · EfficientNet-Lite0")
-    import json
-
-    import torch
-
     manifest = json.loads((path / "manifest.json").read_text())
-    from ..images import load_batch
-
     files = [path / u["file"] for u in manifest["units"] if u["layer"] == "logits"]
     if files:
         preds = top_k(model, load_batch(files, model.input_size, 1.0).to(model.device), 1)
         hits = sum(int(p[0][1] == u["label"]) for p, u in zip(preds, [u for u in manifest["units"] if u["layer"] == "logits"]))
         print(f"Lite0 recognizes {hits}/{len(files)} of its rendered classes as top-1")
     print(f"open {path / 'index.html'} (grid: {path / 'grid.png'})")
-    del torch
