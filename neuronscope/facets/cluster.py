@@ -81,7 +81,7 @@ def choose_k(points: np.ndarray, *, seed: int = 0, most: int | None = None) -> t
         return 1, {}, f"one facet: only {n} examples (clustering needs 30)"
     hi = k_max(n) if most is None else min(k_max(n), most)
     if most is not None and most < 2:
-        return 1, {}, "one facet: at most one asked for"
+        return 1, {}, "one facet (at most 1)"
     if hi < 2:
         return 1, {}, "one facet: too few examples for two clusters of 15"
     scores = {}
@@ -91,7 +91,7 @@ def choose_k(points: np.ndarray, *, seed: int = 0, most: int | None = None) -> t
     best = max(scores, key=lambda k: (scores[k], -k))
     if scores[best] < MIN_SILHOUETTE:
         return 1, scores, f"one facet: best silhouette {scores[best]:.2f} < {MIN_SILHOUETTE} (no cluster structure)"
-    capped = f" (at most {most} asked for)" if most is not None and most < k_max(n) else ""
+    capped = f" (at most {most})" if most is not None and most < k_max(n) else ""
     return best, scores, f"k={best}: largest silhouette ({scores[best]:.2f}) over k=2..{hi}{capped}"
 
 
