@@ -15,12 +15,8 @@ which frozen rows are put back as they were.
 
 from __future__ import annotations
 
-import difflib
-import functools
-import inspect
 import time
 from dataclasses import dataclass, field
-from typing import Callable, ParamSpec
 
 import numpy as np
 import torch
@@ -28,6 +24,7 @@ import torch
 from ..errors import NeuronscopeError
 from ..models import Model
 from ..notebook import RenderDisplay
+from ..signatures import takes_arguments_of
 from ..taps import tap
 from .criteria import LoopState
 from .engine import StagedNetwork, tuned_process
@@ -58,36 +55,7 @@ def evaluate(model: Model, objective: Objective, images: torch.Tensor) -> torch.
         return objective(taps.values, x).float().cpu()
 
 
-_Settings = ParamSpec("_Settings")
-
-
-def _takes_the_arguments_of(planner: Callable[_Settings, RenderPlan]):
-    """Give the decorated ``f(model, objectives, **settings)`` the planner's signature.
-
-    For type checkers and IDEs (the ParamSpec), for ``help()`` and
-    ``inspect.signature`` (``__signature__``), and at run time: a keyword the
-    planner does not take is a TypeError naming the closest valid ones.
-    """
-    signature = inspect.signature(planner)
-    names = [n for n, a in signature.parameters.items() if a.kind is a.KEYWORD_ONLY]
-
-    def decorate(f: Callable[..., RenderResult]) -> Callable[_Settings, RenderResult]:
-        @functools.wraps(f)
-        def checked(model, objectives, **settings):
-            for name in settings:
-                if name not in names:
-                    close = difflib.get_close_matches(name, names, n=3)
-                    raise TypeError(f"{f.__name__}() got an unexpected keyword argument {name!r}; "
-                                    + (f"did you mean: {', '.join(close)}" if close else f"valid: {', '.join(names)}"))
-            return f(model, objectives, **settings)
-
-        checked.__signature__ = signature.replace(return_annotation=RenderResult)
-        return checked
-
-    return decorate
-
-
-@_takes_the_arguments_of(plan_render)
+@takes_arguments_of(plan_render)
 def render(model: Model, objectives, **settings) -> RenderResult:
     """Synthesize the inputs that maximize ``objectives``.
 

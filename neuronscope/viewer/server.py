@@ -32,6 +32,7 @@ from starlette.middleware.trustedhost import TrustedHostMiddleware
 from .. import __version__
 from ..errors import NeuronscopeError, closest
 from ..models import Model
+from ..signatures import takes_arguments_of
 from . import protocol
 from .compute import (
     BACKPROP_FILTERS,
@@ -73,7 +74,7 @@ class FolderItem:
 
 
 class Viewer:
-    """Everything the app shares between connections."""
+    """Everything the app shares between connections (the arguments are :func:`create_app`'s)."""
 
     def __init__(
         self,
@@ -84,6 +85,7 @@ class Viewer:
         cache_dir=None,
         layer: str | None = None,
         max_upload_mb: float = 20.0,
+        allowed_hosts: list[str] | None = None,
         backward_view="auto",
         synth: bool = True,
         synth_size: int = 128,
@@ -105,6 +107,7 @@ class Viewer:
             )
         self.default_layer = layer or pick_default_layer(self.layers, model.input_size)
         self.max_upload_bytes = int(max_upload_mb * (1 << 20))
+        self.allowed_hosts = list(allowed_hosts or LOCAL_HOSTS)
         self.processor = FrameProcessor(model, self.layers, backward_view=backward_view)
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="neuronscope-model")
         self.store = open_examples_store(model, store=store, images=images)
@@ -327,25 +330,8 @@ def _origin_ok(ws: WebSocket) -> bool:
     return parts.scheme.lower() == scheme and parts.netloc.lower() == ws.headers.get("host", "").lower()
 
 
-def create_app(
-    model: Model,
-    *,
-    store=None,
-    images=None,
-    cache_dir=None,
-    layer: str | None = None,
-    max_upload_mb: float = 20.0,
-    allowed_hosts: list[str] | None = None,
-    backward_view="auto",
-    synth: bool = True,
-    synth_size: int = 128,
-    synth_steps: int = 128,
-    synth_preset: str = DEFAULT_PRESET,
-    inputs=None,
-    atlas=None,
-    pattern_size: int = 48,
-    pattern_steps: int = 48,
-) -> FastAPI:
+@takes_arguments_of(Viewer)
+def create_app(model: Model, **settings) -> FastAPI:
     """The live toolbox app for ``model``.
 
     ``store``/``images``: the top-k store (path or object) and the folder it was
@@ -359,24 +345,9 @@ def create_app(
     atlas store (or its site folder) whose unit images feed pattern mode;
     without one, pattern tiles of ``pattern_size`` px are rendered with
     ``pattern_steps`` steps in the background (off with ``synth=False``).
+    The settings are declared once, by :class:`Viewer`.
     """
-    viewer = Viewer(
-        model,
-        store=store,
-        images=images,
-        cache_dir=cache_dir,
-        layer=layer,
-        max_upload_mb=max_upload_mb,
-        backward_view=backward_view,
-        synth=synth,
-        synth_size=synth_size,
-        synth_steps=synth_steps,
-        synth_preset=synth_preset,
-        inputs=inputs,
-        atlas=atlas,
-        pattern_size=pattern_size,
-        pattern_steps=pattern_steps,
-    )
+    viewer = Viewer(model, **settings)
 
     @asynccontextmanager
     async def lifespan(app):
@@ -385,7 +356,7 @@ def create_app(
 
     app = FastAPI(title="neuronscope viewer", version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None)
     app.state.viewer = viewer
-    app.add_middleware(TrustedHostMiddleware, allowed_hosts=allowed_hosts or LOCAL_HOSTS)
+    app.add_middleware(TrustedHostMiddleware, allowed_hosts=viewer.allowed_hosts)
 
     @app.exception_handler(NeuronscopeError)
     async def _user_error(request, exc: NeuronscopeError):
