@@ -172,7 +172,7 @@ def render_facets(
             from ..optim.presets import get_preset
 
             n = int(preset_steps or get_preset(preset).steps)
-            bar = progress.phase(f"{preset} render", n, render_weight(s, model.input_size, _has_prior(preset)) * len(facets))
+            bar = progress.phase(f"{preset} render", n, render_weight(s, model.input_size, _prior_share(preset)) * len(facets))
             kw = {"progress": False, "callback": lambda step, images, values: bar.update(1)}
         else:
             kw = {"progress": progress}
@@ -212,13 +212,15 @@ def _plan(overall: Overall, model: Model, unit: Unit, images, views: int, k: int
 
         s = int(size or model.input_size)
         overall.plan(f"{preset} render", int(preset_steps or get_preset(preset).steps)
-                     * render_weight(s, model.input_size, _has_prior(preset)) * k)
+                     * render_weight(s, model.input_size, _prior_share(preset)) * k)
 
 
-def _has_prior(preset: str) -> bool:
+def _prior_share(preset: str) -> float:
+    """The share of the preset's steps that run the learned prior's step (for the bar's weights)."""
     from ..optim.presets import get_preset
 
-    return get_preset(preset).prior is not None
+    prior = get_preset(preset).prior
+    return 1.0 / max(1, int(prior.get("every", 1))) if prior else 0.0
 
 
 def facet_objectives(model: Model, unit: Unit, facets: list[Facet], anchor: float = ANCHOR,

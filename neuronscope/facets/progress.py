@@ -22,12 +22,13 @@ from __future__ import annotations
 VIEW_WEIGHT = 1.0
 MFV_WEIGHT = 4.5  # per MFV iteration and facet (the schedule's octaves are at the model's size or below)
 RENDER_WEIGHT = 1.5  # per render step and row at the model's input size
-PRIOR_WEIGHT = 1.1  # added per step when the preset has the learned prior's denoising step
+PRIOR_WEIGHT = 1.1  # added per step that runs the learned prior's denoising step
 
 
-def render_weight(size: int, input_size: int, prior: bool = False) -> float:
-    """One render step of one row at ``size`` px: forward + backward (+ the prior's step), scaled by area."""
-    return (RENDER_WEIGHT + (PRIOR_WEIGHT if prior else 0.0)) * (size / max(1, input_size)) ** 2
+def render_weight(size: int, input_size: int, prior: float = 0.0) -> float:
+    """One render step of one row at ``size`` px: forward + backward, plus the prior's step on the
+    share ``prior`` of the steps (1 / the preset's ``every``; 0 without a prior), scaled by area."""
+    return (RENDER_WEIGHT + PRIOR_WEIGHT * float(prior)) * (size / max(1, input_size)) ** 2
 
 
 class _Phase:
