@@ -4,7 +4,7 @@ Runs ``naturalness.py`` once per setting on the 31 held-out classes (never the 1
 with the ``natural`` recipe and the prior at weight W applied every E-th step (``W:E``; 0 = no prior,
 the plain lucid recipe), then plots the curve. Renders are cached per setting, so a rerun only judges.
 
-    python benchmarks/prior_sweep.py --points 0 0.2:1 0.3:1 0.3:2 0.4:2 0.5:4
+    python benchmarks/prior_sweep.py --points 0 0.2:1 0.3:1 0.3:2 0.4:2 0.5:4 0.65:4 0.8:4
 
 Writes ``benchmarks/results/prior_sweep.json`` and ``benchmarks/results/prior_sweep.png``.
 """
@@ -67,7 +67,7 @@ def plot(points: list[dict], path: Path) -> None:
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--points", nargs="+", default=["0", "0.2:1", "0.3:1", "0.3:2", "0.4:2", "0.5:4"],
+    ap.add_argument("--points", nargs="+", default=["0", "0.2:1", "0.3:1", "0.3:2", "0.4:2", "0.5:4", "0.65:4", "0.8:4"],
                     help="prior settings W:E (weight W every E-th step; 0: no prior)")
     ap.add_argument("--sigma", type=float, nargs=2, default=None, help="the prior's noise schedule (default: the natural preset's)")
     ap.add_argument("--limit", type=int, default=None, help="only the first N of the 31 held-out classes")

@@ -43,17 +43,14 @@ def _add(p: Preset) -> None:
 _add(Preset("lucid", "FFT + decorrelated colour + sigmoid, Lucid's standard transforms, Adam 0.05, "
             "ReLU redirection for 17 steps (Olah et al. 2017)"))
 #: the learned natural-image prior's step in the ``natural`` preset (see neuronscope.priors.step; the same as
-#: ``DenoisingPrior()``'s defaults). Chosen on the 31 held-out classes of benchmarks/naturalness.py (never the 16
-#: of benchmarks/classes.py), 224 px, 256 steps, Lite2 judging 8-bit PNGs. With the colour statistics restored
-#: after each step: weight 0.4 every 2nd step, sigma 0.05 -> 0.02, gave HF ratio 0.99 (photos 1; lucid alone
-#: 5.4), Lite2 top-1 0.90, KID x1000 141; weight 0.2 every step 1.16 / 0.94 / 140; 0.3 every step 0.63 / 0.94 /
-#: 134 (too smooth); 0.3 every 2nd 1.51 / 0.90 / 148; 0.5 every 4th 1.63 / 0.94 / 149. Every 2nd step halves the
-#: denoiser's cost (it costs about a third of a step of Lite0 even in bfloat16)
-NATURAL_PRIOR = {"weight": 0.4, "sigma": (0.05, 0.02), "every": 2}
-#: 256 steps, not lucid's 512: with the prior, 256 steps already gave the figures above, and one class on one
-#: thread must stay within ~25 s at 224 px
+#: ``DenoisingPrior()``'s defaults): weight 0.8 every 4th step, sigma 0.05 -> 0.02. Chosen on the 31 held-out
+#: classes of benchmarks/naturalness.py (never the 16 of benchmarks/classes.py) among the settings that
+#: docs/prior.md lists, by HF ratio in the photos' band, Lite2 top-1 and KID; every 4th step costs a quarter of
+#: the denoising of every step
+NATURAL_PRIOR = {"weight": 0.8, "sigma": (0.05, 0.02), "every": 4}
+#: 256 steps, not lucid's 512: with the prior, 256 steps already reach the figures of docs/prior.md
 _add(Preset("natural", "lucid plus the learned natural-image prior (PPGN-x): after each Adam step the image moves "
-            "toward a denoiser's output (every 2nd step), which removes the high-frequency texture no photo has",
+            "toward a denoiser's output (every 4th step), which removes the high-frequency texture no photo has",
             prior=NATURAL_PRIOR, steps=256))
 _add(Preset("maco", "MACO: fixed natural-image magnitude spectrum from real photos, optimized phase, "
             "standard transforms (Fel et al. 2023)", param="maco", lr=0.05, redirect_steps=16))

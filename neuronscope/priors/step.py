@@ -41,8 +41,8 @@ from .denoiser import Denoiser, load_denoiser
 
 
 class DenoisingPrior:
-    def __init__(self, denoiser: Denoiser | str | None = None, *, weight: float = 0.4,
-                 sigma: tuple[float, float] = (0.05, 0.02), every: int = 2, until: float = 1.0,
+    def __init__(self, denoiser: Denoiser | str | None = None, *, weight: float = 0.8,
+                 sigma: tuple[float, float] = (0.05, 0.02), every: int = 4, until: float = 1.0,
                  keep_contrast: bool = True):
         if not (0.0 < weight <= 1.0) or not math.isfinite(weight):
             raise ValueError(f"prior weight must be in (0, 1], got {weight}")

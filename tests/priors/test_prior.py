@@ -199,3 +199,12 @@ def test_train_prior_cli(tmp_path, capsys):
     assert main(argv) == 2  # an existing run is never overwritten
     assert "already holds a training run" in " ".join(capsys.readouterr().err.split())
     assert main(["train-prior", "--images", str(tmp_path / "none"), "--out", str(tmp_path / "r2")]) == 2
+
+
+def test_the_natural_presets_prior_is_denoising_priors_defaults():
+    from neuronscope.optim.presets import NATURAL_PRIOR, get_preset
+
+    assert get_preset("natural").prior == NATURAL_PRIOR
+    defaults = DenoisingPrior().describe()
+    assert {k: defaults[k] for k in NATURAL_PRIOR} == {k: list(v) if isinstance(v, tuple) else v
+                                                       for k, v in NATURAL_PRIOR.items()}
