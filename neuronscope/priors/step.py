@@ -52,6 +52,7 @@ class DenoisingPrior:
         self.steps = 1
         self._net: Denoiser | None = None
         self._dtype = torch.float32
+        self._threads = 1
 
     def describe(self) -> dict:
         return {"weight": self.weight, "sigma": list(self.sigma), "every": self.every, "until": self.until,
@@ -69,6 +70,10 @@ class DenoisingPrior:
             net = load_denoiser(net) if net is None or isinstance(net, str) else copy.deepcopy(net)
             self._net = net.eval().requires_grad_(False)
         self._dtype = dtype
+        # the render's thread count as it starts: a threaded row split (an opted-in process setting) lowers
+        # the process-wide count to one while the render runs, and the denoiser, called between network steps
+        # while the row threads wait, would then run on one core
+        self._threads = torch.get_num_threads()
         fmt = torch.channels_last if dtype != torch.float32 else torch.contiguous_format
         self._net = self._net.to(device=device, dtype=dtype, memory_format=fmt)
         return self
@@ -87,7 +92,15 @@ class DenoisingPrior:
         xd = x.to(self._dtype)
         if self._dtype != torch.float32:
             xd = xd.contiguous(memory_format=torch.channels_last)
-        delta = (x - self._net.noise(xd, self.sigma_at(step)).float()).clamp(0, 1) - x
+        lowered = torch.get_num_threads()
+        if lowered < self._threads:
+            torch.set_num_threads(self._threads)
+        try:
+            noise = self._net.noise(xd, self.sigma_at(step)).float()
+        finally:
+            if lowered < self._threads:
+                torch.set_num_threads(lowered)
+        delta = (x - noise).clamp(0, 1) - x
         # the denoiser's residual carries a slight colour bias (about -0.003 on blue per call at sigma 0.2),
         # which, summed over hundreds of steps, tinted every render yellow-green: the prior acts on local
         # structure only and leaves each row's mean colour to the objective
