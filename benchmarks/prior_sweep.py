@@ -34,8 +34,11 @@ def plot(points: list[dict], path: Path) -> None:
     d = ImageDraw.Draw(img)
     lo, hi = math.log10(0.1), math.log10(10)
 
+    y0 = 0.5  # top-1 axis from 0.5 to 1: every setting sits in the upper half
+
     def xy(hf, top1):
-        return (m + (math.log10(max(hf, 0.1)) - lo) / (hi - lo) * (W - 2 * m), H - m - top1 * (H - 2 * m))
+        return (m + (math.log10(max(hf, 0.1)) - lo) / (hi - lo) * (W - 2 * m),
+                H - m - (max(top1, y0) - y0) / (1 - y0) * (H - 2 * m))
 
     x0, _ = xy(0.7, 0)
     x1, _ = xy(1.5, 0)
@@ -45,7 +48,7 @@ def plot(points: list[dict], path: Path) -> None:
         x, _ = xy(v, 0)
         d.line([x, H - m, x, H - m + 5], fill="black")
         d.text((x - 8, H - m + 8), f"{v:g}", fill="black")
-    for t in (0, 0.25, 0.5, 0.75, 1.0):
+    for t in (0.5, 0.6, 0.7, 0.8, 0.9, 1.0):
         _, y = xy(1, t)
         d.line([m - 5, y, m, y], fill="black")
         d.text((m - 38, y - 6), f"{t:.2f}", fill="black")
@@ -58,8 +61,11 @@ def plot(points: list[dict], path: Path) -> None:
             d.line(pts, fill=colour, width=2)
         for p, (x, y) in zip(line, pts):
             d.ellipse([x - 4, y - 4, x + 4, y + 4], fill=colour)
-            d.text((x + 6, y - 14), "no prior" if p["weight"] == 0 else f"w={p['weight']:g}/{p['every']}", fill="black")
-    d.text((W - 230, m + 8), "w=W/E: weight W every E-th step", fill="black")
+    for i, p in enumerate(sorted(points, key=lambda p: p["hf_ratio_median"])):
+        x, y = xy(p["hf_ratio_median"], p["lite2_top1"])
+        label = "no prior" if p["weight"] == 0 else f"{p['weight']:g}/{p['every']}"
+        d.text((x - 10, y + (8 if i % 2 else -20)), label, fill="black")
+    d.text((m + 8, H - m - 20), "label W/E: weight W every E-th step; lines join equal E", fill="black")
     tmp = path.with_suffix(".tmp.png")
     img.save(tmp)
     tmp.replace(path)
