@@ -67,7 +67,8 @@ def embed_address(model: Model, layer: str | None = None) -> str:
 
     ``layer`` itself when given; otherwise the module whose output is the input of the
     last ``nn.Linear`` (for Lite0 the pooled 1,280-d features: ``dropout``, an identity
-    in evaluation), found by running one image and comparing tensors.
+    in evaluation), found by running one image and comparing tensors; for a transformer
+    whose head reads the class token ``x[:, 0]`` of a token layer, that layer's ``[cls]``.
     """
     if layer is not None:
         return layer
@@ -96,6 +97,11 @@ def embed_address(model: Model, layer: str | None = None) -> str:
         for name, out in reversed(outputs):
             if out.flatten(1).shape == want.shape and torch.equal(out.flatten(1), want):
                 return name
+        # in the order modules finish: the innermost of modules that pass the same tokens on (encoder.ln
+        # before encoder)
+        for name, out in outputs:
+            if out.dim() == 3 and out.shape[-1] == want.shape[-1] and torch.equal(out[:, 0], want):
+                return f"{name}[cls]"
     raise NeuronscopeError(
         f"cannot find the layer that feeds {fc_name!r} in {model.name!r}; give an embedding layer (--embed-layer NAME)"
     )

@@ -233,7 +233,7 @@ def test_diverse_facets_without_data(models, name):
 
 #: the ViT's classifier reads the class token of ``norm`` (x[:, 0]), which no module outputs by itself: its
 #: embedding for the clustering and the facet anchor is that token, given by address
-EMBED_LAYER = {"vit": "norm[cls]"}
+EMBED_LAYER: dict[str, str] = {}  # every test net's embedding is found without --embed-layer
 
 
 def most_predicted_class(model, folder) -> int:
@@ -269,14 +269,24 @@ def test_facets_of_real_photos_are_clusters_rendered_from_their_mean_images(mode
             assert own < other, (name, target, float(own), float(other))
 
 
-def test_facets_of_a_vit_without_an_embedding_layer_say_which_to_give(models, photo_folder):
-    from neuronscope.facets import multifaceted, parse_unit
+def test_facets_find_a_vits_class_token_as_its_embedding_and_say_when_nothing_feeds_the_head(models):
+    from neuronscope.facets.embed import embed_address
 
-    vit = models["vit"]
-    with pytest.raises(NeuronscopeError, match=r"cannot find the layer that feeds 'head' in 'tiny_vit'; give an "
+    # the head reads x[:, 0] of norm: the class token of the final norm is the embedding
+    assert embed_address(models["vit"]) == "norm[cls]"
+
+    class Detached(torch.nn.Module):  # the head's input is computed outside any module
+        def __init__(self):
+            super().__init__()
+            self.conv, self.head = torch.nn.Conv2d(3, 4, 3), torch.nn.Linear(4, 2)
+
+        def forward(self, x):
+            return self.head(self.conv(x).mean((2, 3)) * 2.0)
+
+    odd = load_model(Detached().eval(), name="detached", input_size=32, preprocess="none", device="cpu")
+    with pytest.raises(NeuronscopeError, match=r"cannot find the layer that feeds 'head' in 'detached'; give an "
                                                r"embedding layer \(--embed-layer NAME\)"):
-        multifaceted(vit, parse_unit(vit, "blocks.0:1"), photo_folder, k=2, views=4, reduce="pca", iter_scale=0.02,
-                     preset_steps=2, progress=False)
+        embed_address(odd)
 
 
 # ---------------------------------------------------------------- top-k, dissection, viewer, serve, atlas

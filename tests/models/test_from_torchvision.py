@@ -121,10 +121,8 @@ def test_a_torchvision_vit_reads_as_tokens_and_its_facets_embed_the_class_token(
         Image.fromarray((torch.rand(40, 40, 3, generator=g) * 255).byte().numpy()).save(folder / f"{i}.png")
     unit = parse_unit(m, "encoder.layers.encoder_layer_0:1")
     kw = dict(k=2, views=4, reduce="pca", iter_scale=0.02, preset_steps=2, progress=False)
-    # heads.head reads x[:, 0] of encoder.ln, which no module outputs alone: facets asks for it (docs/models.md)
-    with pytest.raises(NeuronscopeError, match=r"cannot find the layer that feeds 'heads.head'.*--embed-layer"):
-        multifaceted(m, unit, folder, **kw)
-    res = multifaceted(m, unit, folder, embed_layer="encoder.ln[cls]", **kw)
+    # heads.head reads x[:, 0] of encoder.ln, which no module outputs alone: facets finds the class token
+    res = multifaceted(m, unit, folder, **kw)
     assert len(res.facets) + len(res.duplicates) == 2 and res.meta["anchor_layer"] == "encoder.ln[cls]"
 
 
