@@ -58,7 +58,10 @@ def test_onnx_layers_are_addressable_and_a_short_render_matches_the_original(lit
     assert names[conv].shape == (112, 14, 14)
     # at the exported size and without the jitter/scale transforms: the graph's padding was traced
     # for 224 px, so the re-imported model resizes other sizes to 224 where the original would not
-    kw = dict(size=224, steps=3, seed=3, progress=False, engine="plain", transforms=identity())
+    # without the natural prior: its first step (weight 0.8 on a near-uniform start image, then the image's
+    # contrast restored) magnifies float rounding between two equal networks by ~6 % in 3 steps, which would
+    # test the prior's sensitivity, not the import
+    kw = dict(size=224, steps=3, seed=3, progress=False, engine="plain", transforms=identity(), prior=False)
     a = render(lite0, [O.channel("blocks.10.project_bn", 7)], **kw)
     b = render(reimported, [O.channel(conv, 7)], **kw)
     # same network, same seeds, same steps: the same images up to float rounding, which Adam's
