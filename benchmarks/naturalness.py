@@ -142,9 +142,9 @@ def _judge_child(spec: dict) -> dict:
 
     paths = spec["images"] + spec["photos"]
     pics = [load_image(p) for p in paths]
-    hf = [float(hf_share(pil_to_tensor(im)[None])[0]) for im in pics]
-    sat = [float(((pil_to_tensor(im) <= 0) | (pil_to_tensor(im) >= 1)).float().mean()) for im in pics]
     tensors = [pil_to_tensor(im)[None] for im in pics]
+    hf = [float(hf_share(t)[0]) for t in tensors]
+    sat = [float(((t <= 0) | (t >= 1)).float().mean()) for t in tensors]
     con = [float(contrast(t)[0]) for t in tensors]
     col = [float(colourfulness(t)[0]) for t in tensors]
     out = {"hf": dict(zip(paths, hf)), "sat": dict(zip(paths, sat)), "contrast": dict(zip(paths, con)),

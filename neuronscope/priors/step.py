@@ -52,7 +52,6 @@ class DenoisingPrior:
         self.steps = 1
         self._net: Denoiser | None = None
         self._dtype = torch.float32
-        self._threads = 1
 
     def describe(self) -> dict:
         return {"weight": self.weight, "sigma": list(self.sigma), "every": self.every, "until": self.until,
@@ -70,10 +69,6 @@ class DenoisingPrior:
             net = load_denoiser(net) if net is None or isinstance(net, str) else copy.deepcopy(net)
             self._net = net.eval().requires_grad_(False)
         self._dtype = dtype
-        # the render's thread count as it starts: a threaded row split (an opted-in process setting) lowers
-        # the process-wide count to one while the render runs, and the denoiser, called between network steps
-        # while the row threads wait, would then run on one core
-        self._threads = torch.get_num_threads()
         fmt = torch.channels_last if dtype != torch.float32 else torch.contiguous_format
         self._net = self._net.to(device=device, dtype=dtype, memory_format=fmt)
         return self
@@ -92,21 +87,12 @@ class DenoisingPrior:
         xd = x.to(self._dtype)
         if self._dtype != torch.float32:
             xd = xd.contiguous(memory_format=torch.channels_last)
-        lowered = torch.get_num_threads()
-        if lowered < self._threads:
-            torch.set_num_threads(self._threads)
-        try:
-            noise = self._net.noise(xd, self.sigma_at(step)).float()
-        finally:
-            if lowered < self._threads:
-                torch.set_num_threads(lowered)
-        delta = (x - noise).clamp(0, 1) - x
+        y = x + self.weight * ((x - self._net.noise(xd, self.sigma_at(step)).float()).clamp(0, 1) - x)
+        if self.keep_contrast:
+            return restore_contrast(x, y).clamp(0, 1)
         # the denoiser's residual carries a slight colour bias (about -0.003 on blue per call at sigma 0.2),
-        # which, summed over hundreds of steps, tinted every render yellow-green: the prior acts on local
-        # structure only and leaves each row's mean colour to the objective
-        delta = delta - delta.mean(dim=(-1, -2), keepdim=True)
-        y = x + self.weight * delta
-        return restore_contrast(x, y).clamp(0, 1) if self.keep_contrast else y
+        # which, summed over hundreds of steps, tinted every render yellow-green: keep each row's mean colour
+        return y - y.mean(dim=(-1, -2), keepdim=True) + x.mean(dim=(-1, -2), keepdim=True)
 
     @torch.no_grad()
     def __call__(self, param, step: int, frozen: torch.Tensor | None = None) -> None:
@@ -120,6 +106,7 @@ class DenoisingPrior:
 #: RGB -> (luminance, red-green, yellow-blue), the opponent axes of the colourfulness measure
 #: of Hasler & Suesstrunk (2003)
 _OPPONENT = torch.tensor([[0.299, 0.587, 0.114], [1.0, -1.0, 0.0], [0.5, 0.5, -1.0]])
+_OPPONENT_INV = torch.linalg.inv(_OPPONENT)
 
 
 def restore_contrast(before: torch.Tensor, after: torch.Tensor) -> torch.Tensor:
@@ -134,4 +121,4 @@ def restore_contrast(before: torch.Tensor, after: torch.Tensor) -> torch.Tensor:
     ma, mb = a.mean(dim=(-1, -2), keepdim=True), b.mean(dim=(-1, -2), keepdim=True)
     sa, sb = a.std(dim=(-1, -2), keepdim=True), b.std(dim=(-1, -2), keepdim=True)
     b = ma + (b - mb) * (sa / sb.clamp_min(1e-6))
-    return torch.einsum("ij,bjhw->bihw", torch.linalg.inv(t), b)
+    return torch.einsum("ij,bjhw->bihw", _OPPONENT_INV.to(before), b)
