@@ -6,18 +6,32 @@ For the 16 classes of ``benchmarks/classes.py`` this renders, with EfficientNet-
 * ``dgn-am``: DGN-AM through the generator (last image, 200 steps as the paper);
 * ``ppgn``: 8 PPGN samples per class (joint PPGN-h: ``--chains`` chains with
   ``reset_every``, one sample at the end of each segment);
+* ``dgn-red:W``: DGN-AM with the natural-image prior's regularization-by-denoising
+  term through G, its code step W times the condition's (``dgn_am(prior=...)``);
+* ``dgn-refine:N``: DGN-AM, then N steps of the ``natural`` preset at the model's
+  size (224 px) from G's image (``dgn_am(refine=N)``: a hybrid);
+* ``natural:N``: the control for the hybrid, the same N ``natural`` steps at 224 px
+  from the preset's own random start;
 
 then, in a separate process (the judges never touch the optimization), scores:
 Lite0 top-1 at 128 px; Lite1 (240 px) and Lite2 (260 px) top-1, top-5 and mean
 p(class) on the images upsampled bilinearly; and PPGN diversity, the mean
 pairwise (1 - cosine) of Lite1 pooled features across a class's 8 samples
-(with the same measure on 8 held-out real photos' centre crops for scale).
+(with the same measure on 8 held-out real photos' centre crops for scale); and
+the naturalness measures of :mod:`neuronscope.priors.metrics` (median per method):
+the HF ratio (``hf_share`` over the offline photos' median), contrast and
+colourfulness over the photos' medians (read from ``results/naturalness.json``).
+
+``--classes held8`` runs 8 of the 31 held-out classes of ``naturalness.py`` (every
+4th) to choose settings, writing ``generator_priors_held8.json``; the default
+``bench16`` reports on the 16 benchmark classes.
 
 Writes ``benchmarks/results/generator_priors.json`` and a picture of every
 image, ``benchmarks/results/generator_priors.png``. Stages cache their images
 in ``--cache`` so an interrupted run resumes.
 
     python benchmarks/generator_priors.py [--generator PATH] [--threads 1]
+    python benchmarks/generator_priors.py --classes held8 --methods dgn-am dgn-red:0.5 dgn-refine:64 natural:64
 """
 
 from __future__ import annotations
@@ -35,9 +49,29 @@ import torch.nn.functional as F
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from classes import CLASSES  # noqa: E402
+from classes import CLASSES as BENCH16  # noqa: E402
 
 RESULTS = HERE / "results"
+#: the held-out classes of naturalness.py (never within 2 of a benchmark class); held8 is every 4th
+HELD31 = [32, 61, 90, 119, 148, 177, 235, 264, 351, 380, 409, 438, 467, 496, 525, 554, 583, 612, 641, 670, 699,
+          728, 757, 786, 815, 844, 873, 902, 931, 960, 989]
+CLASS_SETS = {"bench16": BENCH16, "held8": HELD31[::4], "held31": HELD31}
+CLASSES = list(BENCH16)
+#: the offline photos' medians (benchmarks/naturalness.py over 525 photos), used when its results file is absent
+PHOTO_MEDIANS = {"hf_share_median": 0.04032, "contrast_median": 0.2084, "colourfulness_median": 31.92}
+
+
+def photo_medians() -> dict:
+    p = RESULTS / "naturalness.json"
+    try:
+        return {**PHOTO_MEDIANS, **json.loads(p.read_text())["summary"]["photos"]}
+    except (OSError, KeyError, ValueError):
+        return dict(PHOTO_MEDIANS)
+
+
+def method_arg(name: str, default: float) -> float:
+    """The number after ``:`` in a method name (``dgn-red:0.5``), or ``default``."""
+    return float(name.split(":", 1)[1]) if ":" in name else default
 
 
 def stage_pixel(args, model, cached=None):
@@ -60,14 +94,49 @@ def stage_pixel(args, model, cached=None):
             "pixel_steps": args.pixel_steps, "rendered_now": todo}
 
 
-def stage_dgn(args, model, gen):
+def stage_dgn(args, model, gen, name="dgn-am"):
+    """DGN-AM, plain (``dgn-am``), with the RED term (``dgn-red:W``) or refined (``dgn-refine:N``)."""
     from neuronscope.generators.dgn_am import dgn_am
 
+    kw = {"prior": False, "refine": 0}
+    if name.startswith("dgn-red"):
+        kw["prior"] = {"weight": method_arg(name, 0.5), "every": args.red_every}
+    elif name.startswith("dgn-refine"):
+        kw["refine"] = int(method_arg(name, 64))
+        plain = Path(args.cache) / f"{args.classes}_dgn-am.pt"
+        if plain.exists():  # the same chains as dgn-am (same seed): refine its images, add its time
+            return refine_cached(args, model, torch.load(plain, weights_only=False), kw["refine"])
     t0 = time.time()
     res, rows = dgn_am(gen, model, [f"class:{k}" for k in CLASSES], steps=args.dgn_steps, lr=args.dgn_lr,
-                       seed=args.seed, progress=not args.quiet)
-    up = F.interpolate(res.images, size=(128, 128), mode="bilinear", align_corners=False)
-    return {"images": up, "classes": [t.index for t in rows], "group": list(range(len(rows))), "seconds": time.time() - t0}
+                       seed=args.seed, progress=not args.quiet, **kw)
+    ims = res.images
+    if ims.shape[-1] < 128:
+        ims = F.interpolate(ims, size=(128, 128), mode="bilinear", align_corners=False)
+    return {"images": ims, "classes": [t.index for t in rows], "group": list(range(len(rows))), "seconds": time.time() - t0,
+            "generated": res.images if res.generated is None else res.generated}
+
+
+def refine_cached(args, model, plain: dict, steps: int) -> dict:
+    """``dgn-refine:N`` from the cached ``dgn-am`` run: exactly what ``dgn_am(refine=N)`` does after its chain."""
+    from neuronscope.generators.image_prior import refine, refine_size
+    from neuronscope.units import parse_units
+
+    rows = parse_units(model, [f"class:{k}" for k in plain["classes"]], size=128)
+    t0 = time.time()
+    out = refine(model, rows, plain["generated"], steps=steps, size=refine_size(model, rows, 128), seed=args.seed,
+                 progress=not args.quiet)
+    return {"images": out.images, "classes": plain["classes"], "group": plain["group"],
+            "seconds": plain["seconds"] + time.time() - t0, "refine_seconds": time.time() - t0}
+
+
+def stage_natural(args, model, name):
+    """The hybrid's control: ``natural:N``, N natural-preset steps at the model's size from its random start."""
+    from neuronscope.optim import objectives as O
+    from neuronscope.optim import render
+
+    res = render(model, [O.class_logit(k) for k in CLASSES], preset="natural", steps=int(method_arg(name, 64)),
+                 seed=args.seed, progress=not args.quiet)
+    return {"images": res.images, "classes": list(CLASSES), "group": list(range(len(CLASSES))), "seconds": res.seconds}
 
 
 def stage_ppgn(args, model, gen):
@@ -100,7 +169,7 @@ def generate(args):
     model = load_model("efficientnet_lite0", device="cpu")
     gen = None
     for name in args.methods:
-        p = cache / f"{name}.pt"
+        p = cache / f"{args.classes}_{name}.pt"
         cached = torch.load(p, weights_only=False) if p.exists() else None
         if cached is not None and sorted(set(cached["classes"])) == sorted(CLASSES):
             print(f"{name}: cached in {p}")
@@ -108,9 +177,11 @@ def generate(args):
         print(f"{name}: generating", flush=True)
         if name == "pixel":
             out = stage_pixel(args, model, cached)  # reuses the rows of classes already rendered
+        elif name.startswith("natural"):
+            out = stage_natural(args, model, name)
         else:
             gen = gen or load_generator(args.generator, model.name)
-            out = stage_dgn(args, model, gen) if name == "dgn-am" else stage_ppgn(args, model, gen)
+            out = stage_dgn(args, model, gen, name) if name.startswith("dgn") else stage_ppgn(args, model, gen)
         torch.save(out, p)
         print(f"{name}: {out['seconds']:.0f} s", flush=True)
 
@@ -126,6 +197,7 @@ def judge(args):
     """Runs in its own process: loads the judges and scores the cached images."""
     from neuronscope import load_model
     from neuronscope.images import labelled_grid, save_png
+    from neuronscope.priors.metrics import colourfulness, contrast, hf_share
     from neuronscope.taps import tap
 
     torch.set_num_threads(args.threads)
@@ -149,13 +221,17 @@ def judge(args):
         n = len(f)
         return float((1 - sim)[~torch.eye(n, dtype=bool)].mean())
 
+    photos = photo_medians()
     results, sheet_cols = {}, {}
     for name in args.methods:
-        blob = torch.load(cache / f"{name}.pt", weights_only=False)
+        blob = torch.load(cache / f"{args.classes}_{name}.pt", weights_only=False)
         x, ks = blob["images"].float().clamp(0, 1), torch.tensor(blob["classes"])
         l0, _ = run(m0, x, 128)
-        rec = {"n_images": len(x), "seconds_to_generate": round(blob["seconds"], 1),
-               "lite0_top1_128": float((l0.argmax(1) == ks).float().mean())}
+        rec = {"n_images": len(x), "size": int(x.shape[-1]), "seconds_to_generate": round(blob["seconds"], 1),
+               "lite0_top1_128": float((l0.argmax(1) == ks).float().mean()),
+               "hf_ratio_median": round(float(hf_share(x).median()) / photos["hf_share_median"], 3),
+               "contrast_ratio": round(float(contrast(x).median()) / photos["contrast_median"], 3),
+               "colourfulness_ratio": round(float(colourfulness(x).median()) / photos["colourfulness_median"], 3)}
         per_class = {"lite0_top1": (l0.argmax(1) == ks).float()}
         feats = None
         for jn, jm in judges.items():
@@ -204,11 +280,13 @@ def judge(args):
         for name in args.methods:
             x, group = sheet_cols[name]
             for j, im in enumerate(x[group == g][: (8 if name == "ppgn" else 1)]):
-                cells.append(im)
+                cells.append(F.interpolate(im[None], size=(128, 128), mode="bilinear", align_corners=False,
+                                           antialias=True)[0])
                 caps.append(f"{name} {m0.label(k)[:10]}" if j == 0 else "")
     ncol = sum(8 if n == "ppgn" else 1 for n in args.methods)
     RESULTS.mkdir(exist_ok=True)
-    save_png(labelled_grid(cells, caps, columns=ncol, cell=72, caption_lines=1), RESULTS / "generator_priors.png")
+    cell = 72 if "ppgn" in args.methods else 128
+    save_png(labelled_grid(cells, caps, columns=ncol, cell=cell, caption_lines=1), RESULTS / f"{args.out_name}.png")
     return results
 
 
@@ -216,7 +294,12 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--generator", default="shipped")
     ap.add_argument("--cache", default="/tmp/neuronscope_bench_generator_priors")
-    ap.add_argument("--methods", nargs="+", default=["pixel", "dgn-am", "ppgn"])
+    ap.add_argument("--methods", nargs="+", default=["pixel", "dgn-am", "ppgn"],
+                    help="pixel, dgn-am, ppgn, dgn-red:W, dgn-refine:N, natural:N")
+    ap.add_argument("--classes", choices=sorted(CLASS_SETS), default="bench16",
+                    help="bench16 (report) or held8 / held31 (choose settings)")
+    ap.add_argument("--red-every", type=int, default=1, help="the RED term every K steps (dgn-red)")
+    ap.add_argument("--out-name", default=None, help="results file stem (default generator_priors[_SET])")
     ap.add_argument("--pixel-steps", type=int, default=512)
     ap.add_argument("--dgn-steps", type=int, default=200)
     ap.add_argument("--dgn-lr", type=float, default=0.3)
@@ -230,13 +313,17 @@ def main():
     ap.add_argument("--judge-only", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--generate-only", action="store_true")
     args = ap.parse_args()
+    CLASSES[:] = CLASS_SETS[args.classes]
+    if args.out_name is None:
+        args.out_name = "generator_priors" + ("" if args.classes == "bench16" else f"_{args.classes}")
     if args.judge_only:
         print("JSON:" + json.dumps(judge(args)))
         return
     generate(args)
     if args.generate_only:
         return
-    cmd = [sys.executable, __file__, "--judge-only", "--cache", args.cache, "--threads", str(args.threads), "--methods", *args.methods]
+    cmd = [sys.executable, __file__, "--judge-only", "--cache", args.cache, "--threads", str(args.threads),
+           "--classes", args.classes, "--out-name", args.out_name, "--methods", *args.methods]
     out = subprocess.run(cmd, capture_output=True, text=True)
     sys.stderr.write(out.stderr[-2000:])
     line = [l for l in out.stdout.splitlines() if l.startswith("JSON:")]
@@ -245,14 +332,15 @@ def main():
         raise SystemExit(f"judge process failed ({out.returncode})")
     results = json.loads(line[-1][5:])
     record = {
-        "claim": "generator priors (DGN-AM, PPGN) vs pixel-space default, judged by Lite1/Lite2",
+        "claim": "generator priors (DGN-AM, PPGN, with the natural-image prior) vs pixel-space rendering, judged by "
+                 "Lite1/Lite2, with the HF ratio, contrast and colourfulness against the offline photos",
         "classes": CLASSES,
         "settings": {k: v for k, v in vars(args).items() if k not in ("judge_only", "generate_only", "quiet")},
         "results": results,
         "command": " ".join(sys.argv),
     }
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "generator_priors.json").write_text(json.dumps(record, indent=1) + "\n")
+    (RESULTS / f"{args.out_name}.json").write_text(json.dumps(record, indent=1) + "\n")
     for name, rec in results.items():
         print(name, rec)
 

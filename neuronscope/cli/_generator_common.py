@@ -20,6 +20,25 @@ def add_generator_arguments(p) -> None:
     add_quiet_argument(p)
 
 
+def add_prior_arguments(p, *, refine_default: int | None = None, what: str = "image") -> None:
+    """``--prior W`` (the natural-image prior's RED term through G) and, with ``refine_default``, ``--refine N``."""
+    from ._common import fraction, non_negative_int
+
+    p.add_argument("--prior", type=fraction, default=0.0, metavar="W",
+                   help="the learned natural-image prior as a regularization-by-denoising term through the generator: "
+                   "its code step is W x the condition's (0 to 1; default 0: none)")
+    if refine_default is not None:
+        p.add_argument("--refine", type=non_negative_int, default=refine_default, metavar="N",
+                       help=f"a hybrid: N steps of the natural preset at the model's size from each generated {what} "
+                       f"(the generator gives the layout, the render the detail); 0: the generator's own images, the "
+                       f"paper's method (default {refine_default})")
+
+
+def prior_setting(args):
+    """The ``prior=`` argument of the generator functions from ``--prior``."""
+    return {"weight": args.prior} if args.prior > 0 else False
+
+
 def setup(args, verb: str, at_least_one: tuple[str, ...] = ("n",)):
     """(model, generator, output folder): what every generator verb does before its own work.
 

@@ -8,7 +8,7 @@ PNG per row, a labelled sheet and dgn.json (activation per row) to --out.
 from __future__ import annotations
 
 from ._common import add_model_argument, count, fraction, non_negative_float, positive_float
-from ._generator_common import add_generator_arguments, setup, write_outputs
+from ._generator_common import add_generator_arguments, add_prior_arguments, prior_setting, setup, write_outputs
 
 
 def add_parser(sub):
@@ -21,6 +21,9 @@ def add_parser(sub):
     p.add_argument("--lr-end", type=non_negative_float, default=1e-10, help="final step (linear schedule; default 1e-10)")
     p.add_argument("--decay", type=fraction, default=0.99, help="code decay per step (L2 prior; default 0.99)")
     p.add_argument("--best", action="store_true", help="show the highest-activation image instead of the last (the paper shows the last)")
+    from ..generators.dgn_am import DGN_REFINE
+
+    add_prior_arguments(p, refine_default=DGN_REFINE)
     add_generator_arguments(p)
     return p
 
@@ -28,14 +31,21 @@ def add_parser(sub):
 def run(args):
     from ..generators.dgn_am import dgn_am
 
+    if args.best and args.refine:
+        from ..errors import NeuronscopeError
+
+        raise NeuronscopeError("--best shows the generator's highest-activation image, which --refine does not refine; "
+                               "give --refine 0 with --best")
     model, gen, out = setup(args, "dgn", at_least_one=("n", "steps"))
     res, rows = dgn_am(gen, model, args.targets, steps=args.steps, lr=args.lr, lr_end=args.lr_end, decay=args.decay,
-                       size=args.size, n=args.n, seed=args.seed, progress=not args.quiet)
+                       size=args.size, n=args.n, seed=args.seed, progress=not args.quiet,
+                       prior=prior_setting(args), refine=args.refine)
     images = res.best_images if args.best else res.images
     values = res.best_values if args.best else res.values
     caps = [f"{t.label}\n{float(v):.2f}" for t, v in zip(rows, values)]
     record = {"targets": [t.label for t in rows], "values": [float(v) for v in values], "steps": args.steps,
-              "generator": gen.meta.get("command", args.generator), "shown": "best" if args.best else "last"}
+              "generator": gen.meta.get("command", args.generator), "shown": "best" if args.best else "last",
+              "prior": args.prior, "refine": args.refine}
     from ..outdir import building_output_dir
 
     with building_output_dir(out, overwrite=args.overwrite) as tmp:

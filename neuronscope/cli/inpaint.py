@@ -10,7 +10,7 @@ outside the hole.
 from __future__ import annotations
 
 from ._common import add_model_argument, count, non_negative_float
-from ._generator_common import add_generator_arguments, setup, write_outputs
+from ._generator_common import add_generator_arguments, add_prior_arguments, prior_setting, setup, write_outputs
 
 
 def add_parser(sub):
@@ -23,6 +23,7 @@ def add_parser(sub):
     p.add_argument("--steps", type=count, default=60)
     p.add_argument("--variant", default="noiseless-joint-ppgn-h", help="sampler variant (default noiseless-joint-ppgn-h)")
     p.add_argument("--context-weight", type=non_negative_float, default=1.0, help="weight of matching the known pixels (default 1)")
+    add_prior_arguments(p)
     add_generator_arguments(p)
     return p
 
@@ -38,12 +39,13 @@ def run(args):
     img = pil_to_tensor(center_view(photo).resize((S, S)))
     mask = parse_mask(args.mask, S)
     res = inpaint(gen, model, img, mask, target=args.target, n=args.n, variant=args.variant, steps=args.steps,
-                  context_weight=args.context_weight, size=args.size, seed=args.seed, progress=not args.quiet)
+                  context_weight=args.context_weight, size=args.size, seed=args.seed, progress=not args.quiet,
+                  prior=prior_setting(args))
     holed = res.context[0] * (1 - res.mask[0]) + 0.5 * res.mask[0]
     images = [img, holed] + list(res.composites)
     caps = ["input", "hole"] + [f"fill {i}\nctx err {float(e):.4f}" for i, e in enumerate(res.context_error_end)]
     record = {"target": args.target, "context_error_start": res.context_error_start.tolist(),
-              "context_error_end": res.context_error_end.tolist()}
+              "context_error_end": res.context_error_end.tolist(), "prior": args.prior}
     from ..outdir import building_output_dir
 
     with building_output_dir(out, overwrite=args.overwrite) as tmp:

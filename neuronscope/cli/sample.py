@@ -9,7 +9,7 @@ sample.json with p(y | x) per image.
 from __future__ import annotations
 
 from ._common import add_model_argument, count, non_negative_float, positive_float
-from ._generator_common import add_generator_arguments, setup, write_outputs
+from ._generator_common import add_generator_arguments, add_prior_arguments, prior_setting, setup, write_outputs
 
 
 def add_parser(sub):
@@ -27,6 +27,9 @@ def add_parser(sub):
     p.add_argument("--reset-every", type=count, default=None, help="restart chains from random codes every K steps")
     p.add_argument("--save-every", type=count, default=None, help="keep a frame every K steps (default 5)")
     p.add_argument("--compat", action="store_true", help="released PPGN class gradient (1 - p_y on logit y only)")
+    from ..generators.ppgn import SAMPLE_REFINE
+
+    add_prior_arguments(p, refine_default=SAMPLE_REFINE, what="sample (each chain's last image)")
     add_generator_arguments(p)
     return p
 
@@ -39,12 +42,18 @@ def run(args):
     res, rows = sample(gen, model, args.targets, n=args.n, variant=args.variant, size=args.size, seed=args.seed,
                        progress=not args.quiet, steps=args.steps, eps1=args.eps1, eps2=args.eps2, eps3=args.eps3,
                        lr=args.lr, reset_every=args.reset_every, save_every=args.save_every,
-                       compat=True if args.compat else None)
+                       compat=True if args.compat else None, prior=prior_setting(args), refine=args.refine)
     from ..generators.conditions import Condition
 
-    probs = Condition(model, rows, size=args.size or min(model.input_size, 2 * gen.image_size)).probabilities(res.images)
+    size = args.size or min(model.input_size, 2 * gen.image_size)
+    if args.refine:
+        from ..generators.image_prior import refine_size
+
+        size = refine_size(model, rows, size)
+    probs = Condition(model, rows, size=size).probabilities(res.images)
     caps = [f"{t.label}\np={float(p):.2f}" for t, p in zip(rows, probs)]
-    record = {"variant": args.variant, "targets": [t.label for t in rows], "p": [float(p) for p in probs]}
+    record = {"variant": args.variant, "targets": [t.label for t in rows], "p": [float(p) for p in probs],
+              "prior": args.prior, "refine": args.refine}
     from ..outdir import building_output_dir
 
     with building_output_dir(out, overwrite=args.overwrite) as tmp:

@@ -91,10 +91,20 @@ def inpaint(
     size: int | None = None,
     seed: int = 0,
     encoder=None,
+    prior=None,
     progress: bool = True,
     **overrides,
 ) -> InpaintResult:
-    """Fill the hole of ``image`` ((3, S, S) or (1, 3, S, S) in [0, 1], S = G's size) ``n`` ways."""
+    """Fill the hole of ``image`` ((3, S, S) or (1, 3, S, S) in [0, 1], S = G's size) ``n`` ways.
+
+    ``prior``: the natural-image prior's regularization-by-denoising term through G on the
+    composite (a DenoisingPrior, a dict of its settings, True or None/False; see
+    :mod:`neuronscope.generators.image_prior`). A pixel-space refinement does not apply here:
+    it would change the known pixels.
+    """
+    from .image_prior import RED_DEFAULTS, image_prior
+
+    red = image_prior(prior, RED_DEFAULTS)
     S = generator.image_size
     x = image[None] if image.dim() == 3 else image
     if x.shape[0] != 1 or x.shape[1] != 3:
@@ -147,7 +157,7 @@ def inpaint(
     start = ctx_err(h0)
     res = run_chain(
         generator, model, cond, cfg, init=h0, seed=seed, encoder=encoder, composite=composite,
-        extra=context, extra_weight=context_weight, progress=progress,
+        extra=context, extra_weight=context_weight, image_prior=red, progress=progress,
     )
     with torch.no_grad():
         gen_img = generator(res.codes.to(device)).cpu()

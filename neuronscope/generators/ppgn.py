@@ -45,6 +45,8 @@ from .base import Generator
 from .conditions import Condition
 
 PRIORS = ("dae", "cycle", "none", "gauss")
+#: the default ``refine`` of :func:`sample` and ``neuronscope sample`` (see docs/generators.md for the measurement)
+SAMPLE_REFINE = 0
 UPDATES = ("scaled", "released", "raw")
 
 
@@ -122,6 +124,7 @@ class ChainResult:
     frames: list[tuple[int, torch.Tensor, torch.Tensor]] = field(default_factory=list)  # (step, images uint8, values)
     best_images: torch.Tensor | None = None  # (B, 3, S, S) the highest-valued image seen per row
     best_values: torch.Tensor | None = None
+    generated: torch.Tensor | None = None  # G's images when ``images`` were refined in pixel space (a hybrid)
 
     def samples(self, row: int) -> tuple[torch.Tensor, torch.Tensor]:
         """All saved frames of one row: images (F, 3, S, S) in [0, 1] and their values (F,)."""
@@ -149,6 +152,7 @@ def run_chain(
     composite: Callable[[torch.Tensor], torch.Tensor] | None = None,
     extra: Callable[[torch.Tensor], torch.Tensor] | None = None,
     extra_weight: float = 0.0,
+    image_prior=None,
     progress: bool = True,
     callback: Callable[[int, torch.Tensor, torch.Tensor], None] | None = None,
 ) -> ChainResult:
@@ -158,6 +162,11 @@ def run_chain(
     ``composite`` maps G(h) to the image the condition and prior see (inpainting);
     ``extra`` is another per-row objective on G(h) added with ``extra_weight``,
     normalized like the condition (inpainting's context match).
+    ``image_prior``: the learned natural-image prior as a regularization-by-denoising
+    term through G (:mod:`neuronscope.generators.image_prior`; a DenoisingPrior, a
+    dict of its settings, or None/False): on the image the condition sees, its step
+    r = P(x) - x is backpropagated into the code, J_G^T r, and in the ``scaled``
+    update added with ``weight`` times the condition's step.
     """
     from tqdm.auto import tqdm
 
@@ -182,6 +191,10 @@ def run_chain(
                 f"prior 'cycle' needs the generator's encoder {generator.spec.model!r}; pass encoder=load_model(...), "
                 f"or use a variant whose prior needs no encoder: {', '.join(no_encoder_variants(generator))}"
             )
+    from .image_prior import RedTerm, image_prior as read_prior
+
+    red_prior = read_prior(image_prior)
+    red = RedTerm(red_prior, cfg.steps, device) if red_prior is not None else None
     gen = torch.Generator().manual_seed(seed + 7919)
     sigma = generator.code_std.clamp(min=0)
     sigma_bar = float(sigma.mean()) or 1.0
@@ -212,17 +225,19 @@ def run_chain(
         hv = h.detach().requires_grad_(True)
         x = generator(hv)
         seen = composite(x)
+        r = red.direction(seen, i) if red is not None else None
         if condition is not None and cfg.eps2 != 0:
             v = condition(seen)
-            g = torch.autograd.grad(v.sum(), hv, retain_graph=extra is not None)[0]
+            g = torch.autograd.grad(v.sum(), hv, retain_graph=True)[0]
         else:
             v = torch.zeros(B, device=device)
             g = torch.zeros_like(h)
         if extra is not None and extra_weight:
             e = extra(x)
-            ge = torch.autograd.grad(e.sum(), hv)[0]
+            ge = torch.autograd.grad(e.sum(), hv, retain_graph=r is not None)[0]
         else:
             ge = None
+        gr = torch.autograd.grad((seen * r).sum(), hv)[0] if r is not None else None
         with torch.no_grad():
             trace[i] = v.detach().cpu().numpy()
             vc = v.detach().cpu()
@@ -236,6 +251,8 @@ def run_chain(
                 d = cfg.eps2 * sigma_bar * g / _row_mean_abs(g) if cfg.eps2 != 0 else torch.zeros_like(h)
                 if ge is not None:
                     d = d + extra_weight * sigma_bar * ge / _row_mean_abs(ge)
+                if gr is not None:
+                    d = d + red.weight * sigma_bar * gr / _row_mean_abs(gr)
                 h = h + eps1 * p + lr * d
                 if cfg.eps3:
                     h = h + cfg.eps3 * sigma * torch.randn(h.shape, generator=gen).to(device)
@@ -243,11 +260,13 @@ def run_chain(
                 d = eps1 * p + cfg.eps2 * g
                 if ge is not None:
                     d = d + extra_weight * ge
+                if gr is not None:
+                    d = d + gr
                 if cfg.eps3:
                     d = d + cfg.eps3 * torch.randn(h.shape, generator=gen).to(device)
                 h = h + lr * d / _row_mean_abs(d)
             else:  # raw
-                d = eps1 * p + cfg.eps2 * g + (extra_weight * ge if ge is not None else 0)
+                d = eps1 * p + cfg.eps2 * g + (extra_weight * ge if ge is not None else 0) + (gr if gr is not None else 0)
                 h = h + lr * d
                 if cfg.eps3:
                     h = h + cfg.eps3 * torch.randn(h.shape, generator=gen).to(device)
@@ -277,17 +296,31 @@ def sample(
     seed: int = 0,
     progress: bool = True,
     encoder=None,
+    prior=None,
+    refine: int | bool = SAMPLE_REFINE,
+    refine_prior=None,
     **overrides,
 ) -> tuple[ChainResult, list]:
     """``n`` chains per target, all targets in one batch (rows = targets x n).
 
     Returns the chain result and the list of row targets. Each chain's saved
-    frames are further samples (``result.samples(row)``).
+    frames are further samples (``result.samples(row)``). ``prior``: the
+    natural-image prior's RED term through G (see :func:`run_chain`); ``refine``:
+    steps of the hybrid pixel-space refinement of each chain's last image (0/False:
+    none; :mod:`neuronscope.generators.image_prior`), with ``refine_prior`` as
+    render's ``prior``; the saved frames stay G's.
     """
+    from .image_prior import RED_DEFAULTS, image_prior, refine_steps, refined
+
+    red = image_prior(prior, RED_DEFAULTS)
+    refine = refine_steps(refine)
     size = size or min(model.input_size, 2 * generator.image_size)
     tlist = parse_units(model, targets if isinstance(targets, (list, tuple)) else [targets], size=size)
     cfg = preset(variant, **overrides)
     rows = [t for t in tlist for _ in range(n)]
     cond = Condition(model, rows, size=size, kind=cfg.condition, compat=cfg.compat)
-    res = run_chain(generator, model, cond, cfg, batch=len(rows), seed=seed, encoder=encoder, progress=progress)
+    res = run_chain(generator, model, cond, cfg, batch=len(rows), seed=seed, encoder=encoder, image_prior=red,
+                    progress=progress)
+    if refine:
+        res = refined(res, model, rows, refine, size, refine_prior, seed, progress)
     return res, rows
