@@ -10,6 +10,7 @@ For the 16 classes of ``benchmarks/classes.py`` this renders, with EfficientNet-
   term through G, its code step W times the condition's (``dgn_am(prior=...)``);
 * ``dgn-refine:N``: DGN-AM, then N steps of the ``natural`` preset at the model's
   size (224 px) from G's image (``dgn_am(refine=N)``: a hybrid);
+* ``ppgn-refine:N``: every ``ppgn`` sample refined the same way (``sample(refine=N)``);
 * ``natural:N``: the control for the hybrid, the same N ``natural`` steps at 224 px
   from the preset's own random start;
 
@@ -27,7 +28,7 @@ colourfulness over the photos' medians (read from ``results/naturalness.json``).
 ``bench16`` reports on the 16 benchmark classes.
 
 Writes ``benchmarks/results/generator_priors.json`` and a picture of every
-image, ``benchmarks/results/generator_priors.png``. Stages cache their images
+image, ``benchmarks/results/generator_priors.jpg``. Stages cache their images
 in ``--cache`` so an interrupted run resumes.
 
     python benchmarks/generator_priors.py [--generator PATH] [--threads 1]
@@ -156,7 +157,25 @@ def stage_ppgn(args, model, gen):
             classes.append(t.index)
             group.append(CLASSES.index(t.index))
     up = F.interpolate(torch.stack(ims), size=(128, 128), mode="bilinear", align_corners=False)
-    return {"images": up, "classes": classes, "group": group, "seconds": time.time() - t0}
+    return {"images": up, "classes": classes, "group": group, "seconds": time.time() - t0, "generated": torch.stack(ims)}
+
+
+def stage_ppgn_refine(args, model, name):
+    """``ppgn-refine:N``: every cached ``ppgn`` sample refined by N natural-preset steps at the model's size
+    (what ``sample(refine=N)`` does to each chain's last image)."""
+    from neuronscope.generators.image_prior import refine, refine_size
+    from neuronscope.units import parse_units
+
+    plain = Path(args.cache) / f"{args.classes}_ppgn.pt"
+    if not plain.exists():
+        raise SystemExit(f"{name} refines the ppgn samples: run the ppgn method first (before it in --methods)")
+    blob = torch.load(plain, weights_only=False)
+    rows = parse_units(model, [f"class:{k}" for k in blob["classes"]], size=128)
+    t0 = time.time()
+    out = refine(model, rows, blob["generated"], steps=int(method_arg(name, 64)), size=refine_size(model, rows, 128),
+                 seed=args.seed, progress=not args.quiet)
+    return {"images": out.images, "classes": blob["classes"], "group": blob["group"],
+            "seconds": blob["seconds"] + time.time() - t0, "refine_seconds": time.time() - t0}
 
 
 def generate(args):
@@ -179,6 +198,8 @@ def generate(args):
             out = stage_pixel(args, model, cached)  # reuses the rows of classes already rendered
         elif name.startswith("natural"):
             out = stage_natural(args, model, name)
+        elif name.startswith("ppgn-refine"):
+            out = stage_ppgn_refine(args, model, name)
         else:
             gen = gen or load_generator(args.generator, model.name)
             out = stage_dgn(args, model, gen, name) if name.startswith("dgn") else stage_ppgn(args, model, gen)
@@ -196,7 +217,7 @@ def _bootstrap(x: np.ndarray, n: int = 2000, seed: int = 0) -> list[float]:
 def judge(args):
     """Runs in its own process: loads the judges and scores the cached images."""
     from neuronscope import load_model
-    from neuronscope.images import labelled_grid, save_png
+    from neuronscope.images import labelled_grid, tensor_to_pil
     from neuronscope.priors.metrics import colourfulness, contrast, hf_share
     from neuronscope.taps import tap
 
@@ -248,7 +269,7 @@ def judge(args):
             by_class = np.array([float(v[group == g].mean()) for g in range(len(CLASSES))])
             rec[key] = round(float(by_class.mean()), 3)
             rec[key + "_ci90"] = _bootstrap(by_class)
-        if name == "ppgn":
+        if name.startswith("ppgn"):
             divs = [diversity(feats[group == g]) for g in range(len(CLASSES))]
             rec["diversity_lite1"] = round(float(np.mean(divs)), 4)
             rec["diversity_lite1_ci90"] = _bootstrap(np.array(divs))
@@ -279,14 +300,17 @@ def judge(args):
     for g, k in enumerate(CLASSES):
         for name in args.methods:
             x, group = sheet_cols[name]
-            for j, im in enumerate(x[group == g][: (8 if name == "ppgn" else 1)]):
+            for j, im in enumerate(x[group == g][: (8 if name.startswith("ppgn") else 1)]):
                 cells.append(F.interpolate(im[None], size=(128, 128), mode="bilinear", align_corners=False,
                                            antialias=True)[0])
                 caps.append(f"{name} {m0.label(k)[:10]}" if j == 0 else "")
-    ncol = sum(8 if n == "ppgn" else 1 for n in args.methods)
+    ncol = sum(8 if n.startswith("ppgn") else 1 for n in args.methods)
     RESULTS.mkdir(exist_ok=True)
     cell = 72 if "ppgn" in args.methods else 128
-    save_png(labelled_grid(cells, caps, columns=ncol, cell=cell, caption_lines=1), RESULTS / f"{args.out_name}.png")
+    sheet = RESULTS / f"{args.out_name}.jpg"  # JPEG: the photo-like cells would make a PNG of several MB
+    tmp = sheet.with_name(sheet.name + ".tmp")
+    tensor_to_pil(labelled_grid(cells, caps, columns=ncol, cell=cell, caption_lines=1)).save(tmp, "JPEG", quality=88)
+    tmp.replace(sheet)
     return results
 
 
@@ -295,7 +319,7 @@ def main():
     ap.add_argument("--generator", default="shipped")
     ap.add_argument("--cache", default="/tmp/neuronscope_bench_generator_priors")
     ap.add_argument("--methods", nargs="+", default=["pixel", "dgn-am", "ppgn"],
-                    help="pixel, dgn-am, ppgn, dgn-red:W, dgn-refine:N, natural:N")
+                    help="pixel, dgn-am, ppgn, dgn-red:W, dgn-refine:N, ppgn-refine:N (after ppgn), natural:N")
     ap.add_argument("--classes", choices=sorted(CLASS_SETS), default="bench16",
                     help="bench16 (report) or held8 / held31 (choose settings)")
     ap.add_argument("--red-every", type=int, default=1, help="the RED term every K steps (dgn-red)")
@@ -340,7 +364,20 @@ def main():
         "command": " ".join(sys.argv),
     }
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / f"{args.out_name}.json").write_text(json.dumps(record, indent=1) + "\n")
+    path = RESULTS / f"{args.out_name}.json"
+    try:  # methods of an earlier run on the same classes that this run did not repeat are kept, with its command
+        old = json.loads(path.read_text())
+    except (OSError, ValueError):
+        old = None
+    if old is not None and old.get("classes") == record["classes"]:
+        kept = {k: v for k, v in old["results"].items() if k not in results}
+        for k in kept:
+            record.setdefault("earlier_runs", {})[k] = old.get("earlier_runs", {}).get(k) or {
+                "command": old.get("command"), "settings": old.get("settings")}
+        record["results"] = {**kept, **results}
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(record, indent=1) + "\n")
+    tmp.replace(path)
     for name, rec in results.items():
         print(name, rec)
 

@@ -20,7 +20,7 @@ def add_parser(sub):
     p.add_argument("--lr", type=positive_float, default=0.3, help="initial step in units of the mean code std (default 0.3)")
     p.add_argument("--lr-end", type=non_negative_float, default=1e-10, help="final step (linear schedule; default 1e-10)")
     p.add_argument("--decay", type=fraction, default=0.99, help="code decay per step (L2 prior; default 0.99)")
-    p.add_argument("--best", action="store_true", help="show the highest-activation image instead of the last (the paper shows the last)")
+    p.add_argument("--best", action="store_true", help="show (and --refine) the highest-activation image instead of the last (the paper shows the last)")
     from ..generators.dgn_am import DGN_REFINE
 
     add_prior_arguments(p, refine_default=DGN_REFINE)
@@ -31,17 +31,20 @@ def add_parser(sub):
 def run(args):
     from ..generators.dgn_am import dgn_am
 
-    if args.best and args.refine:
-        from ..errors import NeuronscopeError
-
-        raise NeuronscopeError("--best shows the generator's highest-activation image, which --refine does not refine; "
-                               "give --refine 0 with --best")
     model, gen, out = setup(args, "dgn", at_least_one=("n", "steps"))
     res, rows = dgn_am(gen, model, args.targets, steps=args.steps, lr=args.lr, lr_end=args.lr_end, decay=args.decay,
                        size=args.size, n=args.n, seed=args.seed, progress=not args.quiet,
-                       prior=prior_setting(args), refine=args.refine)
-    images = res.best_images if args.best else res.images
-    values = res.best_values if args.best else res.values
+                       prior=prior_setting(args), refine=0 if args.best else args.refine)
+    if args.best:  # the highest-activation image of each row, refined when asked
+        from dataclasses import replace
+
+        from ..generators.image_prior import refined
+
+        res = replace(res, images=res.best_images, values=res.best_values)
+        if args.refine:
+            res = refined(res, model, rows, args.refine, args.size or min(model.input_size, 2 * gen.image_size),
+                          seed=args.seed, progress=not args.quiet)
+    images, values = res.images, res.values
     caps = [f"{t.label}\n{float(v):.2f}" for t, v in zip(rows, values)]
     record = {"targets": [t.label for t in rows], "values": [float(v) for v in values], "steps": args.steps,
               "generator": gen.meta.get("command", args.generator), "shown": "best" if args.best else "last",

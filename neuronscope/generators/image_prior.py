@@ -92,8 +92,8 @@ class RedTerm:
         return self.prior.apply(x, step) - x
 
 
-#: the hybrid refinement's default length: natural-preset steps at the model's size
-REFINE_STEPS = 64
+#: the hybrid refinement's length for ``refine=True``: natural-preset steps at the model's size
+REFINE_STEPS = 128
 
 
 def refine_size(model, units, condition_size: int) -> int:

@@ -125,7 +125,6 @@ CASES: dict[str, dict[str, list[tuple[list[str], list[str]]]]] = {
             ([M, "class:1", "--prior", "nan"], ["--prior", "finite number"]),
         ],
         "other": [
-            ([M, "class:1", "--best", "--refine", "8"], ["--best", "--refine 0"]),
             ([M, "class:1", "--generator", "full"], ["full is a folder without generator.pt", "convert-generator"]),
             ([M, "class:1", "--generator", "none.pt"], ["generator file not found: none.pt", "train-generator"]),
         ],

@@ -64,7 +64,7 @@ def test_dgn_am_raises_the_target_class_logit(tiny):
     cond = Condition(model, ["class:2", "class:0"], size=16)
     with torch.no_grad():
         before = cond(gen(init))
-    res, rows = dgn_am(gen, model, ["class:2", "class:0"], steps=40, lr=0.5, lr_end=0.01, init=init, progress=False)
+    res, rows = dgn_am(gen, model, ["class:2", "class:0"], steps=40, lr=0.5, lr_end=0.01, init=init, progress=False, refine=0)
     assert [r.index for r in rows] == [2, 0]
     assert torch.all(res.values > before + 0.05), (before, res.values)
     assert res.trace.shape == (40, 2)
@@ -76,7 +76,7 @@ def test_dgn_am_raises_a_hidden_channel(tiny):
     cond = Condition(model, ["feat:3"], size=16)
     with torch.no_grad():
         before = cond(gen(init))
-    res, _ = dgn_am(gen, model, ["feat:3"], steps=40, lr=0.5, lr_end=0.01, init=init, progress=False)
+    res, _ = dgn_am(gen, model, ["feat:3"], steps=40, lr=0.5, lr_end=0.01, init=init, progress=False, refine=0)
     assert float(res.values[0]) > float(before[0])
 
 
@@ -125,15 +125,15 @@ def test_cycle_prior_with_eps1_one_sets_code_to_encoder_of_generated_image(tiny)
 def test_rows_do_not_mix_in_a_batch(tiny):
     model, gen = tiny
     init = gen.random_codes(3, seed=11)
-    both, _ = dgn_am(gen, model, ["class:0", "class:3", "feat:1"], steps=10, init=init, progress=False)
-    alone, _ = dgn_am(gen, model, ["class:3"], steps=10, init=init[1:2], progress=False)
+    both, _ = dgn_am(gen, model, ["class:0", "class:3", "feat:1"], steps=10, init=init, progress=False, refine=0)
+    alone, _ = dgn_am(gen, model, ["class:3"], steps=10, init=init[1:2], progress=False, refine=0)
     assert torch.allclose(both.codes[1], alone.codes[0], atol=1e-5)
 
 
 def test_ppgn_chains_give_many_frames_and_reset_every_restarts(tiny):
     model, gen = tiny
     res, rows = sample(gen, model, ["class:1", "class:2"], n=2, variant="joint-ppgn-h", steps=12, burn_in=0,
-                       save_every=3, reset_every=6, size=16, progress=False, encoder=model)
+                       save_every=3, reset_every=6, size=16, progress=False, encoder=model, refine=0)
     assert len(rows) == 4 and len(res.frames) == 4
     ims, vals = res.samples(0)
     assert ims.shape == (4, 3, 16, 16) and vals.shape == (4,)

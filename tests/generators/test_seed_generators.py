@@ -385,10 +385,10 @@ def test_dgn_am_and_ppgn_gauss_steer_both_generators_with_another_classifier(caf
         cond = Condition(model, ["class:2", "class:0"], size=16)
         with torch.no_grad():
             before = cond(gen(init))
-        res, _ = dgn_am(gen, model, ["class:2", "class:0"], steps=25, lr=0.5, lr_end=0.01, init=init, size=16, progress=False)
+        res, _ = dgn_am(gen, model, ["class:2", "class:0"], steps=25, lr=0.5, lr_end=0.01, init=init, size=16, progress=False, refine=0)
         assert torch.all(res.values > before), (gen.meta["arch"], before, res.values)
         assert torch.all(res.codes >= gen.code_lo - 1e-5) and torch.all(res.codes <= gen.code_hi + 1e-5)
-        res, rows = sample(gen, model, ["class:1"], n=2, variant="ppgn-gauss", steps=6, burn_in=0, save_every=3, size=16, progress=False)
+        res, rows = sample(gen, model, ["class:1"], n=2, variant="ppgn-gauss", steps=6, burn_in=0, save_every=3, size=16, progress=False, refine=0)
         assert len(rows) == 2 and len(res.frames) == 2 and res.images.shape[-1] == gen.image_size
 
 
@@ -419,12 +419,12 @@ def test_dgn_sample_and_inpaint_run_end_to_end_with_both_generators(caffe_files,
     for i, g in enumerate((fc6, big, fc6 / "generator.pt")):  # a folder or the file in it
         out = tmp_path / f"dgn{i}"
         assert main(["dgn", "efficientnet_lite0", "class:9", "--generator", str(g), "--steps", "3", "--size", "32",
-                     "--out", str(out), "--quiet"]) == 0
+                     "--refine", "0", "--out", str(out), "--quiet"]) == 0
         rec = json.loads((out / "dgn.json").read_text())
         assert len(rec["targets"]) == 1 and rec["targets"][0].startswith("ostrich") and np.isfinite(rec["values"][0]) and (out / "dgn_000.png").exists()
         out = tmp_path / f"sample{i}"
         assert main(["sample", "efficientnet_lite0", "class:9", "--generator", str(g), "--n", "2", "--steps", "4",
-                     "--save-every", "2", "--size", "32", "--out", str(out), "--quiet"]) == 0
+                     "--save-every", "2", "--size", "32", "--refine", "0", "--out", str(out), "--quiet"]) == 0
         assert "using ppgn-gauss" in capsys.readouterr().err
         rec = json.loads((out / "sample.json").read_text())
         assert rec["variant"] == "ppgn-gauss" and len(rec["p"]) == 2
