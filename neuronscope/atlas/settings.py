@@ -110,18 +110,25 @@ def manifest(model, settings: AtlasSettings) -> dict:
     }
 
 
-def render_conditions(model, threads: int | None) -> dict:
+def render_conditions(model, threads: int | None, preset: str = DEFAULT_PRESET) -> dict:
     """The machine settings the pictures depend on: torch threads per render and the arithmetic.
 
     Renders at 1 and 2 threads differ (the batch is split over threads, sums are
     reordered), as do bfloat16 and float32 steps, so a store records both and a
     resume under other conditions is refused like any other changed setting.
+    The arithmetic is the preset's engine precision as this device resolves it.
     """
     from ..optim.engine.fast_copy import native_bf16
+    from ..optim.presets import get_preset
 
-    mixed = native_bf16(model.device)
-    return {"threads": int(threads or torch.get_num_threads()),
-            "precision": "mixed (bfloat16 steps, float32 tail)" if mixed else "float32"}
+    precision = get_preset(preset).precision
+    if not native_bf16(model.device) or precision == "float32":
+        arithmetic = "float32"
+    elif precision == "mixed":
+        arithmetic = "mixed (bfloat16 steps, float32 tail)"
+    else:
+        arithmetic = "bfloat16"
+    return {"threads": int(threads or torch.get_num_threads()), "precision": arithmetic}
 
 
 #: manifest keys that do not change the pictures (shown, never compared)

@@ -22,9 +22,10 @@ def add_parser(sub):
     p.add_argument("--seeds", type=count, default=1, help="seeds per target (default 1)")
     p.add_argument("--batch", type=count, default=32, help="rows per optimization (default 32)")
     add_out_arguments(p, "render_out", overwrite="replace a non-empty output folder")
-    p.add_argument("--precision", default="mixed", choices=list(PRECISIONS),
-                   help="network arithmetic while optimizing (default mixed: bfloat16 steps, the last quarter "
-                        "in float32, where the CPU/GPU has native bfloat16; float32 otherwise)")
+    p.add_argument("--precision", default=None, choices=list(PRECISIONS),
+                   help="network arithmetic while optimizing (default: the preset's; natural: auto, i.e. bfloat16 "
+                        "where the CPU/GPU has it natively, else float32; the other presets: mixed, i.e. bfloat16 "
+                        "steps with the last quarter in float32)")
     add_quiet_argument(p)
     return p
 

@@ -164,7 +164,7 @@ def plan_render(
 
         model = model.to(resolve_device(device))
     p = get_preset(preset)
-    engine = Engine.parse(engine)
+    engine = Engine(precision=p.precision) if engine is None else Engine.parse(engine)
     objective, rows = _rowwise_objective(objectives)
     batch = batch or rows
     if batch < rows:

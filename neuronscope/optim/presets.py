@@ -28,6 +28,7 @@ class Preset:
     keep: str = "last"  # last | best image per row
     deepvis: DeepVisConfig | None = None
     prior: dict | None = None  # DenoisingPrior settings: the learned natural-image prior's step, or None
+    precision: str = "mixed"  # the engine's precision when the caller names no engine (Engine(precision=...))
 
     def with_(self, **kw) -> "Preset":
         return replace(self, **kw)
@@ -48,10 +49,13 @@ _add(Preset("lucid", "FFT + decorrelated colour + sigmoid, Lucid's standard tran
 #: docs/prior.md lists, by HF ratio in the photos' band, Lite2 top-1 and KID; every 4th step costs a quarter of
 #: the denoising of every step
 NATURAL_PRIOR = {"weight": 0.8, "sigma": (0.05, 0.02), "every": 4}
-#: 256 steps, not lucid's 512: with the prior, 256 steps already reach the figures of docs/prior.md
+#: 256 steps, not lucid's 512: with the prior, 256 steps already reach the figures of docs/prior.md.
+#: precision "auto" (bfloat16 throughout where the CPU has it natively), not "mixed" (the last quarter in float32,
+#: whose steps cost twice a bfloat16 step here): on the 31 held-out classes with two seeds each the float32 tail
+#: made no difference beyond the noise (docs/render-speed.md gives the table)
 _add(Preset("natural", "lucid plus the learned natural-image prior (PPGN-x): after each Adam step the image moves "
             "toward a denoiser's output (every 4th step), which removes the high-frequency texture no photo has",
-            prior=NATURAL_PRIOR, steps=256))
+            prior=NATURAL_PRIOR, steps=256, precision="auto"))
 _add(Preset("maco", "MACO: fixed natural-image magnitude spectrum from real photos, optimized phase, "
             "standard transforms (Fel et al. 2023)", param="maco", lr=0.05, redirect_steps=16))
 _add(Preset("pixel", "floor B0: raw pixels, no transforms, Adam 0.05", param="pixel", transforms=identity,

@@ -63,12 +63,14 @@ def visualize(
     overwrite: bool = False,
     progress: bool = True,
     title: str | None = None,
-    precision: str = "mixed",
+    precision: str | None = None,
 ) -> Path:
-    """Render targets and write PNGs, a labelled grid, manifest.json and index.html to ``out``."""
+    """Render targets and write PNGs, a labelled grid, manifest.json and index.html to ``out``.
+
+    ``precision``: the engine's (see :class:`~neuronscope.optim.engine.Engine`); None: the preset's."""
     check_output_dir(out, overwrite)  # fail before the long work, not after
-    check_precision(precision)
     p = get_preset(preset)
+    precision = check_precision(p.precision if precision is None else precision)
     rows, images = render_targets(model, targets, seeds=seeds, batch_size=batch_size, progress=progress,
                                   preset=p, size=size, steps=steps, engine=precision)
     extra = {"preset": p.name, "size": size or model.input_size, "steps": steps or p.steps, "seeds": seeds, "batch_size": batch_size,

@@ -277,3 +277,20 @@ def test_render_takes_exactly_the_planned_settings_and_names_a_mistyped_one(lite
         render(lite0, [O.class_logit(1)], zzz=1)
     plan = plan_render(lite0, [O.class_logit(1)], size=32, steps=2, progress=False, description="x")
     assert (plan.progress, plan.description) == (False, "x")
+
+
+def test_a_render_without_an_engine_computes_in_its_presets_precision(lite0):
+    from neuronscope.optim.engine.fast_copy import native_bf16
+    from neuronscope.optim.plan import plan_render
+    from neuronscope.optim.presets import get_preset
+
+    kw = dict(size=64, steps=512)  # enough work for the fast copy (fast_copy.AUTO_MIN_WORK)
+    dtypes = {name: [s.describe()["dtype"] for s in plan_render(lite0, [O.class_logit(1)], preset=name, **kw).stages]
+              for name in ("natural", "lucid")}
+    assert get_preset("natural").precision == "auto" and get_preset("lucid").precision == "mixed"
+    bf16 = native_bf16("cpu")
+    assert dtypes["natural"] == (["bfloat16"] if bf16 else ["float32"])
+    assert dtypes["lucid"] == (["bfloat16", "float32"] if bf16 else ["float32"])
+    # an engine the caller names wins over the preset's precision
+    named = plan_render(lite0, [O.class_logit(1)], preset="natural", engine="mixed", **kw).stages
+    assert [s.describe()["dtype"] for s in named] == dtypes["lucid"]

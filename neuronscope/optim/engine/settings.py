@@ -3,7 +3,8 @@
 ``render(..., engine=...)`` takes an :class:`Engine`, or a name: ``"plain"``
 (the model as given), ``"fast"`` (always the faster copy, mixed precision) or a
 precision (``"mixed"``, ``"float32"``, ``"bfloat16"``, ``"auto"``: the faster
-copy when it repays, in that precision). ``None`` is ``Engine()``.
+copy when it repays, in that precision). ``Engine.parse(None)`` is ``Engine()``; a render
+given no engine uses ``Engine(precision=<its preset's precision>)``.
 """
 
 from __future__ import annotations
