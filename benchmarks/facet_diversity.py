@@ -17,12 +17,18 @@ through the evaluation transform: resize to 240/0.875, centre crop). Per method:
 
 * accuracy = share of images with the class in J1's top-5;
 * D = mean pairwise (1 - cosine) of J1 features over the images that pass (needs 2);
-* D_eff = D * passed / K.
+* D_eff = D * passed / K;
+* contrast and colourfulness (:mod:`neuronscope.priors.metrics`) of every image, with the
+  medians of the offline photos (at full resolution) for scale; the facets' mean images
+  (``mean-image``, where both renders start) are measured and judged too.
+
+``--methods mfv`` renders only the paper-schedule rows (no preset render, no seeds) and
+writes ``facet_diversity_mfv.{json,png}`` instead, leaving the full run's files alone.
 
 Writes ``benchmarks/results/facet_diversity.json`` and a picture of every image,
 ``benchmarks/results/facet_diversity.png``.
 
-    python benchmarks/facet_diversity.py [--classes goldfish palace hammer] [--size 160] [--quick]
+    python benchmarks/facet_diversity.py [--classes goldfish palace hammer] [--size 160] [--quick] [--methods mfv]
 """
 
 from __future__ import annotations
@@ -43,6 +49,7 @@ HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results" / "facet_diversity.json"
 PICTURE = HERE / "results" / "facet_diversity.png"
 METHODS = ("mfv", "facet-lucid", "seeds")
+SHOWN = ("mean-image", *METHODS)  # the mean images are measured and judged beside the renders
 
 
 def load_average():
@@ -55,7 +62,7 @@ def load_average():
 # ---------------------------------------------------------------- rendering (Lite0 only)
 
 def render_all(classes, images: str, size: int, views: int, iter_scale: float, steps: int | None, out: Path,
-               anchor: float, sheets: Path | None = None) -> dict:
+               anchor: float, sheets: Path | None = None, methods=METHODS, mfv_colour: str | None = "photo") -> dict:
     from neuronscope import load_model
     from neuronscope.facets import labels_from_manifest, multifaceted, parse_unit
     from neuronscope.optim import render
@@ -67,7 +74,8 @@ def render_all(classes, images: str, size: int, views: int, iter_scale: float, s
         unit = parse_unit(model, f"class:{name}")
         t = time.perf_counter()
         res = multifaceted(model, unit, images, views=views, labels=labels, size=size, iter_scale=iter_scale,
-                           preset="lucid", preset_steps=steps, anchor=anchor, progress=False)
+                           preset="lucid" if "facet-lucid" in methods else None, preset_steps=steps, anchor=anchor,
+                           mfv_colour=mfv_colour, progress=False)
         k = len(res.facets)
         t_facets = time.perf_counter() - t
         if sheets is not None:  # the same sheet and JSON as `neuronscope facets ... --views V --size S`
@@ -80,22 +88,25 @@ def render_all(classes, images: str, size: int, views: int, iter_scale: float, s
             write_facet_sheet(res, d)
             atomic_write_json(d / f"{unit.slug}.json", summary(res))
         t = time.perf_counter()
-        seeds = render(model, [unit.objective() for _ in range(k)], size=size, steps=steps, preset="lucid",
-                       seed=[1000 + i for i in range(k)], progress=False)
+        imgs = {"mean-image": torch.stack([f.mean_image for f in res.facets]),
+                "mfv": torch.stack([f.image for f in res.facets])}
+        if "facet-lucid" in methods:
+            imgs["facet-lucid"] = torch.stack([f.preset_image for f in res.facets])
+        if "seeds" in methods:
+            imgs["seeds"] = render(model, [unit.objective() for _ in range(k)], size=size, steps=steps, preset="lucid",
+                                   seed=[1000 + i for i in range(k)], progress=False).images
         t_seeds = time.perf_counter() - t
-        imgs = {
-            "mfv": torch.stack([f.image for f in res.facets]),
-            "facet-lucid": torch.stack([f.preset_image for f in res.facets]),
-            "seeds": seeds.images,
-        }
         for method, x in imgs.items():
             np.save(out / f"{unit.index}_{method}.npy", x.numpy())
         info[name] = {"class": unit.index, "label": unit.label, "k": k, "k_rule": res.meta["k_rule"],
                       "examples": res.meta["examples"], "duplicates_dropped": len(res.duplicates),
                       "anchor_applied": res.meta.get("anchor_layer") is not None,
                       "mfv_refine_iterations": [f.refine_iterations for f in res.facets],
-                      "lite0_value": {"mfv": [f.value for f in res.facets],
-                                      "facet-lucid": [f.preset_value for f in res.facets],
+                      "mfv_colour": res.meta.get("mfv_colour"),
+                      "lite0_value": {"mean-image": [f.mean_value for f in res.facets],
+                                      "mfv": [f.value for f in res.facets],
+                                      **({"facet-lucid": [f.preset_value for f in res.facets]}
+                                         if "facet-lucid" in methods else {}),
                                       "best_real": [f.best_real for f in res.facets]},
                       "seconds": {"facets": round(t_facets, 1), "seeds": round(t_seeds, 1)}}
         print(f"{unit.label}: {k} facets ({res.meta['k_rule']}) in {t_facets:.0f} s; {k} seed renders in {t_seeds:.0f} s",
@@ -132,19 +143,35 @@ def diversity(feats: np.ndarray) -> float:
     return float(np.mean(1.0 - sim[iu]))
 
 
-def picture(folder: Path, info: dict) -> None:
+def picture(folder: Path, info: dict, methods, path: Path) -> None:
     from PIL import Image
 
     from neuronscope.images import save_png
+    from neuronscope.priors.metrics import colourfulness, contrast
     from neuronscope.sheets import as_pil, caption_block, stack
 
     rows = []
     for name, c in info.items():
-        for method in METHODS:
-            x = np.load(folder / f"{c['class']}_{method}.npy")
-            tiles = [as_pil(torch.from_numpy(i)).resize((96, 96), Image.LANCZOS) for i in x]
-            rows.append(caption_block(stack(tiles, gap=2), [f"{c['label']} - {method}"]))
-    save_png(stack(rows, direction="vertical", gap=4), PICTURE)
+        for method in methods:
+            x = torch.from_numpy(np.load(folder / f"{c['class']}_{method}.npy"))
+            tiles = [as_pil(i).resize((96, 96), Image.LANCZOS) for i in x]
+            stats = (f"contrast {float(contrast(x).median()):.2f}, colourfulness {float(colourfulness(x).median()):.0f}")
+            rows.append(caption_block(stack(tiles, gap=2), [f"{c['label']} - {method}", stats], width=200))
+    save_png(stack(rows, direction="vertical", gap=4), path)
+
+
+def photo_statistics(images: str) -> dict:
+    """Medians of the contrast and colourfulness of the photos in ``images`` (full resolution)."""
+    from neuronscope.images import list_images, load_image, pil_to_tensor
+    from neuronscope.priors.metrics import colourfulness, contrast
+
+    con, col = [], []
+    for p in list_images(images):
+        t = pil_to_tensor(load_image(p))[None]
+        con.append(float(contrast(t)[0]))
+        col.append(float(colourfulness(t)[0]))
+    return {"photos": len(con), "contrast": round(float(np.median(con)), 4),
+            "colourfulness": round(float(np.median(col)), 2)}
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -160,6 +187,10 @@ def main(argv: list[str] | None = None) -> dict:
                     help="cluster-anchor weight of the facet renders (default: facets.pipeline.ANCHOR; 0 = plain)")
     ap.add_argument("--sheets", default=None, help="also write each class's facet sheet to SHEETS/facets_CLASS/")
     ap.add_argument("--quick", action="store_true", help="one class, short schedules")
+    ap.add_argument("--mfv-colour", choices=["photo", "none"], default="photo",
+                    help="the MFV start (default photo: the mean image at photo contrast and colourfulness; none: as published)")
+    ap.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS),
+                    help="what to render (default all); without all three the results go to facet_diversity_<methods>.*")
     ap.add_argument("--judge", default=None, help=argparse.SUPPRESS)  # internal: the judge process
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -178,38 +209,65 @@ def main(argv: list[str] | None = None) -> dict:
         ap.error(f"--anchor must be >= 0, got {args.anchor}")
     if args.quick:
         args.classes, args.iter_scale, args.steps, args.size = args.classes[:1], 0.2, 96, 128
+    methods = [m for m in METHODS if m in args.methods]
+    shown = ["mean-image", *methods]
+    results, pic = RESULTS, PICTURE
+    if methods != list(METHODS) or args.mfv_colour != "photo":
+        tag = "_".join(methods) + ("_mfv-as-published" if args.mfv_colour != "photo" else "")
+        results = RESULTS.with_name(f"facet_diversity_{tag}.json")
+        pic = results.with_suffix(".png")
     load = load_average()
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="ns_facet_div_") as tmp:
         folder = Path(tmp)
         info = render_all(args.classes, args.images, args.size, args.views, args.iter_scale, args.steps, folder,
-                          args.anchor, Path(args.sheets) if args.sheets else None)
+                          args.anchor, Path(args.sheets) if args.sheets else None, methods,
+                          None if args.mfv_colour == "none" else args.mfv_colour)
         subprocess.run([sys.executable, __file__, "--judge", str(folder), "--threads", str(args.threads)], check=True)
         verdicts = json.loads((folder / "judge.json").read_text())
-        picture(folder, info)
-    per_class, totals = {}, {m: {"passed": 0, "images": 0, "D": []} for m in METHODS}
+        picture(folder, info, shown, pic)
+        stats = {}
+        from neuronscope.priors.metrics import colourfulness, contrast
+
+        for c in info.values():
+            for m in shown:
+                x = torch.from_numpy(np.load(folder / f"{c['class']}_{m}.npy"))
+                stats[f"{c['class']}_{m}"] = (contrast(x).tolist(), colourfulness(x).tolist())
+    photos = photo_statistics(args.images)
+    per_class, totals = {}, {m: {"passed": 0, "images": 0, "D": [], "contrast": [], "colourfulness": []} for m in shown}
     for name, c in info.items():
         row = dict(c)
-        for m in METHODS:
+        for m in shown:
             v = verdicts[f"{c['class']}_{m}"]
+            con, col = stats[f"{c['class']}_{m}"]
             ok = np.array(v["top5"], dtype=bool)
             feats = np.array(v["features"])
             d = diversity(feats[ok])
             row[m] = {"images": len(ok), "passed": int(ok.sum()), "accuracy": round(float(ok.mean()), 3),
                       "D": None if np.isnan(d) else round(d, 4),
                       "D_eff": None if np.isnan(d) else round(d * ok.sum() / len(ok), 4),
-                      "D_all": round(diversity(feats), 4)}
+                      "D_all": round(diversity(feats), 4),
+                      "contrast": [round(a, 4) for a in con], "colourfulness": [round(a, 2) for a in col]}
+            totals[m]["contrast"] += con
+            totals[m]["colourfulness"] += col
             totals[m]["passed"] += int(ok.sum())
             totals[m]["images"] += len(ok)
             if not np.isnan(d):
                 totals[m]["D"].append(d)
         per_class[name] = row
         print(f"{c['label']} (K={c['k']}): " + "; ".join(
-            f"{m}: top-5 {row[m]['passed']}/{row[m]['images']}, D {row[m]['D']}, D_all {row[m]['D_all']}" for m in METHODS),
+            f"{m}: top-5 {row[m]['passed']}/{row[m]['images']}, D {row[m]['D']}, D_all {row[m]['D_all']}, "
+            f"contrast {np.median(row[m]['contrast']):.3f}, colourfulness {np.median(row[m]['colourfulness']):.1f}"
+            for m in shown),
             flush=True)
     summary = {m: {"judge_top5_accuracy": round(t["passed"] / max(1, t["images"]), 3),
                    "mean_D_over_classes": round(float(np.mean(t["D"])), 4) if t["D"] else None,
-                   "classes_with_D": len(t["D"])} for m, t in totals.items()}
+                   "classes_with_D": len(t["D"]),
+                   "median_contrast": round(float(np.median(t["contrast"])), 4),
+                   "median_colourfulness": round(float(np.median(t["colourfulness"])), 2),
+                   "contrast_ratio_to_photos": round(float(np.median(t["contrast"])) / photos["contrast"], 3),
+                   "colourfulness_ratio_to_photos": round(float(np.median(t["colourfulness"])) / photos["colourfulness"], 3)}
+               for m, t in totals.items()}
     from neuronscope import __version__
     from neuronscope.images import atomic_write_json
 
@@ -220,14 +278,17 @@ def main(argv: list[str] | None = None) -> dict:
         "judge": "efficientnet_lite1 (loaded in a separate process after all rendering)",
         "settings": {"size": args.size, "views": args.views, "iter_scale": args.iter_scale,
                      "lucid_steps": args.steps or 512, "threads": args.threads, "classes": args.classes,
-                     "anchor": args.anchor, "mfv_refinement": True},
+                     "anchor": args.anchor, "mfv_refinement": True, "methods": methods,
+                     "mfv_colour": args.mfv_colour},
+        "photo_statistics": photos,
         "load_average_start": load, "load_average_end": load_average(),
         "seconds": round(time.perf_counter() - t0, 1), "per_class": per_class, "summary": summary,
-        "picture": str(PICTURE.name),
+        "picture": str(pic.name),
     }
-    atomic_write_json(RESULTS, result)
+    atomic_write_json(results, result)
     print(json.dumps(summary, indent=1))
-    print(f"wrote {RESULTS} and {PICTURE}")
+    print(f"photos: {photos}")
+    print(f"wrote {results} and {pic}")
     return result
 
 

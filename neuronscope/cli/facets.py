@@ -69,6 +69,10 @@ def add_parser(sub):
     p.add_argument("--no-refine", action="store_true",
                    help="run the MFV schedule exactly as published: no extra last-octave iterations for facets "
                         "still below their cluster's best real view")
+    p.add_argument("--mfv-colour", choices=["photo", "none"], default="photo",
+                   help="start of the MFV schedule: 'photo' (default) stretches each mean image to photo contrast and "
+                        "colourfulness and holds the render there; 'none' starts from the mean image as it is, as "
+                        "published (a mean of many views is grey, and the renders stay pale)")
     p.add_argument("--refine-budget", type=non_negative_int, default=REFINE_BUDGET,
                    help=f"most extra MFV iterations per facet in the refinement (default {REFINE_BUDGET}, ten repetitions "
                         "of the halved schedule's last octave; the Python API's default is as many as the schedule ran)")
@@ -157,7 +161,8 @@ def _facets(model, unit, args):
             embed_layer=args.embed_layer, labels=labels, schedule=args.schedule, iter_scale=args.iter_scale,
             preset=None if args.no_preset else args.preset, preset_steps=PRESET_STEPS if args.steps is None else args.steps, size=args.size,
             seed=args.seed, anchor=ANCHOR if args.anchor is None else args.anchor, refine=not args.no_refine,
-            refine_budget=args.refine_budget, progress=progress,
+            refine_budget=args.refine_budget, mfv_colour=None if args.mfv_colour == "none" else args.mfv_colour,
+            progress=progress,
         )
         print(f"{unit.label}: {result.meta['examples']}")
         print(f"{len(result.facets)} facets ({result.meta['k_rule']}); {len(result.duplicates)} near-duplicates dropped")

@@ -35,6 +35,7 @@ from ..errors import NeuronscopeError
 from ..models.adapter import Model
 from ..taps import tap
 from ..units import Unit
+from .colour import to_photo_statistics
 from .progress import MFV_WEIGHT, Overall, phase_bar
 
 
@@ -65,6 +66,7 @@ MEAN_INIT = (
     Octave(10, None, 0.3, 0, (2, 2), (0.4, 2.0)),
 )
 SCHEDULES = {"mean": MEAN_INIT, "center": CENTER_BIASED}
+COLOURS = (None, "photo")
 
 
 @dataclass
@@ -125,6 +127,8 @@ def render_mfv(
     refine_budget: int | None = None,
     progress: bool = True,
     prior=None,
+    colour: str | None = None,
+    colour_every: int = 4,
     tune_process: bool | None = None,
 ) -> MFVResult:
     """Render one image per row of ``init`` (or ``batch`` grey starts) with an MFV schedule.
@@ -142,6 +146,12 @@ def render_mfv(
     ``prior`` (a :class:`~neuronscope.priors.DenoisingPrior`, or None as in the paper) adds the
     learned natural-image prior's step to every iteration, after the gradient step and before
     the schedule's TV denoising: the crop moves toward the denoiser's output.
+    ``colour="photo"`` (for starts from images; ignored for grey starts, which have no colour to
+    keep) stretches every row of ``init`` to the offline photos' contrast and colourfulness in
+    opponent colour space (:func:`~neuronscope.facets.colour.to_photo_statistics`: the mean image's
+    layout and mean colour stay, its deviations grow), and every ``colour_every`` iterations, after
+    the TV denoising, sets the crop back to those statistics (0: the start only). ``None``: the
+    schedule as published, whose grey mean-image start stays pale (docs/facets.md).
     ``tune_process``: keep freed memory in the process while the schedule runs (a glibc
     setting, restored after); ``None`` follows the process default (off in a library, on
     under the command line; :mod:`neuronscope.optim.engine.process`).
@@ -165,6 +175,14 @@ def render_mfv(
             raise NeuronscopeError(f"init must be (B, 3, H, W) images in [0, 1], got {tuple(init.shape)}")
         canvas = F.interpolate(init, size=(w, w), mode="bicubic", align_corners=False, antialias=True) if init.shape[-1] != w else init.clone()
     canvas = canvas.clamp(0, 1)
+    if colour not in COLOURS:
+        raise NeuronscopeError(f"unknown MFV colour {colour!r}; valid: {', '.join(map(str, COLOURS))}")
+    if int(colour_every) != colour_every or colour_every < 0:
+        raise NeuronscopeError(f"colour_every must be a whole number of iterations >= 0 (0: the start only), got {colour_every}")
+    if init is None:
+        colour = None  # a grey start has no colours to keep; stretching it would amplify its noise
+    if colour == "photo":
+        canvas = to_photo_statistics(canvas)
     b = canvas.shape[0]
     dev = model.device
     init_values = measure(model, unit, canvas, size=w)
@@ -185,7 +203,8 @@ def render_mfv(
                         new = int(round(canvas.shape[-1] * octave.rescale))
                         canvas = F.interpolate(canvas, size=(new, new), mode="bicubic", align_corners=False).clamp(0, 1)
                     n = max(1, round(octave.iters * iter_scale))
-                    for v in _octave(model, unit, taps, canvas, rows, octave, n, w, rng, dev, denoise, prior, step):
+                    for v in _octave(model, unit, taps, canvas, rows, octave, n, w, rng, dev, denoise, prior, step,
+                                     colour, colour_every):
                         trace[step] = v
                         step += 1
                         bar.update(1)
@@ -197,15 +216,18 @@ def render_mfv(
             values, extra = _refine(model, unit, canvas, values, np.asarray(targets, dtype=np.float64).reshape(-1),
                                     octaves[-1], max(1, round(octaves[-1].iters * iter_scale)),
                                     total if refine_budget is None else int(refine_budget), w, rng, dev, denoise,
-                                    prior, total - 1, progress=progress if isinstance(progress, Overall) else False)
-    meta = {"schedule": schedule, "iterations": total, "iter_scale": iter_scale, "input": w,
+                                    prior, total - 1, progress=progress if isinstance(progress, Overall) else False,
+                                    colour=colour, colour_every=colour_every)
+    meta = {"schedule": schedule, "iterations": total, "colour": colour, "colour_every": colour_every if colour else None,
+            "iter_scale": iter_scale, "input": w,
             "canvas": int(canvas.shape[-1]), "seed": seed, "refine_iterations": extra.tolist(),
             "prior": prior.describe() if prior is not None else None,
             "refine_budget": None if targets is None else (total if refine_budget is None else int(refine_budget))}
     return MFVResult(canvas, values, init_values, trace, meta)
 
 
-def _octave(model, unit, taps, canvas, rows, octave, n, w, rng, dev, denoise, prior=None, step0=0):
+def _octave(model, unit, taps, canvas, rows, octave, n, w, rng, dev, denoise, prior=None, step0=0, colour=None,
+            colour_every=4):
     """Run ``n`` iterations of ``octave`` on the canvas rows ``rows`` (in place); yields the unit per iteration."""
     W = canvas.shape[-1]
     b = len(rows)
@@ -236,13 +258,15 @@ def _octave(model, unit, taps, canvas, rows, octave, n, w, rng, dev, denoise, pr
         omega = _ramp(*octave.tv, i, n)
         if denoise:
             crops = _denoise_rows(crops, omega)
+        if colour == "photo" and colour_every > 0 and (step0 + i) % colour_every == 0:
+            crops = to_photo_statistics(crops)
         for j, r in enumerate(rows):
             canvas[r, :, off[j, 1] : off[j, 1] + w, off[j, 0] : off[j, 0] + w] = crops[j]
         yield v.detach().float().cpu().numpy()
 
 
 def _refine(model, unit, canvas, values, targets, octave, n, budget, w, rng, dev, denoise, prior=None, last_step=0,
-            progress=False):
+            progress=False, colour=None, colour_every=4):
     """Target-driven final refinement: repeat the last octave (its n iterations, same settings)
     on the rows whose measured value is still below their target, re-measuring after each
     repetition, until every row reaches its target or a row has run ``budget`` extra iterations.
@@ -258,7 +282,8 @@ def _refine(model, unit, canvas, values, targets, octave, n, budget, w, rng, dev
         bar = phase_bar(progress, n, f"refine +{extra.max() + n}", weight=MFV_WEIGHT * len(rows), leave=False)
         try:
             with tap(model, [unit.layer], stop_early=True) as taps:
-                for _ in _octave(model, unit, taps, canvas, rows, octave, n, w, rng, dev, denoise, prior, last_step):
+                for _ in _octave(model, unit, taps, canvas, rows, octave, n, w, rng, dev, denoise, prior, last_step,
+                                 colour, colour_every):
                     bar.update(1)
         finally:
             bar.close()

@@ -38,6 +38,10 @@ DUPLICATE_COSINE = 0.95  # facet images whose features are closer than this are 
 # f the embedding, c_j the facet's centroid, m the mean of all examples. Chosen once on a class outside
 # the facet-diversity benchmark (daisy; benchmarks/facet_anchor_sweep.py, docs/facets.md) and frozen.
 ANCHOR = 30.0
+# The MFV schedule's start: the mean image stretched to photo contrast and colourfulness, held there
+# during the schedule (facets/colour.py; docs/facets.md, "Why the paper's renders came out pale").
+MFV_COLOUR = "photo"
+MFV_PRIOR = None
 CANDIDATES_GUESS = 80  # photos a class unit's scan expects to view more closely, until it knows (for the ETA)
 
 
@@ -132,9 +136,17 @@ def render_facets(
     embed_layer: str | None = None,
     refine: bool = True,
     refine_budget: int | None = None,
+    mfv_colour: str | None = MFV_COLOUR,
+    mfv_prior=MFV_PRIOR,
     progress: bool = True,
 ) -> dict:
     """Render every facet from its mean image (in place): the MFV schedule, then the preset.
+
+    ``mfv_colour``: ``"photo"`` (default) stretches each mean image to the offline photos'
+    contrast and colourfulness before the MFV schedule and holds the crop there during it
+    (:func:`~neuronscope.facets.mfv.render_mfv`); ``None`` runs the schedule on the mean image
+    as it is, as published (a pale, grey start). ``mfv_prior``: the learned prior's step in the
+    MFV schedule (a :class:`~neuronscope.priors.DenoisingPrior`, a dict of its settings, or None).
 
     ``refine``: MFV rows still below their cluster's best real view after the schedule
     repeat its last octave (at most ``refine_budget`` extra iterations, default as many
@@ -153,12 +165,18 @@ def render_facets(
     targets = [f.best_real for f in facets] if refine else None
     if targets is not None and not all(np.isfinite(targets)):
         targets = None
+    prior = mfv_prior
+    if isinstance(prior, dict):
+        from ..priors import DenoisingPrior
+
+        prior = DenoisingPrior(**prior)
     res = render_mfv(model, unit, init, schedule=schedule, size=size, iter_scale=iter_scale, seed=seed,
-                     targets=targets, refine_budget=refine_budget, progress=progress)
+                     targets=targets, refine_budget=refine_budget, progress=progress, colour=mfv_colour, prior=prior)
     for f, img, v, n in zip(facets, res.images, res.values, res.meta["refine_iterations"]):
         f.image, f.value, f.refine_iterations = img, float(v), int(n)
     ran = {"refine": targets is not None, "refine_budget": res.meta["refine_budget"],
-           "mfv_iterations": res.meta["iterations"], "anchor": 0.0, "anchor_layer": None}
+           "mfv_iterations": res.meta["iterations"], "mfv_colour": mfv_colour, "mfv_prior": res.meta["prior"],
+           "anchor": 0.0, "anchor_layer": None}
     if preset:
         from ..optim import render
 
@@ -295,6 +313,8 @@ def multifaceted(
     anchor: float = ANCHOR,
     refine: bool = True,
     refine_budget: int | None = None,
+    mfv_colour: str | None = MFV_COLOUR,
+    mfv_prior=MFV_PRIOR,
     progress: bool = True,
     tune_process: bool | None = None,
 ) -> FacetResult:
@@ -313,11 +333,13 @@ def multifaceted(
         return _multifaceted(model, unit, images, k=k, max_k=max_k, reduce=reduce, views=views, n_max=n_max,
                              embed_layer=embed_layer, labels=labels, schedule=schedule, iter_scale=iter_scale,
                              preset=preset, preset_steps=preset_steps, size=size, seed=seed, anchor=anchor,
-                             refine=refine, refine_budget=refine_budget, progress=progress)
+                             refine=refine, refine_budget=refine_budget, mfv_colour=mfv_colour, mfv_prior=mfv_prior,
+                             progress=progress)
 
 
 def _multifaceted(model, unit, images, *, k, max_k, reduce, views, n_max, embed_layer, labels, schedule, iter_scale,
-                  preset, preset_steps, size, seed, anchor, refine, refine_budget, progress) -> FacetResult:
+                  preset, preset_steps, size, seed, anchor, refine, refine_budget, mfv_colour, mfv_prior,
+                  progress) -> FacetResult:
     overall = progress if isinstance(progress, Overall) else None
     own = progress is True
     if own:
@@ -333,6 +355,7 @@ def _multifaceted(model, unit, images, *, k, max_k, reduce, views, n_max, embed_
         ran = render_facets(model, unit, facets, schedule=schedule, iter_scale=iter_scale, preset=preset,
                             preset_steps=preset_steps, size=size, seed=seed + 1, anchor=anchor,
                             embed_layer=embed_layer, refine=refine, refine_budget=refine_budget,
+                            mfv_colour=mfv_colour, mfv_prior=mfv_prior,
                             progress=overall if overall is not None else progress)
     finally:
         if own:

@@ -205,6 +205,30 @@ def test_refinement_repeats_the_last_octave_only_for_rows_below_their_target(tin
         render_mfv(tiny, unit, init, size=SIZE, iter_scale=0.05, targets=[1.0], progress=False)
 
 
+def test_a_pale_mean_image_comes_out_of_the_schedule_with_photo_contrast_and_colour_and_a_higher_unit(
+        tiny, pattern_folder):
+    from neuronscope.facets.colour import PHOTO_COLOURFULNESS, PHOTO_CONTRAST
+    from neuronscope.priors.metrics import colourfulness, contrast
+
+    unit = parse_unit(tiny, "class:two-faced")
+    photos = torch.stack([torch.from_numpy(np.asarray(Image.open(pattern_folder / f))).permute(2, 0, 1).float() / 255
+                          for f in ("a_00.png", "b_00.png", "c_00.png", "a_01.png")])
+    means = torch.stack([photos[:3].mean(0), photos[1:].mean(0)])  # mean images of mixed views
+    pale = 0.7 + 0.25 * (means - means.mean(dim=(1, 2, 3), keepdim=True))  # washed out, as a mean of many views is
+    assert (contrast(pale) < 0.3 * PHOTO_CONTRAST).all()
+    start = unit_values(tiny, unit, pale)
+    kw = dict(size=SIZE, iter_scale=0.02, progress=False)
+    plain = render_mfv(tiny, unit, pale, **kw)  # as published: stays pale
+    assert plain.meta["colour"] is None and (contrast(plain.images) < 0.5 * PHOTO_CONTRAST).all()
+    res = render_mfv(tiny, unit, pale, colour="photo", **kw)
+    assert res.meta["colour"] == "photo"
+    assert (contrast(res.images) > 0.7 * PHOTO_CONTRAST).all(), contrast(res.images)
+    assert (colourfulness(res.images) > 0.7 * PHOTO_COLOURFULNESS).all(), colourfulness(res.images)
+    assert (res.values > start + 1.0).all() and (res.values > res.init_values).all()
+    with pytest.raises(NeuronscopeError, match="valid: None, photo"):
+        render_mfv(tiny, unit, pale, colour="vivid", **kw)
+
+
 def test_cosine_objective_is_the_centred_cosine_of_pooled_features():
     from neuronscope.optim import objectives as O
 
