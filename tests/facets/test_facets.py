@@ -211,7 +211,7 @@ def test_a_pale_mean_image_comes_out_of_the_schedule_with_photo_contrast_and_col
     from neuronscope.priors.metrics import colourfulness, contrast
 
     unit = parse_unit(tiny, "class:two-faced")
-    photos = torch.stack([torch.from_numpy(np.asarray(Image.open(pattern_folder / f))).permute(2, 0, 1).float() / 255
+    photos = torch.stack([torch.from_numpy(np.array(Image.open(pattern_folder / f))).permute(2, 0, 1).float() / 255
                           for f in ("a_00.png", "b_00.png", "c_00.png", "a_01.png")])
     means = torch.stack([photos[:3].mean(0), photos[1:].mean(0)])  # mean images of mixed views
     pale = 0.7 + 0.25 * (means - means.mean(dim=(1, 2, 3), keepdim=True))  # washed out, as a mean of many views is
