@@ -217,7 +217,7 @@ def _bootstrap(x: np.ndarray, n: int = 2000, seed: int = 0) -> list[float]:
 def judge(args):
     """Runs in its own process: loads the judges and scores the cached images."""
     from neuronscope import load_model
-    from neuronscope.images import labelled_grid, tensor_to_pil
+    from neuronscope.images import labelled_grid
     from neuronscope.priors.metrics import colourfulness, contrast, hf_share
     from neuronscope.taps import tap
 
@@ -309,7 +309,7 @@ def judge(args):
     cell = 72 if "ppgn" in args.methods else 128
     sheet = RESULTS / f"{args.out_name}.jpg"  # JPEG: the photo-like cells would make a PNG of several MB
     tmp = sheet.with_name(sheet.name + ".tmp")
-    tensor_to_pil(labelled_grid(cells, caps, columns=ncol, cell=cell, caption_lines=1)).save(tmp, "JPEG", quality=88)
+    labelled_grid(cells, caps, columns=ncol, cell=cell, caption_lines=1).save(tmp, "JPEG", quality=88)
     tmp.replace(sheet)
     return results
 
