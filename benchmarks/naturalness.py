@@ -94,6 +94,7 @@ def _render_child(spec: dict) -> dict:
         from neuronscope.optim import render
 
         kw = dict(tool["kw"], **spec.get("kw", {}))
+        kw.setdefault("seed", spec.get("seed", 0))
         if size:
             kw["size"] = size
         res = render(model, [_objective(t, O) for t in targets], steps=steps, progress=False, **kw)
@@ -104,8 +105,8 @@ def _render_child(spec: dict) -> dict:
         from _lucent_shim import load_lucent
 
         lucent = load_lucent()
-        torch.manual_seed(0)
-        np.random.seed(0)
+        torch.manual_seed(spec.get("seed", 0))
+        np.random.seed(spec.get("seed", 0))
         terms = []
         for i, t in enumerate(targets):
             kind, _, rest = t.partition(":")
@@ -292,6 +293,8 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--size", type=int, default=224, help="render size in px, every tool (0: the tool's default)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--kw", default="{}", help="extra render() keywords for neuronscope tools, as JSON")
+    ap.add_argument("--seed", type=int, default=0, help="seed of every render, every tool (the render noise between "
+                    "seeds shows how far a KID difference on 16 classes is chance)")
     ap.add_argument("--tag", default="", help="suffix of the cache folder and result name (for sweeps)")
     ap.add_argument("--limit", type=int, default=None, help="only the first N targets of each set")
     ap.add_argument("--quick", action="store_true", help="smoke run: 8 targets per set, 16 steps")
@@ -314,7 +317,8 @@ def main(argv: list[str] | None = None) -> dict:
     if args.limit:
         sets = {k: v[:args.limit] for k, v in sets.items()}
     started, load_before = time.time(), load_average()
-    work = Path(args.work) / f"{args.steps}steps_{args.size}px{args.tag}"
+    seed_tag = f"_seed{args.seed}" if args.seed else ""
+    work = Path(args.work) / f"{args.steps}steps_{args.size}px{args.tag}{seed_tag}"
     renders: dict = {}
     times: dict = {}
     for set_name, targets in sets.items():
@@ -327,7 +331,7 @@ def main(argv: list[str] | None = None) -> dict:
                 if all((folder / _file(t)).exists() for t in chunk) and any(c["first"] == chunk[0] for c in done):
                     continue
                 spec = {"tool": tool, "targets": chunk, "steps": args.steps, "size": args.size,
-                        "threads": args.threads, "folder": str(folder), "kw": json.loads(args.kw)}
+                        "threads": args.threads, "folder": str(folder), "kw": json.loads(args.kw), "seed": args.seed}
                 r = _run_child("child", spec, args.threads, args.timeout)
                 r["first"] = chunk[0]
                 r["load"] = load_average()
@@ -347,7 +351,7 @@ def main(argv: list[str] | None = None) -> dict:
     record = {
         "claim": "naturalness and recognisability of Lite0 renders: neuronscope presets and defaults vs "
                  "torch-lucent 0.1.8 and MACO, equal steps and size",
-        "steps": args.steps, "size": args.size, "threads": args.threads, "kw": json.loads(args.kw),
+        "steps": args.steps, "size": args.size, "threads": args.threads, "kw": json.loads(args.kw), "seed": args.seed,
         "sets": sets, "tools": {t: TOOLS[t] for t in args.tools}, "quick": args.quick,
         "cpu": cpu_name(), "cpu_count": os.cpu_count(), "load_average_before": load_before,
         "load_average_after": load_average(), "seconds": round(time.time() - started, 1),
@@ -355,7 +359,7 @@ def main(argv: list[str] | None = None) -> dict:
         "maco_note": "MACO is neuronscope's `maco` preset (phase-only FFT with a fixed magnitude spectrum of the "
                      "offline photos); Horama 0.3 needs torchvision and downloads its spectrum at run time",
     }
-    out = Path(args.out) if args.out else RESULTS.with_name(f"naturalness{args.tag}.json")
+    out = Path(args.out) if args.out else RESULTS.with_name(f"naturalness{args.tag}{seed_tag}.json")
     out.parent.mkdir(parents=True, exist_ok=True)
     sys.path.insert(0, str(HERE.parent))
     from neuronscope.images import atomic_write_json
