@@ -88,13 +88,27 @@ def _flushed() -> bool:
     return ok
 
 
+def _parse(parser, argv):
+    """Parse the command line. A command whose last positional takes any number of words (``layers``'
+    LAYER..., ``classes``' QUERY...) names it with ``set_defaults(_trailing=DEST)``: argparse fills such
+    a positional before the options that follow the model, so words after those options would be
+    "unrecognized"; they belong to it (``neuronscope layers MODEL --preprocess none blocks.4``)."""
+    args, extra = parser.parse_known_args(argv)
+    trailing = getattr(args, "_trailing", None)
+    if extra and trailing and not any(a.startswith("-") for a in extra):
+        setattr(args, trailing, list(getattr(args, trailing) or []) + extra)
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    return args
+
+
 def main(argv: list[str] | None = None) -> int:
     from ..atomic import producing
     from ..optim.engine.process import allow_process_tuning
 
     parser = build_parser()
     try:
-        args = parser.parse_args(argv)
+        args = _parse(parser, argv)
     except SystemExit as e:  # argparse printed the usage error; --help and --version still exit
         if e.code in (0, None):
             if not _flushed():  # `neuronscope render --help | head`

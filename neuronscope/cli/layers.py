@@ -15,6 +15,7 @@ def add_parser(sub):
     p.add_argument("names", nargs="*", metavar="LAYER", help="only these layers and the layers inside them")
     p.add_argument("--size", type=size_px, default=224, help="input size in pixels for the shapes (default 224)")
     p.add_argument("--depth", type=non_negative_int, default=None, help="only names with at most this many dots")
+    p.set_defaults(_trailing="names")  # LAYER words may also follow the options (cli._parse)
     return p
 
 

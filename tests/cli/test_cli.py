@@ -56,6 +56,14 @@ def test_layers_can_show_chosen_layers_at_another_size(capsys):
     assert "blocks.10.dw_act" in rows and "blocks.9" not in rows and "input" not in rows
 
 
+def test_layer_names_may_follow_the_options_and_an_unknown_option_is_still_a_usage_error(capsys):
+    assert main(["layers", "efficientnet_lite0", "--size", "128", "blocks.10", "--depth", "1", "fc"]) == 0
+    rows = layer_rows(capsys.readouterr().out)
+    assert set(rows) == {"blocks.10", "fc"} and rows["blocks.10"][1] == "112x8x8"
+    assert main(["layers", "efficientnet_lite0", "--size", "128", "blocks.10", "--colour"]) == 2
+    assert "unrecognized arguments" in capsys.readouterr().err
+
+
 def test_wrong_layer_name_in_process_returns_2_with_suggestions(capsys):
     assert main(["layers", "efficientnet_lite0", "block.10"]) == 2
     captured = capsys.readouterr()
