@@ -45,12 +45,15 @@ from .denoiser import Denoiser, load_denoiser
 class DenoisingPrior:
     def __init__(self, denoiser: Denoiser | str | None = None, *, weight: float = 0.8,
                  sigma: tuple[float, float] = (0.05, 0.02), every: int = 4, until: float = 1.0,
-                 keep_contrast: bool = True):
+                 keep_contrast: bool = True, contrast_floor: float | None = None):
         if not (0.0 < weight <= 1.0) or not math.isfinite(weight):
             raise ValueError(f"prior weight must be in (0, 1], got {weight}")
         self._denoiser = denoiser
         self.weight, self.sigma, self.every, self.until = float(weight), tuple(map(float, sigma)), int(every), float(until)
         self.keep_contrast = bool(keep_contrast)
+        if contrast_floor is not None and not (0.0 < contrast_floor < 0.5):
+            raise ValueError(f"contrast_floor must be a luminance standard deviation in (0, 0.5), got {contrast_floor}")
+        self.contrast_floor = None if contrast_floor is None else float(contrast_floor)
         self.steps = 1
         self._net: Denoiser | None = None
         self._dtype = torch.float32
@@ -60,7 +63,7 @@ class DenoisingPrior:
 
     def describe(self) -> dict:
         return {"weight": self.weight, "sigma": list(self.sigma), "every": self.every, "until": self.until,
-                "keep_contrast": self.keep_contrast}
+                "keep_contrast": self.keep_contrast, "contrast_floor": self.contrast_floor}
 
     def start(self, steps: int, device, dtype: torch.dtype | None = None) -> "DenoisingPrior":
         """Bind to a render of ``steps`` steps on ``device``, the denoiser computing in ``dtype``
@@ -94,7 +97,7 @@ class DenoisingPrior:
             xd = xd.contiguous(memory_format=torch.channels_last)
         y = x + self.weight * ((x - self._net.noise(xd, self.sigma_at(step)).float()).clamp(0, 1) - x)
         if self.keep_contrast:
-            return restore_contrast(x, y).clamp(0, 1)
+            return restore_contrast(x, y, self.contrast_floor).clamp(0, 1)
         # the denoiser's residual carries a slight colour bias (about -0.003 on blue per call at sigma 0.2),
         # which, summed over hundreds of steps, tinted every render yellow-green: keep each row's mean colour
         return y - y.mean(dim=(-1, -2), keepdim=True) + x.mean(dim=(-1, -2), keepdim=True)
@@ -116,9 +119,14 @@ _OPPONENT = torch.tensor([[0.299, 0.587, 0.114], [1.0, -1.0, 0.0], [0.5, 0.5, -1
 _OPPONENT_INV = torch.linalg.inv(_OPPONENT)
 
 
-def restore_contrast(before: torch.Tensor, after: torch.Tensor) -> torch.Tensor:
+#: at most this factor of luminance contrast gained per prior step toward ``contrast_floor``
+FLOOR_RATE = 1.05
+
+
+def restore_contrast(before: torch.Tensor, after: torch.Tensor, floor: float | None = None) -> torch.Tensor:
     """``after`` with each row's per-axis mean and standard deviation in opponent colour space set
-    back to ``before``'s (both (B, 3, H, W))."""
+    back to ``before``'s (both (B, 3, H, W)). ``floor``: a row whose luminance standard deviation is
+    below it gets up to :data:`FLOOR_RATE` times more, never past the floor."""
     t = _OPPONENT.to(before)
 
     def opp(x):
@@ -127,5 +135,8 @@ def restore_contrast(before: torch.Tensor, after: torch.Tensor) -> torch.Tensor:
     a, b = opp(before), opp(after)
     ma, mb = a.mean(dim=(-1, -2), keepdim=True), b.mean(dim=(-1, -2), keepdim=True)
     sa, sb = a.std(dim=(-1, -2), keepdim=True), b.std(dim=(-1, -2), keepdim=True)
+    if floor is not None:
+        lum = sa[:, :1]
+        sa = torch.cat([torch.maximum(lum, torch.minimum(lum * FLOOR_RATE, torch.full_like(lum, floor))), sa[:, 1:]], 1)
     b = ma + (b - mb) * (sa / sb.clamp_min(1e-6))
     return torch.einsum("ij,bjhw->bihw", _OPPONENT_INV.to(before), b)

@@ -256,3 +256,22 @@ def test_render_runs_the_prior_on_its_engines_row_split_and_lets_go_after(lite0,
     else:
         assert chunks == []  # no split stage, so the step ran in one call
     assert prior.rows is None
+
+
+def test_contrast_floor_lifts_a_flat_row_a_little_per_step_up_to_the_floor_and_leaves_others(held_out_photos):
+    from neuronscope.priors.step import FLOOR_RATE
+
+    photo = held_out_photos[:1]
+    flat = 0.5 + 0.25 * (photo - photo.mean())  # the same picture at a quarter of its contrast
+    rows = torch.cat([flat, photo])
+    floor = float(contrast(photo)[0]) * 0.9
+    assert float(contrast(flat)[0]) < floor < float(contrast(photo)[0])
+    out = restore_contrast(rows, rows, floor)
+    gain = contrast(out) / contrast(rows)
+    assert abs(float(gain[0]) - FLOOR_RATE) < 1e-3  # at most FLOOR_RATE per step
+    assert abs(float(gain[1]) - 1.0) < 1e-4  # a row above the floor keeps its own contrast
+    x = rows
+    for _ in range(60):
+        x = restore_contrast(x, x, floor)
+    assert abs(float(contrast(x)[0]) - floor) < 1e-3  # reaches the floor and stops there
+    assert torch.allclose(x.mean(dim=(-1, -2)), rows.mean(dim=(-1, -2)), atol=1e-4)  # mean colour kept
