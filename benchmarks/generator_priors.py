@@ -304,7 +304,7 @@ def judge(args):
                 cells.append(F.interpolate(im[None], size=(128, 128), mode="bilinear", align_corners=False,
                                            antialias=True)[0])
                 caps.append(f"{name} {m0.label(k)[:10]}" if j == 0 else "")
-    ncol = sum(8 if n.startswith("ppgn") else 1 for n in args.methods)
+    ncol = sum(min(8, int((sheet_cols[n][1] == 0).sum())) for n in args.methods)  # samples per class, at most 8
     RESULTS.mkdir(exist_ok=True)
     cell = 72 if "ppgn" in args.methods else 128
     sheet = RESULTS / f"{args.out_name}.jpg"  # JPEG: the photo-like cells would make a PNG of several MB
