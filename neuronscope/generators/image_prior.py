@@ -24,6 +24,7 @@ None/False for none.
 
 from __future__ import annotations
 
+import inspect
 import math
 
 import torch
@@ -53,7 +54,7 @@ def image_prior(spec, defaults: dict | None = None):
     if not isinstance(spec, dict):
         raise NeuronscopeError(f"prior must be a DenoisingPrior, a dict of its settings, True or False, got {spec!r}")
     settings = {**(defaults or {}), **spec}
-    valid = ("denoiser", "weight", "sigma", "every", "until", "keep_contrast")
+    valid = tuple(k for k in inspect.signature(DenoisingPrior.__init__).parameters if k != "self")
     bad = sorted(k for k in settings if k not in valid)
     if bad:
         raise NeuronscopeError(f"unknown prior settings {bad}; valid: {', '.join(valid)}")
