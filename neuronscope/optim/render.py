@@ -16,7 +16,6 @@ which frozen rows are put back as they were.
 from __future__ import annotations
 
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -109,7 +108,7 @@ def run_plan(model: Model, plan: RenderPlan, *, progress: bool | None = None, de
     # between the loop and the evaluation made the evaluation fault ~500 MB back in
     with tuned_process(plan.tune_process):
         try:
-            with StagedNetwork(plan.stages, plan.layers, plan.redirect_steps) as network, _prior_rows(plan, network):
+            with StagedNetwork(plan.stages, plan.layers, plan.redirect_steps) as network:
                 for step in range(plan.steps):
                     image = param()
                     x = plan.transforms(image, plan.generator)
@@ -138,20 +137,6 @@ def run_plan(model: Model, plan: RenderPlan, *, progress: bool | None = None, de
         finally:
             bar.close()
     return RenderResult(final, values, trace, snapshots, state.steps_run, seconds, plan.meta(model, trace.shape[0]))
-
-
-@contextmanager
-def _prior_rows(plan: RenderPlan, network: StagedNetwork):
-    """The prior step computed on the engine's row-split threads while the render runs."""
-    prior = plan.prior
-    if prior is None or not hasattr(prior, "rows"):
-        yield
-        return
-    prior.rows = network.map_rows
-    try:
-        yield
-    finally:
-        prior.rows = None
 
 
 def _update(plan: RenderPlan, step: int, frozen: torch.Tensor) -> None:

@@ -26,9 +26,7 @@ every ``every`` steps and stopped after a share ``until`` of the render.
 
 The denoiser runs in the precision the render's engine chooses (``start(..., dtype)``):
 in bfloat16 and channels-last it costs about a third of float32 on a CPU with native
-bf16; only its noise estimate is rounded, the image itself stays float32. While the
-engine splits rows over threads, the render loop has the step run on those threads too
-(``rows``): every row's step depends on that row alone.
+bf16; only its noise estimate is rounded, the image itself stays float32.
 """
 
 from __future__ import annotations
@@ -57,9 +55,6 @@ class DenoisingPrior:
         self.steps = 1
         self._net: Denoiser | None = None
         self._dtype = torch.float32
-        #: how :meth:`apply` runs over a batch: ``rows(fn, x)`` computes ``fn(x)``, possibly as row chunks on
-        #: several threads (the render loop sets its engine's row split here while it runs); None: one call
-        self.rows = None
 
     def describe(self) -> dict:
         return {"weight": self.weight, "sigma": list(self.sigma), "every": self.every, "until": self.until,
@@ -108,9 +103,7 @@ class DenoisingPrior:
             self.start(self.steps, next(param.parameters()).device)
         if not self.active(step):
             return
-        x = param().detach()
-        y = self.apply(x, step) if self.rows is None else self.rows(lambda chunk: self.apply(chunk, step), x)
-        param.assign(y, None if frozen is None else ~frozen)
+        param.assign(self.apply(param().detach(), step), None if frozen is None else ~frozen)
 
 
 #: RGB -> (luminance, red-green, yellow-blue), the opponent axes of the colourfulness measure

@@ -18,7 +18,6 @@ from neuronscope.optim import render
 from neuronscope.optim.params import make_param
 from neuronscope.priors import DenoisingPrior, load_denoiser
 from neuronscope.optim.engine import Engine
-from neuronscope.optim.engine.fast_copy import native_bf16
 from neuronscope.priors.metrics import colourfulness, contrast, hf_share, kid
 from neuronscope.priors.step import restore_contrast
 from neuronscope.priors.train import PriorTrainConfig, is_held_out, psnr, train_prior
@@ -209,53 +208,6 @@ def test_the_natural_presets_prior_is_denoising_priors_defaults():
     defaults = DenoisingPrior().describe()
     assert {k: defaults[k] for k in NATURAL_PRIOR} == {k: list(v) if isinstance(v, tuple) else v
                                                        for k, v in NATURAL_PRIOR.items()}
-
-
-def test_prior_step_on_the_row_split_threads_is_the_whole_batch_step(held_out_photos):
-    from neuronscope.optim.engine.row_split import RowSplitter
-    from neuronscope.optim.params import make_param
-
-    x = held_out_photos[:4]
-    prior = DenoisingPrior(weight=0.8, sigma=(0.05, 0.05), every=1).start(1, "cpu", torch.float32)
-    whole, split = make_param("pixel", 4, x.shape[-1], [0] * 4, init=x), make_param("pixel", 4, x.shape[-1], [0] * 4, init=x)
-    prior(whole, 0)
-    splitter = RowSplitter([None, None], [])  # only its thread pool is used
-    calls = []
-    try:
-        def rows(fn, batch):
-            calls.append(batch.shape[0])
-            return splitter.map(fn, batch)
-
-        prior.rows = rows
-        prior(split, 0)
-    finally:
-        prior.rows = None
-        splitter.close()
-    assert calls == [4]
-    torch.testing.assert_close(split(), whole(), rtol=0, atol=1e-5)
-    assert not torch.allclose(whole(), x, atol=1e-3)  # the step did move the image
-
-
-def test_render_runs_the_prior_on_its_engines_row_split_and_lets_go_after(lite0, monkeypatch):
-    from neuronscope.optim.engine.row_split import RowSplitter
-
-    chunks = []
-    real = RowSplitter.map
-
-    def spy(self, fn, x):
-        chunks.append([b - a for a, b in self.bounds(x.shape[0])])
-        return real(self, fn, x)
-
-    monkeypatch.setattr(RowSplitter, "map", spy)
-    prior = DenoisingPrior(weight=0.5, sigma=(0.05, 0.05), every=1)
-    render(lite0, [O.class_logit(1), O.class_logit(9)], size=64, steps=3, prior=prior, engine=Engine(fast=True, precision="bfloat16"),
-           tune_process=True, progress=False)
-    threads = min(torch.get_num_threads(), 2)
-    if threads > 1 and native_bf16("cpu"):
-        assert chunks == [[1, 1]] * 3  # every step, one row per thread
-    else:
-        assert chunks == []  # no split stage, so the step ran in one call
-    assert prior.rows is None
 
 
 def test_contrast_floor_lifts_a_flat_row_a_little_per_step_up_to_the_floor_and_leaves_others(held_out_photos):

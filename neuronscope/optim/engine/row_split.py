@@ -50,15 +50,6 @@ class RowSplitter:
         edges = [round(i * rows / n) for i in range(n + 1)]
         return list(zip(edges, edges[1:]))
 
-    def map(self, fn, x: torch.Tensor) -> torch.Tensor:
-        """``fn`` over row chunks of ``x`` on the pool's threads, the results concatenated: for work
-        between steps that treats rows independently (the image prior's denoiser), which the main
-        thread would otherwise run on the one intra-op thread the pool leaves it."""
-        bounds = self.bounds(x.shape[0])
-        if len(bounds) < 2:
-            return fn(x)
-        return torch.cat(list(self._pool.map(lambda ab: fn(x[ab[0]:ab[1]]), bounds)))
-
     def run(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         """The tapped layers for every row of ``x``, differentiable with respect to ``x``."""
         outs = _RowSplit.apply(self, x)

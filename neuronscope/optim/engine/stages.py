@@ -133,11 +133,6 @@ class StagedNetwork:
             for net in stage.copies:
                 self._redirects.enter_context(rectifier_rules(net.net, "redirect"))
 
-    def map_rows(self, fn, x: torch.Tensor) -> torch.Tensor:
-        """``fn(x)``, computed as row chunks on the row split's threads while the current stage splits
-        rows (``fn`` must treat rows independently), else in one call."""
-        return self._splitter.map(fn, x) if self._splitter is not None else fn(x)
-
     def stage_at(self, step: int) -> Stage:
         return [s for s in self.stages if s.start <= step][-1]
 
