@@ -27,6 +27,25 @@ SIZE = 32
 CLASSES = [f"thing{i}" for i in range(10)]
 
 
+# ---------------------------------------------------------------- a 16 px, 4-class classifier
+
+class TinyClassifier(nn.Module):
+    """16 px images -> 4 classes; ``feat`` is an 8-channel post-ReLU map (the generator tests' classifier)."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 8, 3, padding=1)
+        self.feat = nn.ReLU()
+        self.pool = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(1))
+        self.fc = nn.Linear(8, 4)
+        with torch.no_grad():  # a sharper random classifier: logits that respond to the image
+            self.conv.weight.mul_(5)
+            self.fc.weight.mul_(5)
+
+    def forward(self, x):
+        return self.fc(self.pool(self.feat(self.conv(x))))
+
+
 # ---------------------------------------------------------------- ResNet
 
 class Bottleneck(nn.Module):

@@ -15,24 +15,17 @@ from __future__ import annotations
 
 import torch
 
+from ..priors.metrics import from_opponent, to_opponent
+
 # Medians over the 525 offline photos (resized to 160 px) of neuronscope.priors.metrics.contrast
 # and .colourfulness: 0.204 and 31.9.
 PHOTO_CONTRAST = 0.204
 PHOTO_COLOURFULNESS = 31.9
 MAX_GAIN = 8.0  # a nearly flat image is not stretched into amplified noise beyond this
 
-# RGB -> (luminance, R - G, (R + G) / 2 - B)
-_OPPONENT = torch.tensor([[0.299, 0.587, 0.114], [1.0, -1.0, 0.0], [0.5, 0.5, -1.0]])
-_OPPONENT_INV = torch.linalg.inv(_OPPONENT)
-
-
-def _opp(x: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
-    return torch.einsum("ij,bjhw->bihw", m.to(x), x)
-
-
 def _stats(x: torch.Tensor):
     """Opponent means and deviations, luminance std, chroma std and the mean-chroma term (0-255 scale) per row."""
-    o = _opp(x, _OPPONENT)
+    o = to_opponent(x)
     mean = o.mean(dim=(-1, -2), keepdim=True)
     dev = o - mean
     std = dev.std(dim=(-1, -2))  # (B, 3)
@@ -64,7 +57,7 @@ def to_photo_statistics(images: torch.Tensor, *, contrast: float = PHOTO_CONTRAS
     for _ in range(max(1, rounds)):
         mean, dev, lum, cstd, _ = _stats(x)
         gains = torch.stack([t_lum / lum.clamp_min(1e-6), *(2 * [t_col / cstd.clamp_min(1e-6)])], dim=1)
-        y = _opp(mean + dev * gains.clamp(1 / max_gain, max_gain)[:, :, None, None], _OPPONENT_INV).clamp(0, 1)
+        y = from_opponent(mean + dev * gains.clamp(1 / max_gain, max_gain)[:, :, None, None]).clamp(0, 1)
         if torch.allclose(y, x, atol=1e-4):
             return y
         x = y

@@ -16,61 +16,22 @@ on the image. It enters in one of two ways:
   the sharpness the generator cannot draw; the result is no longer an image G
   can produce.
 
-:func:`image_prior` reads the ``prior`` argument of the generator verbs the way
-:func:`~neuronscope.optim.render` reads its own: a
-:class:`~neuronscope.priors.DenoisingPrior`, a dict of its settings, or
+:func:`image_prior` (:func:`neuronscope.priors.as_prior`) reads the ``prior``
+argument of the generator verbs as :func:`~neuronscope.optim.render` reads its own:
+a :class:`~neuronscope.priors.DenoisingPrior`, a dict of its settings, True, or
 None/False for none.
 """
 
 from __future__ import annotations
 
-import inspect
-import math
-
 import torch
 
 from ..errors import NeuronscopeError
+from ..priors.step import as_prior as image_prior  # noqa: F401  (the verbs read ``prior`` as render does)
 
 #: the RED term's defaults: the code step toward the denoised image is this share of the condition's
 #: step, every step, at the natural preset's noise levels
 RED_DEFAULTS = {"weight": 0.5, "sigma": (0.05, 0.02), "every": 1}
-
-
-def image_prior(spec, defaults: dict | None = None):
-    """A :class:`~neuronscope.priors.DenoisingPrior` or None from ``spec``.
-
-    ``spec``: None or False (none), True (``defaults``), a dict of DenoisingPrior settings
-    (laid over ``defaults``) or a DenoisingPrior. Anything else, or settings the prior
-    refuses, raises NeuronscopeError naming what is valid.
-    """
-    from ..priors import DenoisingPrior
-
-    if spec is None or spec is False:
-        return None
-    if isinstance(spec, DenoisingPrior):
-        return spec
-    if spec is True:
-        spec = {}
-    if not isinstance(spec, dict):
-        raise NeuronscopeError(f"prior must be a DenoisingPrior, a dict of its settings, True or False, got {spec!r}")
-    settings = {**(defaults or {}), **spec}
-    valid = tuple(k for k in inspect.signature(DenoisingPrior.__init__).parameters if k != "self")
-    bad = sorted(k for k in settings if k not in valid)
-    if bad:
-        raise NeuronscopeError(f"unknown prior settings {bad}; valid: {', '.join(valid)}")
-    try:
-        sigma = tuple(float(s) for s in settings.get("sigma", (0.05, 0.02)))
-        every = int(settings.get("every", 1))
-    except (TypeError, ValueError):
-        raise NeuronscopeError(f"prior sigma must be two numbers and every an integer, got {settings!r}") from None
-    if len(sigma) != 2 or not all(math.isfinite(s) and s > 0 for s in sigma):
-        raise NeuronscopeError(f"prior sigma must be two positive noise levels (start, end), got {settings.get('sigma')!r}")
-    if every < 1:
-        raise NeuronscopeError(f"prior every must be at least 1, got {every}")
-    try:
-        return DenoisingPrior(**settings)
-    except ValueError as e:
-        raise NeuronscopeError(f"{e}; valid: a weight in (0, 1]") from None
 
 
 class RedTerm:

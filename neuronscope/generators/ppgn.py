@@ -230,7 +230,7 @@ def run_chain(
         r = red.direction(seen, i) if red is not None else None
         if condition is not None and cfg.eps2 != 0:
             v = condition(seen)
-            g = torch.autograd.grad(v.sum(), hv, retain_graph=True)[0]
+            g = torch.autograd.grad(v.sum(), hv, retain_graph=extra is not None or r is not None)[0]
         else:
             v = torch.zeros(B, device=device)
             g = torch.zeros_like(h)

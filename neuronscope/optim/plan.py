@@ -108,15 +108,10 @@ def _init_images(init, batch: int) -> torch.Tensor | None:
 
 def _prior(spec, steps: int, device, dtype):
     """The prior step a render takes: None, or a DenoisingPrior bound to this render."""
-    if spec is None or spec is False:
-        return None
-    from ..priors import DenoisingPrior
+    from ..priors import as_prior
 
-    if isinstance(spec, dict):
-        spec = DenoisingPrior(**spec)
-    if not isinstance(spec, DenoisingPrior):
-        raise NeuronscopeError(f"prior must be a DenoisingPrior, a dict of its settings or False, got {spec!r}")
-    return spec.start(steps, device, dtype)
+    prior = as_prior(spec)
+    return prior.start(steps, device, dtype) if prior is not None else None
 
 
 def make_optimizer(preset: Preset, param: ImageParam, lr: float):

@@ -52,6 +52,22 @@ def hf_share(images: torch.Tensor) -> torch.Tensor:
     return (p * high).sum(dim=(-1, -2)) / p.sum(dim=(-1, -2)).clamp_min(1e-20)
 
 
+#: RGB -> (luminance, red-green, yellow-blue): the axes of :func:`contrast` and :func:`colourfulness`
+#: (Hasler & Suesstrunk 2003)
+OPPONENT = torch.tensor([[0.299, 0.587, 0.114], [1.0, -1.0, 0.0], [0.5, 0.5, -1.0]])
+_OPPONENT_INV = torch.linalg.inv(OPPONENT)
+
+
+def to_opponent(images: torch.Tensor) -> torch.Tensor:
+    """(B, 3, H, W) RGB -> (B, 3, H, W) luminance, red-green, yellow-blue (:data:`OPPONENT`)."""
+    return torch.einsum("ij,bjhw->bihw", OPPONENT.to(images), images)
+
+
+def from_opponent(opponent: torch.Tensor) -> torch.Tensor:
+    """The inverse of :func:`to_opponent`."""
+    return torch.einsum("ij,bjhw->bihw", _OPPONENT_INV.to(opponent), opponent)
+
+
 def contrast(images: torch.Tensor) -> torch.Tensor:
     """Per row: the standard deviation of the luminance (0.299 R + 0.587 G + 0.114 B) of [0, 1] images."""
     x = images.float().cpu()

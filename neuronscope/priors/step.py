@@ -32,12 +32,15 @@ bf16; only its noise estimate is rounded, the image itself stays float32.
 from __future__ import annotations
 
 import copy
+import inspect
 import math
 
 import torch
 
+from ..errors import NeuronscopeError
 from ..optim.engine.fast_copy import resolve_precision
 from .denoiser import Denoiser, load_denoiser
+from .metrics import from_opponent, to_opponent
 
 
 class DenoisingPrior:
@@ -46,8 +49,16 @@ class DenoisingPrior:
                  keep_contrast: bool = True, contrast_floor: float | None = None):
         if not (0.0 < weight <= 1.0) or not math.isfinite(weight):
             raise ValueError(f"prior weight must be in (0, 1], got {weight}")
+        try:
+            sigma, every = tuple(float(s) for s in sigma), int(every)
+        except (TypeError, ValueError):
+            raise ValueError(f"prior sigma must be two numbers and every an integer, got {sigma!r}, {every!r}") from None
+        if len(sigma) != 2 or not all(math.isfinite(s) and s > 0 for s in sigma):
+            raise ValueError(f"prior sigma must be two positive noise levels (start, end), got {sigma!r}")
+        if every < 1:
+            raise ValueError(f"prior every must be at least 1, got {every}")
         self._denoiser = denoiser
-        self.weight, self.sigma, self.every, self.until = float(weight), tuple(map(float, sigma)), int(every), float(until)
+        self.weight, self.sigma, self.every, self.until = float(weight), sigma, every, float(until)
         self.keep_contrast = bool(keep_contrast)
         if contrast_floor is not None and not (0.0 < contrast_floor < 0.5):
             raise ValueError(f"contrast_floor must be a luminance standard deviation in (0, 0.5), got {contrast_floor}")
@@ -106,10 +117,31 @@ class DenoisingPrior:
         param.assign(self.apply(param().detach(), step), None if frozen is None else ~frozen)
 
 
-#: RGB -> (luminance, red-green, yellow-blue), the opponent axes of the colourfulness measure
-#: of Hasler & Suesstrunk (2003)
-_OPPONENT = torch.tensor([[0.299, 0.587, 0.114], [1.0, -1.0, 0.0], [0.5, 0.5, -1.0]])
-_OPPONENT_INV = torch.linalg.inv(_OPPONENT)
+def as_prior(spec, defaults: dict | None = None) -> DenoisingPrior | None:
+    """The ``prior`` argument of a render or a generator verb as a :class:`DenoisingPrior`, or None.
+
+    ``spec``: None or False (none), True (``defaults``), a dict of DenoisingPrior settings (laid
+    over ``defaults``) or a DenoisingPrior. Anything else, or settings the prior refuses, raises
+    NeuronscopeError naming what is valid.
+    """
+    if spec is None or spec is False:
+        return None
+    if isinstance(spec, DenoisingPrior):
+        return spec
+    if spec is True:
+        spec = {}
+    if not isinstance(spec, dict):
+        raise NeuronscopeError(f"prior must be a DenoisingPrior, a dict of its settings, True or False, got {spec!r}")
+    settings = {**(defaults or {}), **spec}
+    valid = tuple(k for k in inspect.signature(DenoisingPrior.__init__).parameters if k != "self")
+    bad = sorted(k for k in settings if k not in valid)
+    if bad:
+        raise NeuronscopeError(f"unknown prior settings {bad}; valid: {', '.join(valid)}")
+    try:
+        return DenoisingPrior(**settings)
+    except ValueError as e:
+        raise NeuronscopeError(f"{e}; valid: a weight in (0, 1], sigma two positive noise levels, every at least 1, "
+                               "contrast_floor in (0, 0.5)") from None
 
 
 #: at most this factor of luminance contrast gained per prior step toward ``contrast_floor``
@@ -120,16 +152,11 @@ def restore_contrast(before: torch.Tensor, after: torch.Tensor, floor: float | N
     """``after`` with each row's per-axis mean and standard deviation in opponent colour space set
     back to ``before``'s (both (B, 3, H, W)). ``floor``: a row whose luminance standard deviation is
     below it gets up to :data:`FLOOR_RATE` times more, never past the floor."""
-    t = _OPPONENT.to(before)
-
-    def opp(x):
-        return torch.einsum("ij,bjhw->bihw", t, x)
-
-    a, b = opp(before), opp(after)
+    a, b = to_opponent(before), to_opponent(after)
     ma, mb = a.mean(dim=(-1, -2), keepdim=True), b.mean(dim=(-1, -2), keepdim=True)
     sa, sb = a.std(dim=(-1, -2), keepdim=True), b.std(dim=(-1, -2), keepdim=True)
     if floor is not None:
         lum = sa[:, :1]
         sa = torch.cat([torch.maximum(lum, torch.minimum(lum * FLOOR_RATE, torch.full_like(lum, floor))), sa[:, 1:]], 1)
     b = ma + (b - mb) * (sa / sb.clamp_min(1e-6))
-    return torch.einsum("ij,bjhw->bihw", _OPPONENT_INV.to(before), b)
+    return from_opponent(b)

@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from neuronscope import load_model
+from tests.nets import TinyClassifier
 from neuronscope.errors import NeuronscopeError
 from neuronscope.generators import CodeSpec, CodeStats, Generator
 from neuronscope.generators.conditions import Condition
@@ -23,27 +24,10 @@ from neuronscope.generators.nets import CodeDAE, ConvGenerator
 from neuronscope.generators.ppgn import preset, run_chain, sample
 
 
-class TinyNet(nn.Module):
-    """16 px images -> 4 classes; ``feat`` is an 8-channel post-ReLU map."""
-
-    def __init__(self):
-        super().__init__()
-        self.conv = nn.Conv2d(3, 8, 3, padding=1)
-        self.feat = nn.ReLU()
-        self.pool = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(1))
-        self.fc = nn.Linear(8, 4)
-        with torch.no_grad():  # a sharper random classifier: logits that respond to the image
-            self.conv.weight.mul_(5)
-            self.fc.weight.mul_(5)
-
-    def forward(self, x):
-        return self.fc(self.pool(self.feat(self.conv(x))))
-
-
 @pytest.fixture(scope="module")
 def tiny():
     torch.manual_seed(0)
-    model = load_model(TinyNet(), preprocess="none", input_size=16, labels=["a", "b", "c", "d"], name="tiny")
+    model = load_model(TinyClassifier(), preprocess="none", input_size=16, labels=["a", "b", "c", "d"], name="tiny")
     net = nn.Sequential(nn.Linear(8, 3 * 16 * 16), nn.Unflatten(1, (3, 16, 16)), nn.Tanh())  # any nn.Module will do
     spec = CodeSpec(model="tiny", layer="feat", grid=1, size=16)
     codes = torch.relu(torch.randn(256, 8) + 0.5)

@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from neuronscope import load_model
+from tests.nets import TinyClassifier
 from neuronscope.errors import NeuronscopeError
 from neuronscope.generators import CodeSpec, CodeStats, Generator
 from neuronscope.generators.conditions import Condition
@@ -22,23 +23,6 @@ from neuronscope.priors import DenoisingPrior
 from neuronscope.priors.metrics import hf_share
 
 S = 128  # hf_share judges images at 224 px: a smaller image has no power above its cut-off
-
-
-class TinyNet(nn.Module):
-    """16 px images -> 4 classes."""
-
-    def __init__(self):
-        super().__init__()
-        self.conv = nn.Conv2d(3, 8, 3, padding=1)
-        self.feat = nn.ReLU()
-        self.pool = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(1))
-        self.fc = nn.Linear(8, 4)
-        with torch.no_grad():
-            self.conv.weight.mul_(5)
-            self.fc.weight.mul_(5)
-
-    def forward(self, x):
-        return self.fc(self.pool(self.feat(self.conv(x))))
 
 
 def _basis() -> torch.Tensor:
@@ -54,7 +38,7 @@ def _basis() -> torch.Tensor:
 @pytest.fixture(scope="module")
 def tiny():
     torch.manual_seed(0)
-    model = load_model(TinyNet(), preprocess="none", input_size=16, labels=["a", "b", "c", "d"], name="tiny")
+    model = load_model(TinyClassifier(), preprocess="none", input_size=16, labels=["a", "b", "c", "d"], name="tiny")
     lin = nn.Linear(8, 3 * S * S)
     with torch.no_grad():
         lin.weight.copy_(_basis())
