@@ -5,8 +5,8 @@ Two speed-ups change more than the render's own objects:
 * the glibc heap setting of :func:`~neuronscope.optim.engine.heap.roomy_heap`
   (freed memory stays in the process while rendering), and
 * the threaded row split (:mod:`~neuronscope.optim.engine.row_split`), whose
-  one-thread workers lower PyTorch's process-wide intra-op thread count while
-  it runs.
+  one-thread workers give threads started while it runs one intra-op thread
+  (existing threads keep their own count, see that module).
 
 A library call leaves the process alone unless asked: ``render(...,
 tune_process=True)``. ``tune_process=None`` (the default) follows the process

@@ -15,6 +15,13 @@ computed on the whole batch by the caller, so terms that couple rows (diversity)
 still work. A forward hook of yours that the copies carry runs on several threads
 at once. It pays off in bfloat16 and not in float32, so only bfloat16 stages
 split (docs/render-speed.md gives the measurements).
+
+The one-thread setting is per thread, not process-wide: ``torch.set_num_threads(1)``
+in a pool thread leaves threads that already exist with their own count (the thread
+that made the pool keeps its 2, say), but a thread started later begins with the
+count most recently set on any thread: 1 while the pool is open.
+:meth:`RowSplitter.close` sets the count of the thread that made the pool back to
+what it was, so threads started after that begin with it again.
 """
 
 from __future__ import annotations
@@ -36,9 +43,9 @@ class RowSplitter:
     def __init__(self, taps: list[Taps], layers: list[str]):
         self.taps, self.layers = taps, layers
         self._threads = torch.get_num_threads()
-        # each pool thread sets one intra-op thread for itself when it starts (on first use); that also
-        # lowers PyTorch's process-wide default, which close() puts back. Re-raising it on this thread
-        # while the pool runs measured no different (within the noise)
+        # each pool thread sets one intra-op thread for itself when it starts (on first use). This thread
+        # keeps its own count; threads started while the pool is open begin with 1 (see the module doc),
+        # until close() sets this thread's count again
         self._pool = ThreadPoolExecutor(len(taps), thread_name_prefix="neuronscope-rows", initializer=_one_thread)
 
     def close(self) -> None:

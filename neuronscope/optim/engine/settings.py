@@ -65,8 +65,8 @@ class Engine:
 
 def plan_network(model: Model, layers: list[str], engine: Engine, *, batch: int, size: int, steps: int,
                  split_rows: bool = False) -> list[Stage]:
-    """The network stages of a render (``split_rows``: allow the threaded row split, which changes the
-    process-wide thread count while it runs; only when the caller opted in to process tuning)."""
+    """The network stages of a render (``split_rows``: allow the threaded row split, which gives threads
+    started while it runs one intra-op thread; only when the caller opted in to process tuning)."""
     fast = use_fast(model.device, batch, size, steps) if engine.fast is None else engine.fast
     return plan_stages(model, layers, fast=fast, precision=engine.precision, steps=steps, batch=batch,
                        split_rows=split_rows)

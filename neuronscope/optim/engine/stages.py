@@ -71,8 +71,8 @@ def _split_threads(device: torch.device, dtype: torch.dtype, batch: int) -> int:
 def plan_stages(model: Model, layers: list[str], *, fast: bool, precision: str, steps: int,
                 batch: int, split_rows: bool = False) -> list[Stage]:
     """The stages of a render of ``steps`` steps. ``split_rows``: a bfloat16 stage on a multi-core CPU
-    runs its rows on parallel threads (which lowers PyTorch's process-wide thread count while it runs,
-    so only when the caller allowed process tuning, see :mod:`.process`)."""
+    runs its rows on parallel threads (threads started while it runs begin with one intra-op thread,
+    see :mod:`.row_split`, so only when the caller allowed process tuning, see :mod:`.process`)."""
     if precision == "mixed":
         tail = max(1, round(steps * FLOAT32_TAIL))
         if not native_bf16(model.device) or tail >= steps:
