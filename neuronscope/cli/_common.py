@@ -88,17 +88,22 @@ def channel_list(text: str) -> list[int] | None:
         raise argparse.ArgumentTypeError(str(e)) from None
 
 
-def add_model_argument(p: argparse.ArgumentParser, positional: bool = True, required: bool = False) -> None:
+def add_model_argument(p: argparse.ArgumentParser, positional: bool = True, required: bool = False, *,
+                       default: str | None = DEFAULT_MODEL, what: str | None = None) -> None:
     """The model (positional, optional unless ``required``, or ``--model``), ``--device``, and for your own
-    model (``module:factory``, ``./file.py:factory``) ``--preprocess`` and ``--input-size``."""
+    model (``module:factory``, ``./file.py:factory``) ``--preprocess`` and ``--input-size``.
+
+    An optional model falls back to ``default``; ``what`` is the help's first words, which say what the
+    model is for and what no model means (default: ``model name (default DEFAULT)``).
+    """
     own = "package.module:factory or ./file.py:factory (your own model; give --preprocess)"
-    help_ = f"model name (default {DEFAULT_MODEL}); also torchvision:NAME, timm:NAME, {own}"
+    help_ = f"{what or f'model name (default {default})'}; also torchvision:NAME, timm:NAME, {own}"
     if positional and required:
         p.add_argument("model", help=f"model name, e.g. efficientnet_lite0; also torchvision:NAME, timm:NAME, {own}")
     elif positional:
-        p.add_argument("model", nargs="?", default=DEFAULT_MODEL, help=help_)
+        p.add_argument("model", nargs="?", default=default, help=help_)
     else:
-        p.add_argument("--model", default=DEFAULT_MODEL, help=help_)
+        p.add_argument("--model", default=default, help=help_)
     add_device_argument(p)
     p.add_argument("--preprocess", choices=["imagenet", "minus_one_one", "none"], default=None,
                    help="your own model: the normalization it expects of [0,1] RGB input; required unless the "

@@ -4,23 +4,23 @@ Without QUERY every class is listed with its index. With QUERY the classes it
 names are listed best first, with the reason: for ImageNet models by WordNet
 meaning (``cat`` gives the domestic and big cats, ``dog`` the dog breeds), then
 by name. ``--model`` lists another model's labels (the ImageNet list is the
-default and needs no weights). ``-v`` adds WordNet synonyms, hypernyms and the
-definition.
+default and needs no weights); your own model takes ``--preprocess`` and
+``--input-size`` as in every verb that loads one. ``-v`` adds WordNet synonyms,
+hypernyms and the definition.
 """
 
 from __future__ import annotations
 
 from ..models import DEFAULT_MODEL
-from ._common import count
+from ._common import add_model_argument, count, load
 
 
 def add_parser(sub):
     p = sub.add_parser("classes", help="list class names with indexes, or find classes by meaning (cat, dog, bird)",
                        description=__doc__)
     p.add_argument("query", nargs="*", help="words to look for (e.g. cat, 'sports car', fruit); none: list all")
-    p.add_argument("--model", default=None,
-                   help=f"model whose labels to list (default: the ImageNet labels of {DEFAULT_MODEL}, no weights loaded)")
-    p.add_argument("--device", default=None, help="device used when --model is loaded")
+    add_model_argument(p, positional=False, default=None,
+                       what=f"model whose labels to list (default: the ImageNet labels of {DEFAULT_MODEL}, no weights loaded)")
     p.add_argument("-n", "--limit", type=count, default=None, help="show at most this many matches")
     p.add_argument("-v", "--verbose", action="store_true", help="WordNet synonyms, hypernyms and definition per class")
     return p
@@ -28,11 +28,11 @@ def add_parser(sub):
 
 def _labels(args):
     from ..errors import NeuronscopeError
-    from ..models import imagenet_labels, load_model
+    from ..models import imagenet_labels
 
     if args.model is None:
         return "ImageNet-1k", list(imagenet_labels())
-    model = load_model(args.model, device=args.device)
+    model = load(args)  # with --preprocess / --input-size for your own model
     if not model.labels:
         raise NeuronscopeError(f"model {model.name!r} has no class labels; give load_model(..., labels=[...]) a list")
     return model.name, list(model.labels)

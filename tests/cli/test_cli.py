@@ -135,3 +135,34 @@ def test_usage_errors_exit_2(capsys):
     with pytest.raises(SystemExit) as err:
         main(["--version"])
     assert err.value.code == 0
+
+
+def test_every_verb_that_loads_a_model_takes_its_preprocessing_and_input_size():
+    from neuronscope.cli import build_parser
+
+    sub = next(a for a in build_parser()._actions if a.choices and "classes" in a.choices)
+    takes_model = {verb: p for verb, p in sub.choices.items()
+                   if any(a.dest == "model" for a in p._actions)}
+    assert "classes" in takes_model and "render" in takes_model
+    lacking = sorted(verb for verb, p in takes_model.items()
+                     if not {"--preprocess", "--input-size"} <= {s for a in p._actions for s in a.option_strings})
+    assert lacking == []
+
+
+LABELLED_NET = '''
+import torch.nn as nn
+
+def build():
+    return nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 3))
+build.labels = ["red fox", "grey wolf", "blue whale"]
+'''
+
+
+def test_classes_lists_your_own_models_labels_with_its_preprocessing(tmp_path, monkeypatch, capsys):
+    (tmp_path / "labelled_ns_test.py").write_text(LABELLED_NET)
+    monkeypatch.chdir(tmp_path)
+    assert main(["classes", "--model", "./labelled_ns_test.py:build"]) == 2  # not declared: asked for
+    assert "--preprocess" in capsys.readouterr().err
+    assert main(["classes", "--model", "./labelled_ns_test.py:build", "--preprocess", "none", "wolf"]) == 0
+    out = capsys.readouterr().out
+    assert "./labelled_ns_test.py:build: 1 classes match 'wolf'" in out and "1  grey wolf" in out
