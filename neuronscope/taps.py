@@ -132,6 +132,22 @@ def select(output: Any, addr: Address) -> Any:
     return value
 
 
+def element_hint(name: str, value: Any) -> str:
+    """Why ``value``, the output of layer ``name``, is no tensor, and how to address one of its elements:
+    a dict's keys or a tuple's indexes, in brackets after the name, with an example that works."""
+    kind = type(value).__name__
+    if isinstance(value, dict) and value:
+        keys = [str(k) for k in value]
+        example = next((str(k) for k, v in value.items() if isinstance(v, torch.Tensor)), keys[0])
+        return (f"layer {name!r} outputs a {kind} with keys {', '.join(keys)}; address one by its key in "
+                f"brackets, e.g. {name}[{example}]")
+    if isinstance(value, (tuple, list)) and value:
+        last = len(value) - 1
+        return (f"layer {name!r} outputs a {kind} of {len(value)} elements; address one by its index in "
+                f"brackets: {name}[0]" + (f" to {name}[{last}]" if last else ""))
+    return f"layer {name!r} outputs a {kind}, not a tensor, and has no element to address"
+
+
 class _StopForward(Exception):
     """Raised inside a hook to skip the rest of the network once all taps fired."""
 
@@ -157,11 +173,7 @@ class Taps:
             raise NeuronscopeError(f"layer {name!r} did not run in the last forward pass")
         value = self.values[name]
         if not isinstance(value, torch.Tensor):
-            kind = type(value).__name__
-            n = len(value) if hasattr(value, "__len__") else "?"
-            raise NeuronscopeError(
-                f"layer {name!r} outputs a {kind} of {n} elements; address one with brackets, e.g. {name}[0]"
-            )
+            raise NeuronscopeError(element_hint(name, value))
         return value
 
     def __contains__(self, name: str) -> bool:

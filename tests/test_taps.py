@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 import torch
 from torch import nn
@@ -115,6 +117,23 @@ def test_tuple_and_dict_outputs_are_addressable(tuple_model):
         with pytest.raises(NeuronscopeError, match="not tapped here"):
             taps["heads"]
     assert hooks_left(tuple_model) == []
+
+
+def test_a_dict_or_tuple_layer_is_refused_with_its_keys_or_indexes_and_an_address_that_works(tuple_model):
+    x = torch.rand(1, 3, 8, 8)
+    with tap(tuple_model, ["heads", "enc"]) as taps:
+        taps.run(x)
+        with pytest.raises(NeuronscopeError) as dict_err:
+            taps["heads"]
+        with pytest.raises(NeuronscopeError) as tuple_err:
+            taps["enc"]
+    hint = str(dict_err.value)
+    assert "dict with keys logits, norm" in hint and "heads[0]" not in hint
+    example = re.search(r"e\.g\. (heads\[\w+\])", hint).group(1)
+    assert "tuple of 2 elements; address one by its index in brackets: enc[0] to enc[1]" in str(tuple_err.value)
+    with tap(tuple_model, [example, "enc[1]"]) as taps:  # what the hints propose is a tensor
+        taps.run(x)
+        assert isinstance(taps[example], torch.Tensor) and isinstance(taps["enc[1]"], torch.Tensor)
 
 
 def test_a_missing_tuple_element_lists_the_valid_ones(tuple_model):

@@ -48,7 +48,7 @@ import torch.nn.functional as F
 from .. import layouts
 from ..errors import NeuronscopeError
 from ..models import Model
-from ..taps import activations, layer_shapes, parse_address
+from ..taps import activations, element_hint, layer_shapes, parse_address
 
 TOP = 5  # classes kept per unit, in each direction
 LINEAR_RTOL = 1e-5
@@ -94,8 +94,7 @@ def _shifted(model: Model, addr, value, keys: tuple, shift: torch.Tensor, idx: t
     b = len(idx)
     if not keys:
         if not isinstance(value, torch.Tensor):
-            raise NeuronscopeError(f"layer {addr.text!r} is a {type(value).__name__}, not a tensor; address one "
-                                   "element with brackets")
+            raise NeuronscopeError(element_hint(addr.text, value))
         channels = value.shape[layouts.channel_axis(model, addr.text, value)]  # tokens, channels-last: last axis
         onehot = F.one_hot(idx, channels).to(value.dtype)
         return layouts.shift_channels(model, addr.text, value, shift[:, None] * onehot)

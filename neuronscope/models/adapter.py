@@ -94,6 +94,23 @@ class ModelInfo:
     fixed_size: bool = False
 
 
+def _output_hint(name: str, out: Any) -> str:
+    """Why a network's output is no logits tensor, and the ``output=`` that picks them: a dict's key, a tuple's index."""
+    kind = type(out).__name__
+    where = ("; from the command line, have your factory return ns.load_model(net, preprocess=..., output=...)")
+    if isinstance(out, dict) and out:
+        keys = list(out)
+        tensors = [k for k, v in out.items() if isinstance(v, torch.Tensor)] or keys
+        pick = next((k for k in tensors if "logit" in str(k).lower()), tensors[0])
+        return (f"model {name!r} returns a {kind} with keys {', '.join(map(repr, keys))}, not a tensor; say which "
+                f"holds the logits by its key, e.g. load_model(..., output={pick!r}){where}")
+    if isinstance(out, (tuple, list)) and out:
+        last = len(out) - 1
+        return (f"model {name!r} returns a {kind} of {len(out)} elements, not a tensor; say which holds the logits "
+                f"by its index" + (f", 0 to {last}" if last else "") + f", e.g. load_model(..., output=0){where}")
+    return f"model {name!r} returns a {kind}, not a tensor of logits"
+
+
 class Model(Frozen):
     """A frozen, eval-mode network that takes [0, 1] RGB image batches.
 
@@ -135,12 +152,7 @@ class Model(Frozen):
         if isinstance(out, torch.Tensor) and self.output is None:
             return out
         if self.output is None:
-            kind = type(out).__name__
-            keys = list(out.keys()) if isinstance(out, dict) else list(range(len(out))) if isinstance(out, (tuple, list)) else []
-            raise NeuronscopeError(
-                f"model {self.name!r} returns a {kind}, not a tensor; say which element holds "
-                f"the logits with output=<index or key> (valid: {keys})"
-            )
+            raise NeuronscopeError(_output_hint(self.name, out))
         try:
             sel = out[self.output]
         except (KeyError, IndexError, TypeError) as e:

@@ -119,13 +119,26 @@ def test_tuple_output_needs_output_index():
     model = load_model(_Tiny(tuple_out=True), preprocess="none", device="cpu")
     with pytest.raises(NeuronscopeError) as err:
         model(torch.rand(1, 3, 8, 8))
-    assert "tuple" in str(err.value) and "output=" in str(err.value) and "[0, 1]" in str(err.value)
+    assert "tuple of 2 elements" in str(err.value) and "by its index, 0 to 1, e.g. load_model(..., output=0)" in str(err.value)
     model = load_model(_Tiny(tuple_out=True), preprocess="none", output=0, device="cpu")
     x = torch.rand(1, 3, 8, 8)
     assert torch.equal(model(x), model.net(x)[0])
     model = load_model(_Tiny(tuple_out=True), preprocess="none", output=5, device="cpu")
     with pytest.raises(NeuronscopeError, match="no element 5"):
         model(x)
+
+
+def test_dict_output_needs_output_key_and_the_hint_names_the_keys():
+    from tests.nets import DictNet
+
+    model = load_model(DictNet(), preprocess="none", input_size=32, device="cpu")
+    with pytest.raises(NeuronscopeError) as err:
+        model(torch.rand(1, 3, 32, 32))
+    assert "dict with keys 'logits', 'embedding'" in str(err.value)
+    assert "by its key, e.g. load_model(..., output='logits')" in str(err.value)
+    x = torch.rand(1, 3, 32, 32)
+    picked = load_model(DictNet(), preprocess="none", input_size=32, device="cpu", output="logits")
+    assert torch.equal(picked(x), picked.net(x)["logits"])
 
 
 def test_wrong_input_shape_is_a_clear_error(lite0):
