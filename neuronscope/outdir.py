@@ -9,6 +9,15 @@
   into place at the end, under a lock on the parent folder, so an interrupted
   run leaves nothing half-written and of two runs racing for the same new
   folder the second fails cleanly instead of replacing the first's results.
+* ``building_into_dir`` is for verbs whose runs each add their files to a
+  shared folder (``facets``: one sheet per unit). A run is built the same way,
+  in a hidden folder next to the destination; at the end, under the same lock,
+  the hidden folder becomes the destination if there is none yet (or it is
+  empty), else its entries are moved in with the ``mark`` entry (the file that
+  says the run's result is complete) last, so a run killed in between leaves no
+  mark and the next run replaces its files. Other runs' files are never
+  touched; a ``mark`` that another run wrote meanwhile is kept unless
+  ``overwrite``.
 * ``prepare_output_dir`` is for verbs that work in place and resume (top-k
   stores, atlases, training runs).
 * Leftovers of killed runs (``.NAME.PID.XXXXXXXX`` build folders,
@@ -210,6 +219,52 @@ def publish(tmp: Path, out: Path, *, overwrite: bool = False, option: str = "--o
         else:
             os.rename(tmp, out)  # replaces an empty folder atomically
     return out
+
+
+def publish_into(tmp: Path, out: Path, mark: str, *, overwrite: bool = False, option: str = "--out") -> Path:
+    """Add the finished entries of ``tmp`` to the shared folder ``out``, entry ``mark`` last (see the module
+    docstring); ``tmp`` is gone afterwards. Returns ``out``."""
+    with _locked(out.parent):
+        if out.exists() and not out.is_dir():
+            raise NeuronscopeError(f"{option} {out} became a file while this run worked; nothing was written")
+        if not out.exists() or not any(out.iterdir()):
+            os.rename(tmp, out)  # replaces an empty folder atomically
+            return out
+        if (out / mark).exists() and not overwrite:
+            raise NeuronscopeError(
+                f"{out / mark} was written by another run while this one worked; this run's results were "
+                f"discarded. Pass --overwrite to replace it, or choose another {option}"
+            )
+        for src in sorted(tmp.iterdir(), key=lambda p: p.name == mark):  # the mark last
+            dst = out / src.name
+            if dst.is_dir() and not dst.is_symlink():
+                backup = out / f".{dst.name}.old-{os.getpid()}"  # swept by later runs if this one dies here
+                dst.rename(backup)
+                src.rename(dst)
+                shutil.rmtree(backup, ignore_errors=True)
+            else:
+                os.replace(src, dst)
+        tmp.rmdir()
+    return out
+
+
+@contextlib.contextmanager
+def building_into_dir(out: str | os.PathLike, mark: str, *, overwrite: bool = False,
+                      option: str = "--out") -> Iterator[Path]:
+    """Yield a hidden folder to write one run's files into; on success they join the shared folder ``out``
+    (:func:`publish_into`, ``mark`` last), on failure or interruption it is removed and ``out`` is as it was."""
+    out = Path(out)
+    _mkdir(out.parent, option)
+    sweep_leftovers(out.parent, out.name)
+    if out.is_dir():
+        sweep_leftovers(out)
+    tmp = fresh_dir(out.parent, f".{out.name}.")
+    try:
+        yield tmp
+        publish_into(tmp, out, mark, overwrite=overwrite, option=option)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
 
 
 @contextlib.contextmanager

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
 from neuronscope.errors import NeuronscopeError
-from neuronscope.outdir import building_output_dir, check_output_dir, pid_alive, prepare_output_dir
+from neuronscope.outdir import building_into_dir, building_output_dir, check_output_dir, pid_alive, prepare_output_dir
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def dead_pid() -> int:
@@ -143,3 +147,87 @@ def test_leftovers_of_dead_runs_are_swept_and_live_ones_kept(tmp_path):
     (tmp_path / "run" / f".manifest.json.{dead}.cafe0123.tmp").write_text("{")
     prepare_output_dir(tmp_path / "run", resume=True)
     assert list((tmp_path / "run").iterdir()) == []
+
+
+# ---------------------------------------------------------------- a folder shared by many runs (building_into_dir)
+
+
+def _run_files(d: Path, run: str, text: str) -> None:
+    """What one run adds to a shared folder: a file, a folder of pictures, and its mark last."""
+    (d / f"{run}.png").write_text(text)
+    (d / f"{run}_files").mkdir()
+    (d / f"{run}_files" / "0.png").write_text(text)
+    (d / f"{run}.html").write_text(text)
+
+
+def _hidden(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir() if p.name.startswith("."))
+
+
+def _contents(out: Path) -> dict[str, str]:
+    return {str(p.relative_to(out)): p.read_text() for p in sorted(out.rglob("*")) if p.is_file()}
+
+
+def test_into_a_shared_folder_a_failed_first_run_leaves_nothing_and_a_finished_one_is_renamed_into_place(tmp_path):
+    out = tmp_path / "shared"
+    with pytest.raises(RuntimeError):
+        with building_into_dir(out, "u1.html") as tmp:
+            (tmp / "u1.png").write_text("half")
+            raise RuntimeError("the run failed while writing")
+    assert not out.exists() and _hidden(tmp_path) == []
+    with building_into_dir(out, "u1.html") as tmp:
+        assert tmp.parent == tmp_path and tmp.name.startswith(".shared.") and not out.exists()
+        _run_files(tmp, "u1", "one")
+    assert sorted(p.name for p in out.iterdir()) == ["u1.html", "u1.png", "u1_files"]
+    assert _hidden(tmp_path) == []
+
+
+def test_into_a_shared_folder_a_second_run_joins_and_a_failed_one_changes_nothing(tmp_path):
+    out = tmp_path / "shared"
+    with building_into_dir(out, "u1.html") as tmp:
+        _run_files(tmp, "u1", "one")
+    before = _contents(out)
+    with pytest.raises(NeuronscopeError):
+        with building_into_dir(out, "u2.html") as tmp:
+            (tmp / "u2.png").write_text("half")
+            raise NeuronscopeError("refused to write NaN")
+    assert _contents(out) == before and _hidden(tmp_path) == []
+    with building_into_dir(out, "u2.html") as tmp:
+        _run_files(tmp, "u2", "two")
+    assert _contents(out) == {**before, "u2.html": "two", "u2.png": "two", "u2_files/0.png": "two"}
+    assert _hidden(tmp_path) == [] and _hidden(out) == []
+
+
+def test_into_a_shared_folder_the_mark_is_moved_last(tmp_path, monkeypatch):
+    out = tmp_path / "shared"
+    with building_into_dir(out, "u1.html") as tmp:
+        _run_files(tmp, "u1", "one")
+    moved = []
+    real_replace = os.replace
+    monkeypatch.setattr(os, "replace", lambda a, b: (moved.append(Path(b).name), real_replace(a, b)))
+    with building_into_dir(out, "u2.html") as tmp:
+        (tmp / "u2.html").write_text("two")  # written first, published last
+        (tmp / "u2.png").write_text("two")
+        (tmp / "u2.json").write_text("two")
+    assert moved[-1] == "u2.html" and sorted(moved) == ["u2.html", "u2.json", "u2.png"]
+
+
+def test_into_a_shared_folder_a_killed_run_leaves_only_a_hidden_folder_that_the_next_run_sweeps(tmp_path):
+    out = tmp_path / "shared"
+    code = (
+        "import os, signal, sys\n"
+        "from neuronscope.outdir import building_into_dir\n"
+        "cm = building_into_dir(sys.argv[1], 'u1.html')\n"
+        "tmp = cm.__enter__()\n"
+        "(tmp / 'u1.png').write_text('half')\n"
+        "os.kill(os.getpid(), signal.SIGKILL)\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.run([sys.executable, "-c", code, str(out)], env=env, timeout=120)
+    assert proc.returncode == -9
+    assert not out.exists()
+    left = _hidden(tmp_path)
+    assert len(left) == 1 and left[0].startswith(".shared.") and (tmp_path / left[0] / "u1.png").read_text() == "half"
+    with building_into_dir(out, "u1.html") as tmp:
+        _run_files(tmp, "u1", "one")
+    assert _hidden(tmp_path) == [] and (out / "u1.html").read_text() == "one"
