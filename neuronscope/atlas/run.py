@@ -233,7 +233,7 @@ def build_atlas(
     from .settings import render_conditions
 
     man = {**manifest(model, settings), **describe_environment(), "batch": settings.batch,
-           **render_conditions(model, be.threads if be.name != "ray" else (be.threads or 1), settings.preset)}
+           **render_conditions(model, be.threads if be.name != "ray" else (be.threads or 1), settings)}
     if render:
         store = AtlasStore.open_or_create(store_path, man, force=force)
     else:

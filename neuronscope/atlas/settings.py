@@ -59,6 +59,17 @@ class AtlasSettings:
 
         return int(self.steps if self.steps is not None else get_preset(self.preset).steps)
 
+    def engine(self, device):
+        """The engine of every render of the atlas: the preset's precision, through the faster copy in
+        every batch when a full batch takes it, so a layer's last, smaller batch computes as the others."""
+        from ..optim.engine import Engine
+        from ..optim.presets import get_preset
+
+        engine = Engine(precision=get_preset(self.preset).precision)
+        full = engine.resolved(device, batch=self.units_per_batch * self.rows_per_unit, size=self.size,
+                               steps=self.resolved_steps())
+        return full if full.fast else engine  # fewer rows than a full batch never take the copy either
+
 
 def model_fingerprint(model) -> str:
     """A short hash of the model's parameters and buffers (so changed weights are detected)."""
@@ -110,24 +121,19 @@ def manifest(model, settings: AtlasSettings) -> dict:
     }
 
 
-def render_conditions(model, threads: int | None, preset: str = DEFAULT_PRESET) -> dict:
+def render_conditions(model, threads: int | None, settings: AtlasSettings) -> dict:
     """The machine settings the pictures depend on: torch threads per render and the arithmetic.
 
     Renders at 1 and 2 threads differ (the batch is split over threads, sums are
     reordered), as do bfloat16 and float32 steps, so a store records both and a
     resume under other conditions is refused like any other changed setting.
-    The arithmetic is the preset's engine precision as this device resolves it.
+    The arithmetic is what the atlas's engine (:meth:`AtlasSettings.engine`) computes
+    in on this device, labelled by the engine itself (``Engine.arithmetic``, the label
+    of the stages a render plans).
     """
-    from ..optim.engine.fast_copy import native_bf16
-    from ..optim.presets import get_preset
-
-    precision = get_preset(preset).precision
-    if not native_bf16(model.device) or precision == "float32":
-        arithmetic = "float32"
-    elif precision == "mixed":
-        arithmetic = "mixed (bfloat16 steps, float32 tail)"
-    else:
-        arithmetic = "bfloat16"
+    rows = settings.units_per_batch * settings.rows_per_unit
+    arithmetic = settings.engine(model.device).arithmetic(model.device, batch=rows, size=settings.size,
+                                                           steps=settings.resolved_steps())
     return {"threads": int(threads or torch.get_num_threads()), "precision": arithmetic}
 
 

@@ -97,7 +97,8 @@ def render_batch(
 
     t0 = time.perf_counter()
     res = render(model, objective, batch=n * (1 + k), size=settings.size, steps=settings.steps,
-                 preset=settings.preset, seed=seeds, progress=False, callback=check_stop)
+                 preset=settings.preset, engine=settings.engine(model.device), seed=seeds, progress=False,
+                 callback=check_stop)
     if stop is not None and stop.is_set():
         raise Stopped()
     seconds = time.perf_counter() - t0

@@ -161,6 +161,33 @@ def test_mid_layer_classes_are_a_gradient_average(lite0):
 # ---------------------------------------------------------------- a whole atlas in-process
 
 
+def test_the_atlas_records_the_arithmetic_its_renders_compute_in():
+    from neuronscope.atlas.settings import render_conditions
+    from neuronscope.optim.engine import plan_network
+    from neuronscope.optim.engine.fast_copy import native_bf16
+    from neuronscope.optim.engine.stages import arithmetic
+    from tests import nets
+
+    model = nets.resnet()
+    labels = {}
+    for settings in (AtlasSettings(size=32, steps=3, batch=6, diversity=2),  # too small for the faster copy
+                     AtlasSettings(),  # the default preset, natural
+                     AtlasSettings(preset="lucid"),  # a mixed-precision preset
+                     AtlasSettings(size=48, steps=300, batch=5)):  # a full batch takes the copy, one unit would not
+        label = render_conditions(model, 1, settings)["precision"]
+        engine = settings.engine(model.device)
+        full = settings.units_per_batch * settings.rows_per_unit
+        for rows in (full, settings.rows_per_unit):  # a full batch, and a layer's last batch of one unit
+            planned = plan_network(model, ["layer1"], engine, batch=rows, size=settings.size,
+                                   steps=settings.resolved_steps())
+            assert label == arithmetic([s.describe()["dtype"] for s in planned]), (settings, rows)
+        labels[settings.preset, settings.size] = label
+    bf16 = native_bf16(model.device)
+    assert labels == {("natural", 32): "float32", ("natural", 128): "bfloat16" if bf16 else "float32",
+                      ("lucid", 128): "mixed (bfloat16 steps, float32 tail)" if bf16 else "float32",
+                      ("natural", 48): "bfloat16" if bf16 else "float32"}
+
+
 def test_atlas_renders_each_unit_once_and_resumes_without_rendering(lite0, tmp_path):
     out = tmp_path / "site"
     settings = AtlasSettings(size=32, steps=3, batch=6, diversity=2)
@@ -176,11 +203,9 @@ def test_atlas_renders_each_unit_once_and_resumes_without_rendering(lite0, tmp_p
         first = {(r.layer, r.unit): (r.file, r.created) for r in st.units()}
     site = json.loads((out / "manifest.json").read_text())  # written at the end: the finished run, not "running"
     assert site["status"] == "complete" and [r["status"] for r in site["runs"]] == ["complete"]
-    from neuronscope.optim.engine.fast_copy import native_bf16
-
-    # the default preset (natural) renders in bfloat16 throughout where the CPU has it natively
+    # 6 rows of 32 px for 3 steps do not repay the faster copy: the model as given, float32 on any CPU
     assert site["threads"] == torch.get_num_threads()
-    assert site["precision"] == ("bfloat16" if native_bf16("cpu") else "float32")
+    assert site["precision"] == "float32"
     with pytest.raises(NeuronscopeError, match=r"threads: \d+ -> 7"):  # renders differ with the thread count
         build_atlas(lite0, layers, out, threads=7, **kw)
     page = (out / "units" / "head" / "00001.html").read_text()

@@ -359,6 +359,11 @@ def native_bf16(device: torch.device | str = "cpu") -> bool:
 PRECISIONS = ("auto", "float32", "bfloat16")
 
 
+def dtype_name(dtype: torch.dtype) -> str:
+    """``torch.bfloat16`` -> ``"bfloat16"``: how render metadata names a dtype."""
+    return str(dtype).replace("torch.", "")
+
+
 def resolve_precision(precision: str, device: torch.device | str) -> torch.dtype:
     """``auto``: bfloat16 where the device has native bf16 arithmetic, else float32."""
     if precision not in PRECISIONS:
@@ -441,7 +446,7 @@ def build_fast_model(model: Model, keep: Iterable[str] = (), *, fold: bool = Tru
     if dtype != torch.float32:
         fast.net.to(dtype)
         fast.preprocess = nn.Sequential(fast.preprocess, ToDtype(dtype))
-        info.dtype = str(dtype).replace("torch.", "")
+        info.dtype = dtype_name(dtype)
     fast.eval()
     info.seconds = time.perf_counter() - start
     return fast, info

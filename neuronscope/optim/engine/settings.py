@@ -9,14 +9,14 @@ given no engine uses ``Engine(precision=<its preset's precision>)``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 
 from ...errors import NeuronscopeError
 from ...models import Model
-from .fast_copy import resolve_precision, use_fast
-from .stages import PRECISIONS, Stage, check_precision, plan_stages
+from .fast_copy import dtype_name, resolve_precision, use_fast
+from .stages import PRECISIONS, Stage, arithmetic, check_precision, plan_stages, precision_plan
 
 #: engine names besides the precisions
 NAMES = ("plain", "fast")
@@ -48,6 +48,21 @@ class Engine:
             return torch.float32
         return resolve_precision("auto", device)
 
+    def resolved(self, device, *, batch: int, size: int, steps: int) -> "Engine":
+        """This engine with ``fast`` decided (``fast=None``) as a render of ``batch`` rows of ``size`` px
+        and ``steps`` steps on ``device`` decides it."""
+        if self.fast is not None:
+            return self
+        return replace(self, fast=use_fast(device, batch, size, steps))
+
+    def arithmetic(self, device, *, batch: int, size: int, steps: int) -> str:
+        """What a render of that shape computes in, labelled as :func:`~.stages.arithmetic` labels the stages
+        :func:`plan_network` plans for it (``float32``, ``bfloat16``, ``mixed (bfloat16 steps, float32 tail)``),
+        without building them. The model as given (``fast=False``) is taken to be float32."""
+        if not self.resolved(device, batch=batch, size=size, steps=steps).fast:
+            return arithmetic(["float32"])
+        return arithmetic([dtype_name(resolve_precision(p, device)) for _, p in precision_plan(device, self.precision, steps)])
+
     @classmethod
     def parse(cls, value: "Engine | str | None") -> "Engine":
         if value is None:
@@ -67,6 +82,6 @@ def plan_network(model: Model, layers: list[str], engine: Engine, *, batch: int,
                  split_rows: bool = False) -> list[Stage]:
     """The network stages of a render (``split_rows``: allow the threaded row split, which gives threads
     started while it runs one intra-op thread; only when the caller opted in to process tuning)."""
-    fast = use_fast(model.device, batch, size, steps) if engine.fast is None else engine.fast
+    fast = engine.resolved(model.device, batch=batch, size=size, steps=steps).fast
     return plan_stages(model, layers, fast=fast, precision=engine.precision, steps=steps, batch=batch,
                        split_rows=split_rows)

@@ -50,6 +50,27 @@ def check_precision(precision: str) -> str:
     return precision
 
 
+def precision_plan(device: torch.device | str, precision: str, steps: int) -> list[tuple[int, str]]:
+    """``(first step, precision)`` of each stage of a render through the faster copy: ``mixed`` is bfloat16
+    and then float32 for the last :data:`FLOAT32_TAIL` of the steps on a device with native bfloat16,
+    float32 alone elsewhere (or when the tail would be every step); any other precision is one stage."""
+    if precision == "mixed":
+        tail = max(1, round(steps * FLOAT32_TAIL))
+        if not native_bf16(device) or tail >= steps:
+            return [(0, "float32")]
+        return [(0, "bfloat16"), (steps - tail, "float32")]
+    return [(0, check_precision(precision))]
+
+
+def arithmetic(dtypes: list[str]) -> str:
+    """One label for what a render computes in, from its stages' dtypes in step order (``Stage.describe()``'s
+    ``dtype``): ``float32``, ``bfloat16``, or ``mixed (bfloat16 steps, float32 tail)``."""
+    names = list(dict.fromkeys(dtypes))
+    if not names:
+        raise NeuronscopeError("a render has at least one stage")
+    return names[0] if len(names) == 1 else f"mixed ({names[0]} steps, {names[-1]} tail)"
+
+
 @dataclass
 class Stage:
     start: int  # first step of this stage
@@ -73,14 +94,7 @@ def plan_stages(model: Model, layers: list[str], *, fast: bool, precision: str, 
     """The stages of a render of ``steps`` steps. ``split_rows``: a bfloat16 stage on a multi-core CPU
     runs its rows on parallel threads (threads started while it runs begin with one intra-op thread,
     see :mod:`.row_split`, so only when the caller allowed process tuning, see :mod:`.process`)."""
-    if precision == "mixed":
-        tail = max(1, round(steps * FLOAT32_TAIL))
-        if not native_bf16(model.device) or tail >= steps:
-            plan = [(0, "float32")]
-        else:
-            plan = [(0, "bfloat16"), (steps - tail, "float32")]
-    else:
-        plan = [(0, check_precision(precision))]
+    plan = precision_plan(model.device, precision, steps)
     if not fast:
         return [Stage(0, [model], {})]
     stages = []

@@ -83,6 +83,28 @@ def test_plan_mixed_runs_bf16_then_float32_tail(lite0):
     assert plan_stages(lite0, ["logits"], fast=False, precision="mixed", steps=40, batch=4)[0].copies == [lite0]
 
 
+@pytest.mark.parametrize("native", [True, False])
+def test_the_engines_arithmetic_label_is_the_label_of_the_stages_it_plans(monkeypatch, native):
+    from neuronscope.optim.engine import fast_copy
+    from neuronscope.optim.engine import stages as stages_module
+    from neuronscope.optim.engine import plan_network
+    from neuronscope.optim.engine.stages import arithmetic
+    from tests import nets
+
+    for module in (fast_copy, stages_module):  # a CPU with or without native bfloat16
+        monkeypatch.setattr(module, "native_bf16", lambda device="cpu": native)
+    model = nets.resnet()
+    labels = set()
+    for engine in (Engine(), Engine(precision="auto"), Engine(precision="float32"), Engine(precision="bfloat16"),
+                   Engine(fast=False), Engine(fast=True)):
+        for batch, size, steps in ((1, 16, 2), (8, 64, 64), (4, 32, 1)):  # too small for the copy, big enough, 1 step
+            planned = plan_network(model, ["layer1"], engine, batch=batch, size=size, steps=steps)
+            label = engine.arithmetic(model.device, batch=batch, size=size, steps=steps)
+            assert label == arithmetic([s.describe()["dtype"] for s in planned]), (engine, batch, size, steps)
+            labels.add(label)
+    assert labels == ({"float32", "bfloat16", "mixed (bfloat16 steps, float32 tail)"} if native else {"float32", "bfloat16"})
+
+
 def test_unknown_precision_lists_the_valid_ones(lite0):
     with pytest.raises(NeuronscopeError, match="auto, float32, bfloat16, mixed"):
         render(lite0, [O.class_logit(1)], size=32, steps=1, progress=False, engine=Engine(fast=True, precision="fp8"))
