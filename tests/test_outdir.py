@@ -198,6 +198,26 @@ def test_into_a_shared_folder_a_second_run_joins_and_a_failed_one_changes_nothin
     assert _hidden(tmp_path) == [] and _hidden(out) == []
 
 
+@pytest.mark.parametrize("first_in_folder", [True, False])
+def test_into_a_shared_folder_a_mark_another_run_wrote_meanwhile_is_kept_unless_overwrite(tmp_path, first_in_folder):
+    out = tmp_path / "shared"
+    if not first_in_folder:
+        with building_into_dir(out, "u0.html") as tmp:
+            _run_files(tmp, "u0", "zero")
+    with pytest.raises(NeuronscopeError, match="another run.*--overwrite"):
+        with building_into_dir(out, "u1.html") as tmp:
+            _run_files(tmp, "u1", "mine")
+            out.mkdir(exist_ok=True)
+            _run_files(out, "u1", "theirs")  # the racing run publishes first
+    assert (out / "u1.html").read_text() == "theirs" and (out / "u1_files" / "0.png").read_text() == "theirs"
+    assert _hidden(tmp_path) == []
+    with building_into_dir(out, "u1.html", overwrite=True) as tmp:
+        _run_files(tmp, "u1", "mine")
+    assert {k: v for k, v in _contents(out).items() if k.startswith("u1")} == {
+        "u1.html": "mine", "u1.png": "mine", "u1_files/0.png": "mine"}
+    assert _hidden(tmp_path) == [] and _hidden(out) == []
+
+
 def test_into_a_shared_folder_the_mark_is_moved_last(tmp_path, monkeypatch):
     out = tmp_path / "shared"
     with building_into_dir(out, "u1.html") as tmp:
