@@ -24,6 +24,13 @@ The noise level follows a geometric schedule from ``sigma[0]`` to ``sigma[1]`` o
 the render (coarse structure first, fine detail last), and the step can be taken
 every ``every`` steps and stopped after a share ``until`` of the render.
 
+The render ends on a prior step at noise level ``final_sigma`` (after its last
+optimizer step; None: no such step). Without it the image kept the finest-scale
+noise of the optimizer steps since the last prior step: on the 31 held-out classes
+of the naturalness benchmark, one last step at 0.05 lowered the KID to the photos
+(Lite2 features) from 135 to 112 and raised Lite2's mean target probability from
+0.74 to 0.82, the HF ratio going from 1.08 to 0.85 (photos: 1).
+
 The denoiser runs in the precision the render's engine chooses (``start(..., dtype)``):
 in bfloat16 and channels-last it costs about a third of float32 on a CPU with native
 bf16; only its noise estimate is rounded, the image itself stays float32.
@@ -46,7 +53,8 @@ from .metrics import from_opponent, to_opponent
 class DenoisingPrior:
     def __init__(self, denoiser: Denoiser | str | None = None, *, weight: float = 0.8,
                  sigma: tuple[float, float] = (0.05, 0.02), every: int = 4, until: float = 1.0,
-                 keep_contrast: bool = True, contrast_floor: float | None = None):
+                 keep_contrast: bool = True, contrast_floor: float | None = None,
+                 final_sigma: float | None = 0.05):
         if not (0.0 < weight <= 1.0) or not math.isfinite(weight):
             raise ValueError(f"prior weight must be in (0, 1], got {weight}")
         try:
@@ -57,6 +65,9 @@ class DenoisingPrior:
             raise ValueError(f"prior sigma must be two positive noise levels (start, end), got {sigma!r}")
         if every < 1:
             raise ValueError(f"prior every must be at least 1, got {every}")
+        if final_sigma is not None and not (math.isfinite(final_sigma) and final_sigma > 0):
+            raise ValueError(f"prior final_sigma must be a positive noise level or None, got {final_sigma!r}")
+        self.final_sigma = None if final_sigma is None else float(final_sigma)
         self._denoiser = denoiser
         self.weight, self.sigma, self.every, self.until = float(weight), sigma, every, float(until)
         self.keep_contrast = bool(keep_contrast)
@@ -69,7 +80,8 @@ class DenoisingPrior:
 
     def describe(self) -> dict:
         return {"weight": self.weight, "sigma": list(self.sigma), "every": self.every, "until": self.until,
-                "keep_contrast": self.keep_contrast, "contrast_floor": self.contrast_floor}
+                "keep_contrast": self.keep_contrast, "contrast_floor": self.contrast_floor,
+                "final_sigma": self.final_sigma}
 
     def start(self, steps: int, device, dtype: torch.dtype | None = None) -> "DenoisingPrior":
         """Bind to a render of ``steps`` steps on ``device``, the denoiser computing in ``dtype``
@@ -87,13 +99,18 @@ class DenoisingPrior:
         self._net = self._net.to(device=device, dtype=dtype, memory_format=fmt)
         return self
 
+    def _final(self, step: int) -> bool:
+        return self.final_sigma is not None and step == self.steps - 1
+
     def sigma_at(self, step: int) -> float:
+        if self._final(step):
+            return self.final_sigma
         s0, s1 = self.sigma
         f = min(1.0, step / max(1, self.steps - 1))
         return s0 * (s1 / s0) ** f
 
     def active(self, step: int) -> bool:
-        return step % self.every == 0 and step < self.until * self.steps
+        return self._final(step) or (step % self.every == 0 and step < self.until * self.steps)
 
     @torch.no_grad()
     def apply(self, x: torch.Tensor, step: int) -> torch.Tensor:
@@ -141,7 +158,7 @@ def as_prior(spec, defaults: dict | None = None) -> DenoisingPrior | None:
         return DenoisingPrior(**settings)
     except ValueError as e:
         raise NeuronscopeError(f"{e}; valid: a weight in (0, 1], sigma two positive noise levels, every at least 1, "
-                               "contrast_floor in (0, 0.5)") from None
+                               "contrast_floor in (0, 0.5), final_sigma a positive noise level or None") from None
 
 
 #: at most this factor of luminance contrast gained per prior step toward ``contrast_floor``

@@ -142,8 +142,8 @@ def test_kid_is_near_zero_for_one_distribution_and_large_for_two():
 
 
 def test_render_with_prior_has_photo_like_detail_and_still_beats_the_best_photo(lite0, photos_dir):
-    """lucid alone leaves more fine detail than 9 photos in 10 have; the prior brings it into the photos'
-    middle half (their 25th-75th percentile of HF share), the class logit still ends above the best
+    """lucid alone (128 steps) leaves more fine detail than 9 photos in 10 have; the natural preset at its
+    defaults brings it into the photos' middle half (their 25th-75th percentile of HF share), the class logit still ends above the best
     real photo's, and no more pixels saturate than in photos."""
     k = 107  # jellyfish
     files = list_images(Path(photos_dir) / "images")[::4]
@@ -153,9 +153,9 @@ def test_render_with_prior_has_photo_like_detail_and_still_beats_the_best_photo(
     photo_hf = hf_share(photos)
     q25, q75, q90 = (torch.quantile(photo_hf, q).item() for q in (0.25, 0.75, 0.9))
     photo_sat = ((photos <= 0) | (photos >= 1)).float().mean(dim=(1, 2, 3)).median().item()
-    kw = dict(size=224, steps=128, seed=0, progress=False)
-    plain = render(lite0, [O.class_logit(k)], preset="lucid", prior=False, **kw)
-    natural = render(lite0, [O.class_logit(k)], preset="natural", **kw)
+    kw = dict(size=224, seed=0, progress=False)
+    plain = render(lite0, [O.class_logit(k)], preset="lucid", prior=False, steps=128, **kw)
+    natural = render(lite0, [O.class_logit(k)], preset="natural", **kw)  # the preset's own steps
     hf_plain, hf_natural = hf_share(plain.images).item(), hf_share(natural.images).item()
     assert hf_plain > q90, (hf_plain, q90)
     assert q25 <= hf_natural <= q75, (hf_natural, q25, q75)
@@ -227,3 +227,34 @@ def test_contrast_floor_lifts_a_flat_row_a_little_per_step_up_to_the_floor_and_l
         x = restore_contrast(x, x, floor)
     assert abs(float(contrast(x)[0]) - floor) < 1e-3  # reaches the floor and stops there
     assert torch.allclose(x.mean(dim=(-1, -2)), rows.mean(dim=(-1, -2)), atol=1e-4)  # mean colour kept
+
+
+def test_the_render_ends_on_a_prior_step_at_the_final_noise_level(held_out_photos):
+    """After the last optimizer step the prior takes one more step at final_sigma: on a noisy photo it
+    removes fine-scale noise (lower HF share, closer to the clean photo); without final_sigma that
+    step (not one of every 4th) leaves the image alone."""
+    photo = held_out_photos[:4].clamp(0.02, 0.98)
+    g = torch.Generator().manual_seed(3)
+    noisy = (photo + 0.04 * torch.randn(photo.shape, generator=g)).clamp(0.02, 0.98)
+    steps, last = 11, 10  # neither 10 nor 9 is a multiple of every=4: only the final step makes 10 active
+    outs = {}
+    for final in (0.05, None):
+        p = make_param("pixel", 4, photo.shape[-1], [0, 1, 2, 3])
+        p.assign(noisy)
+        prior = DenoisingPrior(final_sigma=final).start(steps, "cpu", torch.float32)
+        assert prior.active(last) == (final is not None) and not prior.active(last - 1)
+        prior(p, last)
+        outs[final] = p().detach()
+    assert torch.allclose(outs[None], noisy, atol=1e-4)
+    assert float(hf_share(outs[0.05]).mean()) < 0.9 * float(hf_share(noisy).mean())
+    assert float(psnr(outs[0.05], photo).mean()) > float(psnr(noisy, photo).mean()) + 1.0
+
+
+def test_final_sigma_must_be_a_noise_level():
+    for bad in (0.0, -0.05, float("nan"), float("inf")):
+        with pytest.raises(ValueError, match="final_sigma"):
+            DenoisingPrior(final_sigma=bad)
+    from neuronscope.priors import as_prior
+
+    with pytest.raises(NeuronscopeError, match="final_sigma"):
+        as_prior({"final_sigma": -1})
