@@ -18,7 +18,7 @@ from typing import Iterable, Iterator, Sequence
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image, ImageDraw, ImageFont, UnidentifiedImageError
+from PIL import Image, ImageDraw, UnidentifiedImageError
 
 from .atomic import (  # noqa: F401 - writers are importable from here as before
     atomic_write_bytes,
@@ -168,13 +168,6 @@ def iter_batches(items: Sequence, batch_size: int) -> Iterator[Sequence]:
 
 # ---------------------------------------------------------------- grids
 
-def _font(size: int = 12):
-    try:
-        return ImageFont.load_default(size=size)
-    except TypeError:  # Pillow < 10.1
-        return ImageFont.load_default()
-
-
 def labelled_grid(
     images: Sequence[Image.Image | torch.Tensor],
     captions: Sequence[str] | None = None,
@@ -193,7 +186,9 @@ def labelled_grid(
     columns = columns or int(np.ceil(np.sqrt(n)))
     rows = int(np.ceil(n / columns))
     cell = cell or max(p.size[0] for p in pics)
-    font = _font(11)
+    from .text import draw_line, font as text_font
+
+    font = text_font(11)
     text_h = 13 * caption_lines if captions else 0
     W = columns * (cell + pad) + pad
     H = rows * (cell + text_h + pad) + pad
@@ -207,7 +202,7 @@ def labelled_grid(
             lines = str(captions[i]).split("\n")[:caption_lines]
             for j, line in enumerate(lines):
                 max_chars = max(4, cell // 6)
-                draw.text((x0, y0 + cell + 1 + 13 * j), line[:max_chars], fill=(20, 20, 20), font=font)
+                draw_line(draw, (x0, y0 + cell + 1 + 13 * j), line[:max_chars], font, 11, (20, 20, 20))
     return sheet
 
 

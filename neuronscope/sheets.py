@@ -17,9 +17,11 @@ from typing import Sequence
 
 import numpy as np
 import torch
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image, ImageDraw
 
 from .images import atomic_write_text, save_png, tensor_to_pil
+from .text import draw_line
+from .text import font as text_font
 from .templating import render_template
 
 PictureLike = Image.Image | torch.Tensor | str | os.PathLike
@@ -106,13 +108,6 @@ def _figure_file(fig: Figure, page: Path, assets: Path, default: str, used: set[
 
 # ---------------------------------------------------------------- PNG helpers
 
-def _font(size: int = 12):
-    try:
-        return ImageFont.load_default(size=size)
-    except TypeError:  # Pillow < 10.1
-        return ImageFont.load_default()
-
-
 def as_pil(img: Image.Image | torch.Tensor | np.ndarray) -> Image.Image:
     if isinstance(img, torch.Tensor):
         return tensor_to_pil(img)
@@ -146,29 +141,9 @@ def mosaic(
     return sheet
 
 
-def word_space(font, font_size: int) -> int:
-    """The advance of a space between words, in px: a third of the font size at least.
-
-    Pillow's built-in font advances a space by 2 px at 11 px, no wider than the gaps
-    between its letters, so "15 nearest" read as "15nearest" on the sheets.
-    """
-    return max(round(font.getlength(" ")), round(font_size / 3))
-
-
-def draw_line(draw: ImageDraw.ImageDraw, xy: tuple[int, int], line: str, font, font_size: int, fill) -> None:
-    """Draw one line of text word by word, each space :func:`word_space` wide (two spaces: twice that)."""
-    x, y = xy
-    space = word_space(font, font_size)
-    for word in line.split(" "):
-        if word:
-            draw.text((x, y), word, fill=fill, font=font)
-            x += round(font.getlength(word))
-        x += space
-
-
 def caption_block(image: Image.Image, lines: Sequence[str], *, font_size: int = 11, width: int | None = None) -> Image.Image:
     """``image`` with caption lines above it, on white."""
-    font = _font(font_size)
+    font = text_font(font_size)
     lh = font_size + 3
     w = max(width or 0, image.size[0])
     out = Image.new("RGB", (w, image.size[1] + lh * len(lines) + 2), (255, 255, 255))

@@ -31,3 +31,22 @@ def test_a_space_between_caption_words_is_a_third_of_the_font_size_wide(font_siz
     assert spaced - joined >= round(font_size / 3)
     double = _gap_after("best 1.23  mean 0.98", "best 1.23", font_size) - _gap_after("best 1.23mean 0.98", "best 1.23", font_size)
     assert double >= 2 * round(font_size / 3)  # two spaces stay twice as wide
+
+
+def _grid_gap(caption: str, first: str) -> int:
+    """The blank columns after ``first`` in a labelled_grid caption (the grid under the demo and render sheets)."""
+    from neuronscope.images import labelled_grid
+
+    def ink(text):
+        grid = labelled_grid([Image.new("RGB", (200, 20), (255, 255, 255))], [text], caption_lines=1, pad=0)
+        band = np.asarray(grid.convert("L"))[200:]
+        return np.flatnonzero((band < 160).any(axis=0))
+
+    end = ink(first).max()
+    cols = ink(caption)
+    return int(cols[cols > end].min() - end - 1)
+
+
+def test_grid_captions_keep_a_visible_space_between_words():
+    # "class:9 s0" under each demo render read as one word with Pillow's 2 px space
+    assert _grid_gap("class:9 s0", "class:9") - _grid_gap("class:9s0", "class:9") >= round(11 / 3)

@@ -18,6 +18,7 @@ from PIL import Image, ImageDraw
 
 from ..images import save_png
 from ..sheets import Figure, Link, Section, as_pil, caption_block, mosaic, stack, write_html_page
+from ..text import draw_line, font
 from .pipeline import Facet, FacetResult
 from ..notebook import FacetSheet
 
@@ -49,12 +50,13 @@ def scatter(result: FacetResult, size: int = 320) -> Image.Image | None:
     xy = (xy - lo) / np.maximum(hi - lo, 1e-9) * (size - 16) + 8
     img = Image.new("RGB", (size, size), (255, 255, 255))
     d = ImageDraw.Draw(img)
+    face = font(11)
     number = facet_numbers(result)
     for (x, y), j in zip(xy, cl.labels):
         d.ellipse((x - 3, y - 3, x + 3, y + 3), fill=_colour(number.get(int(j), 0) - 1, cl.k))
     for j, n in sorted(number.items(), key=lambda t: t[1]):  # a legend in the corner: the facets' numbers
         d.rectangle((6, 6 + 14 * (n - 1), 16, 16 + 14 * (n - 1)), fill=_colour(n - 1, cl.k))
-        d.text((20, 5 + 14 * (n - 1)), f"facet {n}", fill=(30, 30, 30))
+        draw_line(d, (20, 5 + 14 * (n - 1)), f"facet {n}", face, 11, (30, 30, 30))
     return img
 
 
