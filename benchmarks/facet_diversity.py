@@ -242,11 +242,11 @@ def main(argv: list[str] | None = None) -> dict:
             con, col = stats[f"{c['class']}_{m}"]
             ok = np.array(v["top5"], dtype=bool)
             feats = np.array(v["features"])
-            d = diversity(feats[ok])
+            d, d_all = diversity(feats[ok]), diversity(feats)
             row[m] = {"images": len(ok), "passed": int(ok.sum()), "accuracy": round(float(ok.mean()), 3),
                       "D": None if np.isnan(d) else round(d, 4),
                       "D_eff": None if np.isnan(d) else round(d * ok.sum() / len(ok), 4),
-                      "D_all": round(diversity(feats), 4),
+                      "D_all": None if np.isnan(d_all) else round(d_all, 4),  # None: fewer than 2 images
                       "contrast": [round(a, 4) for a in con], "colourfulness": [round(a, 2) for a in col]}
             totals[m]["contrast"] += con
             totals[m]["colourfulness"] += col
