@@ -31,6 +31,8 @@ from .atomic import (  # noqa: F401 - writers are importable from here as before
 from .decode import MAX_PIXELS, decode_rgb, to_rgb
 from .errors import NeuronscopeError
 from .outdir import fresh_dir, prepare_output_dir  # noqa: F401
+from .text import draw_line
+from .text import font as text_font
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif", ".ppm", ".pgm"}
 BACKGROUND = (255, 255, 255)  # transparent pixels are composited on white
@@ -186,8 +188,6 @@ def labelled_grid(
     columns = columns or int(np.ceil(np.sqrt(n)))
     rows = int(np.ceil(n / columns))
     cell = cell or max(p.size[0] for p in pics)
-    from .text import draw_line, font as text_font
-
     font = text_font(11)
     text_h = 13 * caption_lines if captions else 0
     W = columns * (cell + pad) + pad

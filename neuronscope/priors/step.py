@@ -25,7 +25,8 @@ the render (coarse structure first, fine detail last), and the step can be taken
 every ``every`` steps and stopped after a share ``until`` of the render.
 
 The render ends on a prior step at noise level ``final_sigma`` (after its last
-optimizer step; None: no such step). Without it the image kept the finest-scale
+optimizer step; None: no such step; a row frozen earlier, or a render a callback
+stops early, keeps its image as it was). Without it the image kept the finest-scale
 noise of the optimizer steps since the last prior step: on the 31 held-out classes
 of the naturalness benchmark, one last step at 0.05 lowered the KID to the photos
 (Lite2 features) from 135 to 112 and raised Lite2's mean target probability from
@@ -65,9 +66,14 @@ class DenoisingPrior:
             raise ValueError(f"prior sigma must be two positive noise levels (start, end), got {sigma!r}")
         if every < 1:
             raise ValueError(f"prior every must be at least 1, got {every}")
-        if final_sigma is not None and not (math.isfinite(final_sigma) and final_sigma > 0):
-            raise ValueError(f"prior final_sigma must be a positive noise level or None, got {final_sigma!r}")
-        self.final_sigma = None if final_sigma is None else float(final_sigma)
+        if final_sigma is not None:
+            try:
+                final_sigma = float(final_sigma)
+            except (TypeError, ValueError):
+                final_sigma = math.nan
+            if not (math.isfinite(final_sigma) and final_sigma > 0):
+                raise ValueError(f"prior final_sigma must be a positive noise level or None, got {final_sigma!r}")
+        self.final_sigma = final_sigma
         self._denoiser = denoiser
         self.weight, self.sigma, self.every, self.until = float(weight), sigma, every, float(until)
         self.keep_contrast = bool(keep_contrast)

@@ -251,7 +251,7 @@ def test_the_render_ends_on_a_prior_step_at_the_final_noise_level(held_out_photo
 
 
 def test_final_sigma_must_be_a_noise_level():
-    for bad in (0.0, -0.05, float("nan"), float("inf")):
+    for bad in (0.0, -0.05, float("nan"), float("inf"), "soft", [0.05]):
         with pytest.raises(ValueError, match="final_sigma"):
             DenoisingPrior(final_sigma=bad)
     from neuronscope.priors import as_prior
