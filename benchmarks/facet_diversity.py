@@ -26,7 +26,9 @@ through the evaluation transform: resize to 240/0.875, centre crop). Per method:
 writes ``facet_diversity_mfv.{json,png}`` instead, leaving the full run's files alone.
 
 Writes ``benchmarks/results/facet_diversity.json`` and a picture of every image,
-``benchmarks/results/facet_diversity.png``.
+``benchmarks/results/facet_diversity.png``. Each class's renders are kept in ``--work`` (one folder per
+settings, under ``~/.cache/neuronscope/bench/facet_diversity``), so an interrupted run resumes at the
+next class; delete that folder after changing the render code.
 
     python benchmarks/facet_diversity.py [--classes goldfish palace hammer] [--size 160] [--quick] [--methods mfv]
 """
@@ -34,11 +36,11 @@ Writes ``benchmarks/results/facet_diversity.json`` and a picture of every image,
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -48,6 +50,7 @@ import torch
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results" / "facet_diversity.json"
 PICTURE = HERE / "results" / "facet_diversity.png"
+WORK = Path(os.environ.get("NEURONSCOPE_BENCH_CACHE", Path.home() / ".cache" / "neuronscope" / "bench")) / "facet_diversity"
 METHODS = ("mfv", "facet-lucid", "seeds")
 SHOWN = ("mean-image", *METHODS)  # the mean images are measured and judged beside the renders
 
@@ -72,6 +75,11 @@ def render_all(classes, images: str, size: int, views: int, iter_scale: float, s
     info = {}
     for name in classes:
         unit = parse_unit(model, f"class:{name}")
+        done = out / f"{name}.info.json"
+        if done.exists():  # rendered by an earlier, interrupted run with the same settings
+            info[name] = json.loads(done.read_text())
+            print(f"{unit.label}: cached in {out}", flush=True)
+            continue
         t = time.perf_counter()
         res = multifaceted(model, unit, images, views=views, labels=labels, size=size, iter_scale=iter_scale,
                            preset="lucid" if "facet-lucid" in methods else None, preset_steps=steps, anchor=anchor,
@@ -109,6 +117,9 @@ def render_all(classes, images: str, size: int, views: int, iter_scale: float, s
                                          if "facet-lucid" in methods else {}),
                                       "best_real": [f.best_real for f in res.facets]},
                       "seconds": {"facets": round(t_facets, 1), "seeds": round(t_seeds, 1)}}
+        from neuronscope.images import atomic_write_json
+
+        atomic_write_json(done, info[name])  # last: the class's images are all saved
         print(f"{unit.label}: {k} facets ({res.meta['k_rule']}) in {t_facets:.0f} s; {k} seed renders in {t_seeds:.0f} s",
               flush=True)
     return info
@@ -191,6 +202,7 @@ def main(argv: list[str] | None = None) -> dict:
                     help="the MFV start (default photo: the mean image at photo contrast and colourfulness; none: as published)")
     ap.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS),
                     help="what to render (default all); without all three the results go to facet_diversity_<methods>.*")
+    ap.add_argument("--work", default=str(WORK), help="where renders are kept, per settings (a killed run resumes)")
     ap.add_argument("--judge", default=None, help=argparse.SUPPRESS)  # internal: the judge process
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -212,27 +224,33 @@ def main(argv: list[str] | None = None) -> dict:
     methods = [m for m in METHODS if m in args.methods]
     shown = ["mean-image", *methods]
     results, pic = RESULTS, PICTURE
-    if methods != list(METHODS) or args.mfv_colour != "photo":
+    if methods != list(METHODS) or args.mfv_colour != "photo" or args.quick:
         tag = "_".join(methods) + ("_mfv-as-published" if args.mfv_colour != "photo" else "")
-        results = RESULTS.with_name(f"facet_diversity_{tag}.json")
+        tag = "quick" if args.quick and methods == list(METHODS) else tag + ("_quick" if args.quick else "")
+        results = RESULTS.with_name(f"facet_diversity_{tag}.json")  # a smoke run never replaces a real one
         pic = results.with_suffix(".png")
     load = load_average()
     t0 = time.perf_counter()
-    with tempfile.TemporaryDirectory(prefix="ns_facet_div_") as tmp:
-        folder = Path(tmp)
-        info = render_all(args.classes, args.images, args.size, args.views, args.iter_scale, args.steps, folder,
-                          args.anchor, Path(args.sheets) if args.sheets else None, methods,
-                          None if args.mfv_colour == "none" else args.mfv_colour)
-        subprocess.run([sys.executable, __file__, "--judge", str(folder), "--threads", str(args.threads)], check=True)
-        verdicts = json.loads((folder / "judge.json").read_text())
-        picture(folder, info, shown, pic)
-        stats = {}
-        from neuronscope.priors.metrics import colourfulness, contrast
+    # renders are kept per settings (an interrupted run resumes class by class; delete the folder after
+    # changing the render code, as for naturalness.py's cache)
+    key = json.dumps([args.size, args.views, args.iter_scale, args.steps, args.anchor, methods, args.mfv_colour,
+                      str(args.images)])
+    folder = Path(args.work) / hashlib.sha256(key.encode()).hexdigest()[:12]
+    folder.mkdir(parents=True, exist_ok=True)
+    print(f"renders in {folder}", flush=True)
+    info = render_all(args.classes, args.images, args.size, args.views, args.iter_scale, args.steps, folder,
+                      args.anchor, Path(args.sheets) if args.sheets else None, methods,
+                      None if args.mfv_colour == "none" else args.mfv_colour)
+    subprocess.run([sys.executable, __file__, "--judge", str(folder), "--threads", str(args.threads)], check=True)
+    verdicts = json.loads((folder / "judge.json").read_text())
+    picture(folder, info, shown, pic)
+    stats = {}
+    from neuronscope.priors.metrics import colourfulness, contrast
 
-        for c in info.values():
-            for m in shown:
-                x = torch.from_numpy(np.load(folder / f"{c['class']}_{m}.npy"))
-                stats[f"{c['class']}_{m}"] = (contrast(x).tolist(), colourfulness(x).tolist())
+    for c in info.values():
+        for m in shown:
+            x = torch.from_numpy(np.load(folder / f"{c['class']}_{m}.npy"))
+            stats[f"{c['class']}_{m}"] = (contrast(x).tolist(), colourfulness(x).tolist())
     photos = photo_statistics(args.images)
     per_class, totals = {}, {m: {"passed": 0, "images": 0, "D": [], "contrast": [], "colourfulness": []} for m in shown}
     for name, c in info.items():

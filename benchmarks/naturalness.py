@@ -359,7 +359,8 @@ def main(argv: list[str] | None = None) -> dict:
         "maco_note": "MACO is neuronscope's `maco` preset (phase-only FFT with a fixed magnitude spectrum of the "
                      "offline photos); Horama 0.3 needs torchvision and downloads its spectrum at run time",
     }
-    out = Path(args.out) if args.out else RESULTS.with_name(f"naturalness{args.tag}{seed_tag}.json")
+    quick = "_quick" if args.quick else ""  # a smoke run never replaces a real one
+    out = Path(args.out) if args.out else RESULTS.with_name(f"naturalness{args.tag}{seed_tag}{quick}.json")
     out.parent.mkdir(parents=True, exist_ok=True)
     sys.path.insert(0, str(HERE.parent))
     from neuronscope.images import atomic_write_json
