@@ -75,7 +75,7 @@ def main(argv: list[str] | None = None) -> dict:
                                        "--kw", json.dumps({"prior": no_last}), "--tag", "_nolast",
                                        "--threads", str(args.threads), "--work", args.work,
                                        "--out", str(Path(tmp) / f"nolast{seed}.json")])
-            folder = Path(args.work) / f"256steps_224px_nolast{f'_seed{seed}' if seed else ''}" / "ns-default" / "held31"
+            folder = naturalness.work_folder(args.work, record["steps"], record["size"], "_nolast", seed) / "ns-default" / "held31"
             paths = [str(folder / naturalness._file(t)) for t in record["sets"]["held31"]]
             renders = {f"none s{seed}": {"held31": paths}}
             for sigma, weight in points:

@@ -125,6 +125,11 @@ def _render_child(spec: dict) -> dict:
     return {"seconds": round(seconds, 2), "n": len(targets), **meta}
 
 
+def work_folder(work, steps: int, size: int, tag: str = "", seed: int = 0) -> Path:
+    """The cache folder of one run's renders (a tool's PNGs are in ``<folder>/<tool>/<set>/``)."""
+    return Path(work) / f"{steps}steps_{size}px{tag}{f'_seed{seed}' if seed else ''}"
+
+
 def _file(target: str) -> str:
     return target.replace(":", "_") + ".png"
 
@@ -318,7 +323,7 @@ def main(argv: list[str] | None = None) -> dict:
         sets = {k: v[:args.limit] for k, v in sets.items()}
     started, load_before = time.time(), load_average()
     seed_tag = f"_seed{args.seed}" if args.seed else ""
-    work = Path(args.work) / f"{args.steps}steps_{args.size}px{args.tag}{seed_tag}"
+    work = work_folder(args.work, args.steps, args.size, args.tag, args.seed)
     renders: dict = {}
     times: dict = {}
     for set_name, targets in sets.items():
