@@ -51,13 +51,21 @@ from .denoiser import Denoiser, load_denoiser
 from .metrics import from_opponent, to_opponent
 
 
+def _number(value) -> float:
+    """``value`` as a float; NaN (which fails every range check) for anything that is not a number."""
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return math.nan
+
+
 class DenoisingPrior:
     def __init__(self, denoiser: Denoiser | str | None = None, *, weight: float = 0.8,
                  sigma: tuple[float, float] = (0.05, 0.02), every: int = 4, until: float = 1.0,
                  keep_contrast: bool = True, contrast_floor: float | None = None,
                  final_sigma: float | None = 0.05):
-        if not (0.0 < weight <= 1.0) or not math.isfinite(weight):
-            raise ValueError(f"prior weight must be in (0, 1], got {weight}")
+        if not 0.0 < _number(weight) <= 1.0:
+            raise ValueError(f"prior weight must be in (0, 1], got {weight!r}")
         try:
             sigma, every = tuple(float(s) for s in sigma), int(every)
         except (TypeError, ValueError):
@@ -66,14 +74,9 @@ class DenoisingPrior:
             raise ValueError(f"prior sigma must be two positive noise levels (start, end), got {sigma!r}")
         if every < 1:
             raise ValueError(f"prior every must be at least 1, got {every}")
-        if final_sigma is not None:
-            try:
-                final_sigma = float(final_sigma)
-            except (TypeError, ValueError):
-                final_sigma = math.nan
-            if not (math.isfinite(final_sigma) and final_sigma > 0):
-                raise ValueError(f"prior final_sigma must be a positive noise level or None, got {final_sigma!r}")
-        self.final_sigma = final_sigma
+        if final_sigma is not None and not 0.0 < _number(final_sigma) < math.inf:
+            raise ValueError(f"prior final_sigma must be a positive noise level or None, got {final_sigma!r}")
+        self.final_sigma = None if final_sigma is None else float(final_sigma)
         self._denoiser = denoiser
         self.weight, self.sigma, self.every, self.until = float(weight), sigma, every, float(until)
         self.keep_contrast = bool(keep_contrast)
