@@ -26,7 +26,7 @@ through the evaluation transform: resize to 240/0.875, centre crop). Per method:
 writes ``facet_diversity_mfv.{json,png}`` instead, leaving the full run's files alone.
 
 Writes ``benchmarks/results/facet_diversity.json`` and a picture of every image,
-``benchmarks/results/facet_diversity.png``. Each class's renders are kept in ``--work`` (one folder per
+``benchmarks/results/facet_diversity.jpg``. Each class's renders are kept in ``--work`` (one folder per
 settings, under ``~/.cache/neuronscope/bench/facet_diversity``), so an interrupted run resumes at the
 next class; delete that folder after changing the render code.
 
@@ -49,7 +49,7 @@ import torch
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results" / "facet_diversity.json"
-PICTURE = HERE / "results" / "facet_diversity.png"
+PICTURE = HERE / "results" / "facet_diversity.jpg"
 WORK = Path(os.environ.get("NEURONSCOPE_BENCH_CACHE", Path.home() / ".cache" / "neuronscope" / "bench")) / "facet_diversity"
 METHODS = ("mfv", "facet-lucid", "seeds")
 SHOWN = ("mean-image", *METHODS)  # the mean images are measured and judged beside the renders
@@ -157,7 +157,7 @@ def diversity(feats: np.ndarray) -> float:
 def picture(folder: Path, info: dict, methods, path: Path) -> None:
     from PIL import Image
 
-    from neuronscope.images import save_png
+    from neuronscope.atomic import atomic_write_bytes, png_bytes
     from neuronscope.priors.metrics import colourfulness, contrast
     from neuronscope.sheets import as_pil, caption_block, stack
 
@@ -168,7 +168,8 @@ def picture(folder: Path, info: dict, methods, path: Path) -> None:
             tiles = [as_pil(i).resize((96, 96), Image.LANCZOS) for i in x]
             stats = (f"contrast {float(contrast(x).median()):.2f}, colourfulness {float(colourfulness(x).median()):.0f}")
             rows.append(caption_block(stack(tiles, gap=2), [f"{c['label']} - {method}", stats], width=200))
-    save_png(stack(rows, direction="vertical", gap=4), path)
+    # JPEG: a PNG of this many rendered tiles weighed 2.2 MB in the repository
+    atomic_write_bytes(path, png_bytes(stack(rows, direction="vertical", gap=4), "JPEG", quality=88))
 
 
 def photo_statistics(images: str) -> dict:
@@ -228,7 +229,7 @@ def main(argv: list[str] | None = None) -> dict:
         tag = "_".join(methods) + ("_mfv-as-published" if args.mfv_colour != "photo" else "")
         tag = "quick" if args.quick and methods == list(METHODS) else tag + ("_quick" if args.quick else "")
         results = RESULTS.with_name(f"facet_diversity_{tag}.json")  # a smoke run never replaces a real one
-        pic = results.with_suffix(".png")
+        pic = results.with_suffix(".jpg")
     load = load_average()
     t0 = time.perf_counter()
     # renders are kept per settings (an interrupted run resumes class by class; delete the folder after
