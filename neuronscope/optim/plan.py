@@ -179,6 +179,9 @@ def plan_render(
     tfm = (transforms if transforms is not None else p.transforms()).to(dev)
     lr = lr or p.lr
     optimizer = make_optimizer(p, param, lr)
+    # the engine as this render decides it: a render too small for the fast copy runs the model as given,
+    # in float32, and so does the prior's denoiser
+    engine = engine.resolved(dev, batch=batch, size=size, steps=steps)
     prior_step = _prior(p.prior if prior is None else prior, steps, dev, engine.prior_dtype(dev))
     post_steps = ([prior_step] if prior_step is not None else []) + list(post_steps)
     layers = [n for n in objective.layers if n != "input"]

@@ -294,3 +294,21 @@ def test_a_render_without_an_engine_computes_in_its_presets_precision(lite0):
     # an engine the caller names wins over the preset's precision
     named = plan_render(lite0, [O.class_logit(1)], preset="natural", engine="mixed", **kw).stages
     assert [s.describe()["dtype"] for s in named] == dtypes["lucid"]
+
+
+def test_the_priors_denoiser_computes_in_what_the_render_decides(lite0):
+    """A render too small for the fast copy runs the model as given, in float32, and its prior step too;
+    one large enough for the copy gives the denoiser the preset's precision."""
+    from neuronscope.optim.engine.fast_copy import native_bf16
+    from neuronscope.optim.plan import plan_render
+
+    def denoiser_dtype(**kw):
+        plan = plan_render(lite0, [O.class_logit(1)], preset="natural", **kw)
+        (prior,) = [op for op in plan.post_steps if type(op).__name__ == "DenoisingPrior"]
+        return prior._dtype, [s.describe()["dtype"] for s in plan.stages]
+
+    small, small_stages = denoiser_dtype(size=32, steps=8)  # below fast_copy.AUTO_MIN_WORK
+    assert small_stages == ["float32"] and small == torch.float32
+    large, large_stages = denoiser_dtype(size=64, steps=512)
+    assert large == (torch.bfloat16 if native_bf16("cpu") else torch.float32)
+    assert large_stages == [str(large).removeprefix("torch.")]
