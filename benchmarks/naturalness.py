@@ -95,11 +95,19 @@ def _render_child(spec: dict) -> dict:
 
         kw = dict(tool["kw"], **spec.get("kw", {}))
         kw.setdefault("seed", spec.get("seed", 0))
+        coarse = kw.pop("coarse", None)
         if size:
             kw["size"] = size
-        res = render(model, [_objective(t, O) for t in targets], steps=steps, progress=False, **kw)
+        objectives = [_objective(t, O) for t in targets]
+        if coarse:  # coarse to fine: the first N steps at S px, the rest from their bicubic enlargement
+            (s1, n1), full = coarse, kw.get("size") or model.input_size
+            first = render(model, objectives, steps=n1, progress=False, **dict(kw, size=s1))
+            kw["init"] = torch.nn.functional.interpolate(first.images, size=(full, full), mode="bicubic",
+                                                         align_corners=False).clamp(0.002, 0.998)
+            steps = steps - n1
+        res = render(model, objectives, steps=steps, progress=False, **kw)
         images = res.images.permute(0, 2, 3, 1).numpy()
-        meta = {k: res.meta.get(k) for k in ("preset", "size", "steps", "prior")}
+        meta = {k: res.meta.get(k) for k in ("preset", "size", "steps", "prior")} | ({"coarse": coarse} if coarse else {})
     else:
         sys.path.insert(0, str(HERE))
         from _lucent_shim import load_lucent
@@ -297,7 +305,9 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--steps", type=int, default=256, help="steps of every render, every tool")
     ap.add_argument("--size", type=int, default=224, help="render size in px, every tool (0: the tool's default)")
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--kw", default="{}", help="extra render() keywords for neuronscope tools, as JSON")
+    ap.add_argument("--kw", default="{}", help="extra render() keywords for neuronscope tools, as JSON; "
+                    "\"coarse\": [S, N] renders the first N of the steps at S px, then the rest at full size "
+                    "from their bicubic enlargement")
     ap.add_argument("--seed", type=int, default=0, help="seed of every render, every tool (the render noise between "
                     "seeds shows how far a KID difference on 16 classes is chance)")
     ap.add_argument("--tag", default="", help="suffix of the cache folder and result name (for sweeps)")
