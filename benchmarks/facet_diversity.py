@@ -68,6 +68,7 @@ def render_all(classes, images: str, size: int, views: int, iter_scale: float, s
                anchor: float, sheets: Path | None = None, methods=METHODS, mfv_colour: str | None = "photo") -> dict:
     from neuronscope import load_model
     from neuronscope.facets import labels_from_manifest, multifaceted, parse_unit
+    from neuronscope.images import atomic_write_json
     from neuronscope.optim import render
 
     model = load_model("efficientnet_lite0", device="cpu")
@@ -117,8 +118,6 @@ def render_all(classes, images: str, size: int, views: int, iter_scale: float, s
                                          if "facet-lucid" in methods else {}),
                                       "best_real": [f.best_real for f in res.facets]},
                       "seconds": {"facets": round(t_facets, 1), "seeds": round(t_seeds, 1)}}
-        from neuronscope.images import atomic_write_json
-
         atomic_write_json(done, info[name])  # last: the class's images are all saved
         print(f"{unit.label}: {k} facets ({res.meta['k_rule']}) in {t_facets:.0f} s; {k} seed renders in {t_seeds:.0f} s",
               flush=True)
@@ -225,10 +224,12 @@ def main(argv: list[str] | None = None) -> dict:
     methods = [m for m in METHODS if m in args.methods]
     shown = ["mean-image", *methods]
     results, pic = RESULTS, PICTURE
-    if methods != list(METHODS) or args.mfv_colour != "photo" or args.quick:
-        tag = "_".join(methods) + ("_mfv-as-published" if args.mfv_colour != "photo" else "")
-        tag = "quick" if args.quick and methods == list(METHODS) else tag + ("_quick" if args.quick else "")
-        results = RESULTS.with_name(f"facet_diversity_{tag}.json")  # a smoke run never replaces a real one
+    tag = "" if methods == list(METHODS) and args.mfv_colour == "photo" else \
+        "_".join(methods) + ("_mfv-as-published" if args.mfv_colour != "photo" else "")
+    if args.quick:  # a smoke run never replaces a real one
+        tag = f"{tag}_quick" if tag else "quick"
+    if tag:
+        results = RESULTS.with_name(f"facet_diversity_{tag}.json")
         pic = results.with_suffix(".jpg")
     load = load_average()
     t0 = time.perf_counter()

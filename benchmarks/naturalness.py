@@ -133,9 +133,13 @@ def _render_child(spec: dict) -> dict:
     return {"seconds": round(seconds, 2), "n": len(targets), **meta}
 
 
+def _seed_suffix(seed: int) -> str:
+    return f"_seed{seed}" if seed else ""
+
+
 def work_folder(work, steps: int, size: int, tag: str = "", seed: int = 0) -> Path:
     """The cache folder of one run's renders (a tool's PNGs are in ``<folder>/<tool>/<set>/``)."""
-    return Path(work) / f"{steps}steps_{size}px{tag}{f'_seed{seed}' if seed else ''}"
+    return Path(work) / f"{steps}steps_{size}px{tag}{_seed_suffix(seed)}"
 
 
 def _file(target: str) -> str:
@@ -332,7 +336,11 @@ def main(argv: list[str] | None = None) -> dict:
     if args.limit:
         sets = {k: v[:args.limit] for k, v in sets.items()}
     started, load_before = time.time(), load_average()
-    seed_tag = f"_seed{args.seed}" if args.seed else ""
+    coarse = json.loads(args.kw).get("coarse")
+    if coarse is not None and not (isinstance(coarse, list) and len(coarse) == 2 and all(isinstance(v, int) for v in coarse)
+                                   and coarse[0] >= 16 and 0 < coarse[1] < args.steps):
+        ap.error(f"--kw coarse must be [S, N]: S px (at least 16) for the first N of the {args.steps} steps, "
+                 f"0 < N < {args.steps}; got {coarse!r}")
     work = work_folder(args.work, args.steps, args.size, args.tag, args.seed)
     renders: dict = {}
     times: dict = {}
@@ -375,7 +383,7 @@ def main(argv: list[str] | None = None) -> dict:
                      "offline photos); Horama 0.3 needs torchvision and downloads its spectrum at run time",
     }
     quick = "_quick" if args.quick else ""  # a smoke run never replaces a real one
-    out = Path(args.out) if args.out else RESULTS.with_name(f"naturalness{args.tag}{seed_tag}{quick}.json")
+    out = Path(args.out) if args.out else RESULTS.with_name(f"naturalness{args.tag}{_seed_suffix(args.seed)}{quick}.json")
     out.parent.mkdir(parents=True, exist_ok=True)
     sys.path.insert(0, str(HERE.parent))
     from neuronscope.images import atomic_write_json
